@@ -1,0 +1,29 @@
+# Two entry points (see README): `make demo` and `make test`.
+# Both create .venv if missing and install segzoo with the pinned versions of constraints.txt.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.segzoo-installed
+DEMO_CONFIG := configs/fcn/fcn8s_vgg16-bn_shapes-64x64.yaml
+DEMO_DIR := work_dirs/demo/$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: install demo test lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade-strategy only-if-needed -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/segzoo train $(DEMO_CONFIG) --work-dir $(DEMO_DIR)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/python -m pip install -q ruff && $(BIN)/ruff check segzoo tests benchmarks
+
+clean:
+	rm -rf work_dirs build *.egg-info .pytest_cache

@@ -1,0 +1,142 @@
+"""The ``segzoo`` command line: list, train, eval, predict.
+
+    segzoo list [models|backbones|datasets|transforms|losses]
+    segzoo train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
+    segzoo eval CONFIG --checkpoint PATH [--set ...] [--out FILE]
+    segzoo predict CONFIG --checkpoint PATH --input DIR_OR_FILE --output DIR [--set ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from segzoo.errors import SegzooError
+
+GROUPS = ("models", "backbones", "heads", "datasets", "transforms", "losses", "optimizers", "schedulers")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from segzoo import registry as r
+    from segzoo.config.validate import registries
+
+    registries()  # import everything that registers
+    regs = {"models": r.MODELS, "backbones": r.BACKBONES, "heads": r.HEADS, "datasets": r.DATASETS,
+            "transforms": r.TRANSFORMS, "losses": r.LOSSES, "optimizers": r.OPTIMIZERS,
+            "schedulers": r.SCHEDULERS}
+    groups = [args.group] if args.group else ["models", "backbones", "datasets"]
+    for group in groups:
+        reg = regs[group]
+        print(f"{group}:")
+        for name in reg.names():
+            meta = reg.entry(name).meta
+            extra = "  ".join(f"[{meta[k]}]" for k in ("task",) if k in meta)
+            paper = f"  {meta['paper']}" if "paper" in meta else ""
+            print(f"  {name:<16}{extra}{paper}")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    from segzoo.config import load_config
+
+    return load_config(args.config, args.set or [])
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from segzoo.engine import Trainer
+
+    cfg = _load(args)
+    work_dir = Path(args.work_dir or cfg.work_dir or Path("work_dirs") / Path(args.config).stem)
+    Trainer(cfg, work_dir, resume=args.resume).train()
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from segzoo.engine import builder
+    from segzoo.engine.evaluator import evaluate_semantic, format_metrics
+    from segzoo.engine.logger import write_json
+    from segzoo.inference import load_trained_model
+
+    cfg = _load(args)
+    if cfg.data.val is None:
+        raise SegzooError("the config has no data.val split to evaluate on")
+    device = builder.resolve_device(cfg.train.device)
+    model, meta = load_trained_model(cfg, args.checkpoint, device)
+    dataset = builder.dataset_from_split(cfg, cfg.data.val)
+    loader = builder.loader_from_split(cfg, cfg.data.val, dataset, train=False)
+    metrics = evaluate_semantic(model, loader, num_classes=meta["num_classes"],
+                                ignore_index=cfg.data.ignore_index,
+                                class_names=dataset.class_names, device=device)
+    print(format_metrics(metrics))
+    ckpt = Path(args.checkpoint)
+    out = Path(args.out) if args.out else (
+        ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent) / f"eval_{ckpt.stem}.json"
+    write_json(out, {**metrics, "checkpoint": str(ckpt), "config": str(args.config)})
+    print(f"metrics written to {out}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from segzoo.engine import builder
+    from segzoo.inference import load_trained_model, predict_images
+    from segzoo.inference.predict import find_images
+
+    cfg = _load(args)
+    device = builder.resolve_device(cfg.train.device)
+    model, meta = load_trained_model(cfg, args.checkpoint, device)
+    records = predict_images(model, cfg, find_images(args.input), args.output,
+                             palette=meta["palette"], device=device)
+    print(f"wrote {len(records)} label PNGs to {Path(args.output) / 'labels'} and overlays to "
+          f"{Path(args.output) / 'overlays'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="segzoo", description="segzoo: a segmentation model zoo")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("list", help="list registered models, backbones, datasets, ...")
+    p.add_argument("group", nargs="?", choices=GROUPS)
+    p.set_defaults(func=cmd_list)
+
+    def with_config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", help="YAML config file")
+        p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                       help="override config keys, values parsed as YAML (e.g. train.max_iters=200)")
+
+    p = sub.add_parser("train", help="train a model from a config")
+    with_config(p)
+    p.add_argument("--work-dir", help="run folder (default: work_dirs/<config name>)")
+    p.add_argument("--resume", action="store_true", help="resume from <work-dir>/checkpoints/last.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint on the config's val split")
+    with_config(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--out", help="metrics JSON path (default: eval_<checkpoint>.json in the run folder)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("predict", help="write label PNGs and overlays for images")
+    with_config(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--input", required=True, help="an image file or a folder of images")
+    p.add_argument("--output", required=True, help="output folder")
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SegzooError as exc:
+        print(f"segzoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"segzoo {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

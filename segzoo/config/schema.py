@@ -1,0 +1,105 @@
+"""Typed config objects. Every key a config file may hold is a field here or a keyword argument
+of a registered builder (model, dataset, transform, loss, optimizer, scheduler).
+
+Layout of a config (see configs/ and docs/configs.md)::
+
+    model:     {name: fcn8s, backbone: vgg16, ...builder kwargs}   # num_classes from the dataset
+    data:      {train: {dataset: {name: ...}, transforms: [...], batch_size: 8}, val: {...},
+                num_workers: 2, ignore_index: 255, mean: [...], std: [...]}
+    loss:      {name: cross_entropy, ...}
+    optimizer: {name: sgd, lr: 0.01, ...}
+    scheduler: {name: poly, power: 0.9, warmup_iters: 0, ...}
+    train:     {max_iters: 1000, eval_interval: 500, ...}
+    work_dir:  null
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+
+
+def registry_field(registry: str, *, factory: Any = None) -> Any:
+    """A dataclass field holding component(s) built from the named registry; required unless
+    ``factory`` gives a default."""
+    meta = {"registry": registry}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(metadata=meta)
+
+
+@dataclass
+class Component:
+    """A registered builder and its keyword arguments; written ``{name: ..., **kwargs}``."""
+
+    name: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.kwargs}
+
+
+@dataclass
+class SplitConfig:
+    """One data split: its dataset, joint transforms and batching."""
+
+    dataset: Component = registry_field("dataset")
+    transforms: list[Component] = registry_field("transform", factory=list)
+    batch_size: int = 2
+    shuffle: bool | None = None  # None: shuffle the train split only
+
+
+@dataclass
+class DataConfig:
+    """Datasets and what every split shares."""
+
+    train: SplitConfig | None = None
+    val: SplitConfig | None = None
+    num_workers: int = 2
+    ignore_index: int = 255
+    mean: list[float] = field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = field(default_factory=lambda: list(IMAGENET_STD))
+
+
+@dataclass
+class TrainConfig:
+    """The iteration-based schedule and run options."""
+
+    max_iters: int = 1000
+    log_interval: int = 10
+    eval_interval: int = 0  # 0: evaluate only at the end
+    checkpoint_interval: int = 0  # 0: checkpoint only at evaluations and at the end
+    seed: int = 0
+    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    num_vis: int = 4  # prediction overlays written at each evaluation
+
+
+@dataclass
+class Config:
+    """A complete, validated run configuration."""
+
+    model: Component = registry_field("model")
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: Component = registry_field("loss", factory=lambda: Component("cross_entropy"))
+    optimizer: Component = registry_field("optimizer", factory=lambda: Component("sgd"))
+    scheduler: Component = registry_field("scheduler", factory=lambda: Component("poly"))
+    train: TrainConfig = field(default_factory=TrainConfig)
+    work_dir: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) that reloads to an equal config."""
+        return _plain(self)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Component):
+        return _plain(obj.to_dict())
+    if is_dataclass(obj):
+        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj

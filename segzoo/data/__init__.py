@@ -1,0 +1,37 @@
+"""Datasets, joint transforms and loaders. Importing registers every dataset and transform."""
+
+from segzoo.data.base import SegDataset
+from segzoo.data.camvid import CamVid
+from segzoo.data.folder import FolderDataset
+from segzoo.data.loader import build_dataloader, collate_semantic
+from segzoo.data.paths import data_root, resolve_data_path
+from segzoo.data.shapes import ShapesDataset
+from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
+from segzoo.registry import DATASETS
+
+
+def list_datasets() -> list[str]:
+    """Registered dataset names, sorted."""
+    return DATASETS.names()
+
+
+def build_dataset(name: str, **kwargs) -> SegDataset:
+    """Build the dataset registered as ``name`` (RegistryError lists close matches if unknown)."""
+    return DATASETS.build(name, **kwargs)
+
+
+__all__ = [
+    "CamVid",
+    "FolderDataset",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "SegDataset",
+    "ShapesDataset",
+    "build_dataloader",
+    "build_dataset",
+    "build_pipeline",
+    "collate_semantic",
+    "data_root",
+    "list_datasets",
+    "resolve_data_path",
+]

@@ -1,0 +1,96 @@
+"""The semantic dataset contract and its checks.
+
+A sample is a dict::
+
+    {"image": tv_tensors.Image (3, H, W) uint8 (float32 normalised after the pipeline),
+     "mask":  tv_tensors.Mask (H, W) int64, values in [0, num_classes) or ignore_index,
+     "meta":  {"index": int, "image_path": str, "label_path": str, "orig_size": (H, W)}}
+
+Datasets with instance annotations add ``"instances"``: ``{"boxes": BoundingBoxes (N, 4) XYXY,
+"masks": Mask (N, H, W) uint8, "labels": (N,) int64}`` (see :mod:`segzoo.data.shapes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from torchvision import tv_tensors
+
+from segzoo.data.palette import default_palette
+from segzoo.errors import DataError
+
+
+class SegDataset(Dataset):
+    """Base class: subclasses implement ``__len__`` and :meth:`load`.
+
+    Attributes:
+        class_names: one name per class index.
+        palette: one RGB colour per class.
+        ignore_index: label value excluded from loss and metrics.
+        transforms: joint image/mask transform applied by ``__getitem__`` (set by the engine).
+    """
+
+    class_names: tuple[str, ...] = ()
+    palette: Sequence[tuple[int, int, int]] | None = None
+
+    def __init__(self, *, ignore_index: int = 255) -> None:
+        self.ignore_index = ignore_index
+        self.transforms: Callable[[dict], dict] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def colors(self) -> list[tuple[int, int, int]]:
+        """The palette, falling back to :func:`default_palette`."""
+        return list(self.palette) if self.palette else default_palette(self.num_classes)
+
+    def load(self, index: int) -> dict[str, Any]:  # pragma: no cover - abstract
+        """Return the untransformed sample dict (uint8 image, int64 mask, meta)."""
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        sample = self.load(index % len(self))
+        if self.transforms is not None:
+            sample = self.transforms(sample)
+        return sample
+
+    def check_label(self, label: torch.Tensor, image: torch.Tensor, meta: dict) -> None:
+        """Raise :class:`DataError` for a label of the wrong size or with values outside
+        ``[0, num_classes)`` that are not ``ignore_index``; the message names the files."""
+        where = meta.get("label_path") or f"sample {meta.get('index')}"
+        if label.shape != image.shape[-2:]:
+            raise DataError(
+                f"label {where} is {tuple(label.shape)} (H, W) but its image "
+                f"{meta.get('image_path', '')} is {tuple(image.shape[-2:])}; labels must match "
+                "their image's size"
+            )
+        bad = (label < 0) | ((label >= self.num_classes) & (label != self.ignore_index))
+        if bool(bad.any()):
+            values = torch.unique(label[bad]).tolist()[:10]
+            raise DataError(
+                f"label {where} has values {values} outside [0, {self.num_classes}) that are not "
+                f"ignore_index={self.ignore_index}; fix the file, map them with label_map, or set "
+                "data.ignore_index"
+            )
+
+    def make_sample(self, image: torch.Tensor, label: torch.Tensor, meta: dict) -> dict[str, Any]:
+        """Check ``label`` and wrap the pair as a sample dict of tv_tensors."""
+        self.check_label(label, image, meta)
+        meta.setdefault("orig_size", tuple(image.shape[-2:]))
+        return {"image": tv_tensors.Image(image), "mask": tv_tensors.Mask(label), "meta": meta}
+
+
+def apply_label_map(label: torch.Tensor, label_map: dict[int, int] | None) -> torch.Tensor:
+    """Return ``label`` with each stored value ``k`` replaced by ``label_map[k]``."""
+    if not label_map:
+        return label
+    out = label.clone()
+    for src, dst in label_map.items():
+        out[label == src] = dst
+    return out

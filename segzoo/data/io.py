@@ -1,0 +1,68 @@
+"""Reading images and label maps, with errors that name the file and say what to do."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from segzoo.errors import DataError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def read_image(path: str | os.PathLike) -> torch.Tensor:
+    """Read an image file as RGB.
+
+    Returns:
+        uint8 tensor (3, H, W), values 0..255. 16-bit grey images are scaled to 8 bits.
+
+    Raises:
+        DataError: the file is missing or cannot be decoded (corrupt, truncated, not an image).
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("I;16", "I;16B", "I", "F"):
+                arr = np.asarray(im, dtype=np.float32)
+                hi = float(arr.max()) or 1.0
+                im = Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype(np.uint8))
+            arr = np.asarray(im.convert("RGB"))
+    except FileNotFoundError:
+        raise DataError(f"image file {path} does not exist; check the dataset root and list") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(
+            f"cannot read image {path} ({exc}); the file may be corrupt: replace it or remove it "
+            "from the dataset"
+        ) from None
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
+
+
+def read_label(path: str | os.PathLike) -> torch.Tensor:
+    """Read a single-channel label map (class index per pixel; 'L', 'P' or 16-bit PNG).
+
+    Returns:
+        int64 tensor (H, W) of the stored values (no remapping).
+
+    Raises:
+        DataError: missing/corrupt file, or a colour (RGB) label image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGB", "RGBA"):
+                raise DataError(
+                    f"label {path} is a colour ({im.mode}) image; segzoo expects single-channel "
+                    "class-index maps ('L' or palette 'P' PNGs): convert it with the dataset palette"
+                )
+            arr = np.asarray(im)
+    except FileNotFoundError:
+        raise DataError(f"label file {path} does not exist; check the dataset root and list") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise DataError(f"cannot read label {path} ({exc}); the file may be corrupt") from None
+    return torch.from_numpy(arr.astype(np.int64))

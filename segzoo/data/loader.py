@@ -1,0 +1,57 @@
+"""Batching: collate functions and DataLoader construction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from segzoo.errors import DataError
+
+
+def collate_semantic(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into ``{"image": (B, 3, H, W) float, "mask": (B, H, W) int64, "meta": list}``.
+
+    Raises:
+        DataError: samples of different sizes (add a resize/random_crop transform, or use
+            batch_size 1 for evaluation on images of varying size).
+    """
+    sizes = {tuple(s["image"].shape[-2:]) for s in samples}
+    if len(sizes) > 1:
+        raise DataError(
+            f"a batch mixes image sizes {sorted(sizes)}; add a resize or random_crop transform, "
+            "or use batch_size: 1"
+        )
+    batch = {
+        "image": torch.stack([s["image"].as_subclass(torch.Tensor) for s in samples]),
+        "mask": torch.stack([s["mask"].as_subclass(torch.Tensor) for s in samples]).long(),
+        "meta": [s["meta"] for s in samples],
+    }
+    if "instances" in samples[0]:
+        batch["instances"] = [s["instances"] for s in samples]
+    return batch
+
+
+def build_dataloader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    seed: int = 0,
+) -> DataLoader:
+    """A DataLoader with :func:`collate_semantic`, seeded shuffling and persistent workers."""
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        collate_fn=collate_semantic,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )

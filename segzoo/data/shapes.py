@@ -1,0 +1,158 @@
+"""``shapes``: a deterministic synthetic dataset generated on the fly (no files).
+
+Each image holds 1..``max_shapes`` filled circles, squares and triangles of random size, colour and
+rotation, drawn in order (later shapes occlude earlier ones) over a textured background (colour
+gradient, sinusoidal stripes, pixel noise). Every sample has a semantic mask and per-instance
+masks with classes, derived from the same instance map, so they always agree. Sample ``i`` of a
+split depends only on ``(seed, split, i)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+from torchvision import tv_tensors
+
+from segzoo.data.base import SegDataset
+from segzoo.registry import DATASETS
+
+_SPLITS = {"train": 0, "val": 1, "test": 2}
+_SIDES = {2: 4, 3: 3}  # class -> polygon sides (square, triangle); class 1 is a circle
+
+
+@DATASETS.register("shapes", task="semantic+instance")
+class ShapesDataset(SegDataset):
+    """Synthetic shapes: classes 0 background, 1 circle, 2 square, 3 triangle.
+
+    Args:
+        split: "train", "val" or "test" (independent streams of images).
+        num_images: dataset length (default 256 for train, 64 otherwise).
+        size: (H, W) of every image, in pixels.
+        min_shapes, max_shapes: number of shapes drawn per image (inclusive range).
+        min_area: shapes whose visible area (after occlusion) is below this many pixels are
+            removed, so every instance is at least this large.
+        seed: base seed; the same arguments give the same images on every machine.
+        with_instances: also return ``"instances"`` (boxes, masks, labels) in each sample.
+        ignore_index: kept for the common dataset interface (shapes has no void pixels).
+    """
+
+    class_names = ("background", "circle", "square", "triangle")
+    palette = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200))
+
+    def __init__(
+        self,
+        *,
+        split: str = "train",
+        num_images: int | None = None,
+        size: tuple[int, int] = (64, 64),
+        min_shapes: int = 1,
+        max_shapes: int = 4,
+        min_area: int = 16,
+        seed: int = 0,
+        with_instances: bool = False,
+        ignore_index: int = 255,
+    ) -> None:
+        super().__init__(ignore_index=ignore_index)
+        if split not in _SPLITS:
+            raise ValueError(f"shapes split must be one of {list(_SPLITS)}, got {split!r}")
+        if not 1 <= min_shapes <= max_shapes:
+            raise ValueError(f"need 1 <= min_shapes <= max_shapes, got {min_shapes}, {max_shapes}")
+        self.split = split
+        self.num_images = num_images if num_images is not None else (256 if split == "train" else 64)
+        self.size = (int(size[0]), int(size[1]))
+        self.min_shapes, self.max_shapes = min_shapes, max_shapes
+        self.min_area = min_area
+        self.seed = seed
+        self.with_instances = with_instances
+
+    def __len__(self) -> int:
+        return self.num_images
+
+    def _rng(self, index: int) -> np.random.Generator:
+        return np.random.default_rng([self.seed, _SPLITS[self.split], index])
+
+    def _background(self, rng: np.random.Generator) -> np.ndarray:
+        h, w = self.size
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        c0, c1 = rng.uniform(30, 220, 3), rng.uniform(30, 220, 3)
+        t = (xx * np.cos(a := rng.uniform(0, np.pi)) + yy * np.sin(a)) / max(h, w)
+        img = c0 + (c1 - c0) * ((t - t.min()) / max(np.ptp(t), 1e-6))[..., None]
+        theta, period = rng.uniform(0, np.pi), rng.uniform(4, 16)
+        stripes = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period)
+        img += rng.uniform(10, 35) * stripes[..., None]
+        img += rng.normal(0, 8, (h, w, 3))
+        return img
+
+    def _draw(self, shape: tuple) -> np.ndarray:
+        cls, cx, cy, r, rot, _ = shape
+        canvas = Image.new("L", (self.size[1], self.size[0]), 0)
+        draw = ImageDraw.Draw(canvas)
+        if cls == 1:
+            draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=1)
+        else:
+            draw.regular_polygon((cx, cy, r), _SIDES[cls], rotation=rot, fill=1)
+        return np.asarray(canvas, dtype=bool)
+
+    def _instance_map(self, shapes: list[tuple]) -> np.ndarray:
+        inst = np.zeros(self.size, dtype=np.int64)
+        for k, shape in enumerate(shapes, start=1):
+            inst[self._draw(shape)] = k
+        return inst
+
+    def generate(self, index: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Render sample ``index``: image (H, W, 3) uint8, instance map (H, W) int64 with ids
+        1..N (0 = background), and the class of each instance id (list of N ints)."""
+        rng = self._rng(index)
+        h, w = self.size
+        short = min(h, w)
+        shapes = []
+        for _ in range(int(rng.integers(self.min_shapes, self.max_shapes + 1))):
+            cls = int(rng.integers(1, len(self.class_names)))
+            r = rng.uniform(0.1, 0.25) * short
+            cx, cy = rng.uniform(r * 0.5, w - r * 0.5), rng.uniform(r * 0.5, h - r * 0.5)
+            shapes.append((cls, cx, cy, r, rng.uniform(0, 360), rng.uniform(0, 255, 3)))
+        image = self._background(rng)
+        while True:  # drop shapes left too small by occlusion, until every one is big enough
+            inst = self._instance_map(shapes)
+            areas = np.bincount(inst.ravel(), minlength=len(shapes) + 1)[1:]
+            keep = [s for s, a in zip(shapes, areas) if a >= self.min_area]
+            if len(keep) == len(shapes):
+                break
+            shapes = keep
+        for k, shape in enumerate(shapes, start=1):
+            m = inst == k
+            image[m] = shape[5] + rng.normal(0, 6, (int(m.sum()), 3))
+        image = np.clip(image, 0, 255).astype(np.uint8)
+        return image, inst, [s[0] for s in shapes]
+
+    def load(self, index: int) -> dict:
+        image, inst, classes = self.generate(index)
+        lut = np.array([0, *classes], dtype=np.int64)
+        image_t = torch.from_numpy(image).permute(2, 0, 1).contiguous()
+        meta = {"index": index, "image_path": f"shapes/{self.split}/{index}", "label_path": ""}
+        sample = self.make_sample(image_t, torch.from_numpy(lut[inst]), meta)
+        if self.with_instances:
+            sample["instances"] = instances_from_map(torch.from_numpy(inst), classes)
+        return sample
+
+
+def instances_from_map(inst: torch.Tensor, classes: list[int]) -> dict:
+    """Per-instance targets from an instance-id map (H, W) with ids 1..N (0 = background).
+
+    Returns ``{"boxes": BoundingBoxes (N, 4) XYXY in pixel-edge coordinates (x2 = last column + 1),
+    "masks": Mask (N, H, W) uint8, "labels": (N,) int64}``.
+    """
+    n = len(classes)
+    ids = torch.arange(1, n + 1).view(-1, 1, 1)
+    masks = (inst.unsqueeze(0) == ids).to(torch.uint8)
+    boxes = torch.zeros(n, 4)
+    for k in range(n):
+        ys, xs = torch.nonzero(masks[k], as_tuple=True)
+        boxes[k] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
+    h, w = inst.shape
+    return {
+        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+        "masks": tv_tensors.Mask(masks),
+        "labels": torch.tensor(classes, dtype=torch.int64),
+    }

@@ -1,0 +1,67 @@
+"""The README's commands, end to end on tiny data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segzoo.cli import main
+
+from conftest import REPO
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fcn8s", "fcn16s", "fcn32s", "vgg16", "vgg16_bn", "shapes", "camvid", "folder"):
+        assert name in out
+    assert main(["list", "transforms"]) == 0
+    assert "random_crop" in capsys.readouterr().out
+
+
+def test_train_eval_predict_end_to_end(tiny_config, tmp_path, capsys):
+    wd = tmp_path / "run"
+    assert main(["train", str(tiny_config), "--work-dir", str(wd), "--set", "train.max_iters=2",
+                 "train.log_interval=1"]) == 0
+    out = capsys.readouterr()
+    assert f"Run folder: {wd}" in out.out + out.err
+    ckpt = wd / "checkpoints" / "last.pt"
+
+    assert main(["eval", str(tiny_config), "--checkpoint", str(ckpt)]) == 0
+    out = capsys.readouterr().out
+    assert "mIoU" in out and "triangle" in out
+    report = json.loads((wd / "eval_last.json").read_text())
+    assert report["num_images"] == 4 and 0 <= report["mIoU"] <= 1
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i, size in enumerate([(40, 56), (33, 70)]):
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (*size, 3), dtype=np.uint8)).save(
+            images / f"img{i}.png")
+    out_dir = tmp_path / "pred"
+    assert main(["predict", str(tiny_config), "--checkpoint", str(ckpt), "--input", str(images),
+                 "--output", str(out_dir)]) == 0
+    label = Image.open(out_dir / "labels" / "img1.png")
+    assert label.mode == "P" and label.size == (70, 33)  # the image's own size
+    assert np.asarray(label).max() < 4
+    assert Image.open(out_dir / "overlays" / "img0.png").size == (56, 40)
+
+
+def test_errors_are_reported_without_traceback(tiny_config, tmp_path, capsys):
+    assert main(["train", str(tiny_config), "--set", "train.max_iter=3"]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'train.max_iters'" in err and "Traceback" not in err
+    assert main(["eval", str(tiny_config), "--checkpoint", str(tmp_path / "none.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_console_script_and_module_entry_points():
+    exe = Path(sys.executable).with_name("segzoo")
+    for cmd in ([str(exe), "list", "models"], [sys.executable, "-m", "segzoo", "list", "models"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "fcn8s" in proc.stdout

@@ -1,0 +1,119 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segzoo.config import load_config, load_raw_config, save_config
+from segzoo.errors import ConfigError
+
+from conftest import CONFIGS, DEMO_CONFIG
+
+
+def write(path: Path, data) -> Path:
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_base_inheritance_deep_merge_and_list_order(tmp_path):
+    write(tmp_path / "a.yaml", {"train": {"max_iters": 10, "seed": 1}, "model": {"name": "fcn8s"}})
+    write(tmp_path / "b.yaml", {"train": {"seed": 2, "log_interval": 5}})
+    (tmp_path / "sub").mkdir()
+    child = write(tmp_path / "sub" / "c.yaml",
+                  {"_base_": ["../a.yaml", "../b.yaml"], "train": {"max_iters": 99}})
+    data, sources = load_raw_config(child)
+    assert data["train"] == {"max_iters": 99, "seed": 2, "log_interval": 5}
+    assert data["model"] == {"name": "fcn8s"}
+    assert sources["train.max_iters"].endswith("c.yaml")
+    assert sources["train.seed"].endswith("b.yaml")
+    assert sources["model.name"].endswith("a.yaml")
+
+
+def test_base_as_string_and_delete_replaces_dict(tmp_path):
+    write(tmp_path / "a.yaml", {"optimizer": {"name": "sgd", "lr": 0.1, "momentum": 0.9}})
+    child = write(tmp_path / "b.yaml", {"_base_": "a.yaml",
+                                         "optimizer": {"_delete_": True, "name": "sgd", "lr": 0.5}})
+    data, _ = load_raw_config(child)
+    assert data["optimizer"] == {"name": "sgd", "lr": 0.5}
+
+
+def test_base_cycle_and_missing_base_are_reported(tmp_path):
+    write(tmp_path / "a.yaml", {"_base_": "b.yaml"})
+    write(tmp_path / "b.yaml", {"_base_": "a.yaml"})
+    with pytest.raises(ConfigError, match="cycle"):
+        load_raw_config(tmp_path / "a.yaml")
+    write(tmp_path / "c.yaml", {"_base_": "nope.yaml"})
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_raw_config(tmp_path / "c.yaml")
+
+
+def test_overrides_parse_yaml_values():
+    cfg = load_config(DEMO_CONFIG, ["train.max_iters=7", "optimizer.lr=5e-3",
+                                    "data.train.transforms=[]", "model.backbone=vgg16",
+                                    "data.mean=[0.5, 0.5, 0.5]"])
+    assert cfg.train.max_iters == 7
+    assert cfg.optimizer.kwargs["lr"] == pytest.approx(5e-3)
+    assert cfg.data.train.transforms == []
+    assert cfg.model.kwargs["backbone"] == "vgg16"
+    assert cfg.data.mean == [0.5, 0.5, 0.5]
+
+
+def test_misspelled_key_names_key_file_and_closest(tmp_path):
+    bad = write(tmp_path / "bad.yaml", f"_base_: {DEMO_CONFIG}\ntrain:\n  max_iter: 5\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(bad)
+    msg = str(exc.value)
+    assert "'train.max_iter'" in msg and "bad.yaml" in msg and "'train.max_iters'" in msg
+
+
+def test_misspelled_builder_kwarg_is_checked_against_signature():
+    with pytest.raises(ConfigError) as exc:
+        load_config(DEMO_CONFIG, ["model.bakbone=vgg16"])
+    msg = str(exc.value)
+    assert "'model.bakbone'" in msg and "--set" in msg and "'model.backbone'" in msg
+
+
+def test_wrong_type_names_expected_type():
+    with pytest.raises(ConfigError, match=r"'train.max_iters'.*must be int, got str 'many'"):
+        load_config(DEMO_CONFIG, ["train.max_iters=many"])
+    with pytest.raises(ConfigError, match=r"'model.fc_channels'.*must be int"):
+        load_config(DEMO_CONFIG, ["model.fc_channels=1.5"])
+    with pytest.raises(ConfigError, match=r"'data.train.batch_size'.*must be int, got bool"):
+        load_config(DEMO_CONFIG, ["data.train.batch_size=true"])
+
+
+def test_unknown_component_name_suggests_registered_one():
+    with pytest.raises(ConfigError, match=r"'model.name'.*did you mean 'fcn8s'"):
+        load_config(DEMO_CONFIG, ["model.name=fcn_8s"])
+    with pytest.raises(ConfigError, match=r"'data.train.transforms.0.name'.*random_flip"):
+        load_config(DEMO_CONFIG, ["data.train.transforms=[{name: random_flp}]"])
+
+
+def test_engine_owned_and_required_keys(tmp_path):
+    with pytest.raises(ConfigError, match="set data.ignore_index instead"):
+        load_config(DEMO_CONFIG, ["data.train.dataset.ignore_index=0"])
+    with pytest.raises(ConfigError, match="needs key 'root'"):
+        load_config(DEMO_CONFIG, ["data.train.dataset={_delete_: true, name: folder, class_names: [a, b]}"])
+    bad = write(tmp_path / "nomodel.yaml", {"train": {"max_iters": 1}})
+    with pytest.raises(ConfigError, match="missing required key 'model'"):
+        load_config(bad)
+
+
+def test_malformed_override_and_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="key.subkey=value"):
+        load_config(DEMO_CONFIG, ["train.max_iters"])
+    bad = write(tmp_path / "broken.yaml", "model: [unclosed\n")
+    with pytest.raises(ConfigError, match="broken.yaml is not valid YAML"):
+        load_config(bad)
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(DEMO_CONFIG, ["train.max_iters=3"])
+    saved = save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(saved) == cfg
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.rglob("*.yaml") if "_base_" not in p.parts),
+                         ids=lambda p: p.name)
+def test_every_config_validates(path):
+    cfg = load_config(path)
+    assert cfg.model.name and cfg.data.train is not None

@@ -1,0 +1,68 @@
+import pytest
+
+import segzoo
+from segzoo.errors import RegistryError
+from segzoo.registry import Registry
+
+
+def test_register_get_build_and_meta():
+    reg = Registry("widget")
+
+    @reg.register("blue_widget", task="semantic")
+    def blue_widget(*, size: int = 1):
+        return ("blue", size)
+
+    @reg.register()
+    def red_widget():
+        return "red"
+
+    assert reg.get("blue_widget") is blue_widget
+    assert reg.build("blue_widget", size=3) == ("blue", 3)
+    assert reg.names() == ["blue_widget", "red_widget"]
+    assert reg.names(task="semantic") == ["blue_widget"]
+    assert "red_widget" in reg and len(reg) == 2
+
+
+def test_unknown_name_lists_close_matches():
+    reg = Registry("model")
+    for name in ("fcn8s", "fcn16s", "unet"):
+        reg.register(name)(lambda: None)
+    with pytest.raises(RegistryError) as exc:
+        reg.get("fcn8")
+    msg = str(exc.value)
+    assert "unknown model 'fcn8'" in msg and "did you mean 'fcn8s'" in msg
+    assert "fcn16s, fcn8s, unet" in msg  # the full list
+    assert isinstance(exc.value, KeyError)
+
+
+def test_duplicate_and_uppercase_names_are_refused():
+    reg = Registry("thing")
+    reg.register("a")(lambda: 1)
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register("a")(lambda: 2)
+    with pytest.raises(ValueError, match="lower case"):
+        reg.register("FCN")(lambda: 3)
+
+
+def test_config_params_skip_positional_only_and_detect_var_kwargs():
+    reg = Registry("optimizer")
+
+    @reg.register("opt")
+    def opt(params, /, *, lr: float = 0.1, momentum: float = 0.9):
+        return params
+
+    @reg.register("anything")
+    def anything(**kwargs):
+        return kwargs
+
+    assert list(reg.config_params("opt")) == ["lr", "momentum"]
+    assert reg.config_params("anything") is None
+
+
+def test_public_api_lists_and_builds():
+    assert {"fcn8s", "fcn16s", "fcn32s"} <= set(segzoo.list_models())
+    assert {"vgg16", "vgg16_bn"} <= set(segzoo.list_backbones())
+    assert {"shapes", "camvid", "folder"} <= set(segzoo.list_datasets())
+    assert segzoo.list_models(task="semantic") == segzoo.list_models()
+    with pytest.raises(RegistryError, match="did you mean 'vgg16'"):
+        segzoo.build_model("fcn8s", num_classes=3, backbone="vgg61")
