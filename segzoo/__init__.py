@@ -6,7 +6,7 @@ returns a plain ``torch.nn.Module``. See README.md and docs/.
 
 __version__ = "0.1.0"
 
-from segzoo.models import build_backbone, build_model, list_backbones, list_models  # noqa: E402
 from segzoo.data import list_datasets  # noqa: E402
+from segzoo.models import build_backbone, build_model, list_backbones, list_models  # noqa: E402
 
 __all__ = ["build_backbone", "build_model", "list_backbones", "list_datasets", "list_models", "__version__"]

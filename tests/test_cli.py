@@ -6,12 +6,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
+from conftest import REPO
 from PIL import Image
 
 from segzoo.cli import main
-
-from conftest import REPO
 
 
 def test_list(capsys):

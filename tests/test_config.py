@@ -2,11 +2,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import CONFIGS, DEMO_CONFIG
 
 from segzoo.config import load_config, load_raw_config, save_config
 from segzoo.errors import ConfigError
-
-from conftest import CONFIGS, DEMO_CONFIG
 
 
 def write(path: Path, data) -> Path:

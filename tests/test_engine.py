@@ -1,7 +1,4 @@
 import json
-import math
-import os
-from pathlib import Path
 
 import pytest
 import torch

@@ -3,9 +3,9 @@
 import re
 import shlex
 
-from segzoo.cli import build_parser
-
 from conftest import REPO
+
+from segzoo.cli import build_parser
 
 README = (REPO / "README.md").read_text()
 
