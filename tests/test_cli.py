@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import REPO
 from PIL import Image
 
@@ -63,3 +64,25 @@ def test_console_script_and_module_entry_points():
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert "fcn8s" in proc.stdout
+
+
+@pytest.mark.shared_data
+def test_camvid_config_trains_and_evaluates_on_real_data(shared_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SEGZOO_DATA", str(shared_data))
+    config = REPO / "configs" / "fcn" / "fcn8s_vgg16_camvid-480x360.yaml"
+    small = ["model.backbone=vgg16_bn", "model.fc_channels=16", "data.num_workers=0",
+             "data.train.dataset.max_images=4", "data.val.dataset.max_images=2",
+             "data.train.batch_size=2", "data.train.transforms=[{name: random_crop, size: [64, 96]}]",
+             "data.val.transforms=[{name: resize, size: [72, 96]}]", "train.max_iters=2", "train.num_vis=1"]
+    wd = tmp_path / "camvid"
+    assert main(["train", str(config), "--work-dir", str(wd), "--set", *small]) == 0
+    assert main(["eval", str(config), "--checkpoint", str(wd / "checkpoints" / "last.pt"), "--set", *small]) == 0
+    out = capsys.readouterr().out
+    for name in ("sky", "building", "bicyclist", "mIoU"):
+        assert name in out
+
+
+def test_makefile_demo_config_exists():
+    makefile = (REPO / "Makefile").read_text()
+    demo = next(line.split(":=")[1].strip() for line in makefile.splitlines() if line.startswith("DEMO_CONFIG"))
+    assert (REPO / demo).is_file()
