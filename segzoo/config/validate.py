@@ -22,6 +22,8 @@ from segzoo.registry import Registry, close_matches
 ENGINE_SET = {"dataset": {"ignore_index"}}
 # ... and those it fills in when a config leaves them out (num_classes from the dataset)
 ENGINE_DEFAULT = {"model": {"num_classes"}}
+# other spellings a config may use for a builder keyword: {registry: {alias: keyword}}
+ALIASES = {"model": {"backbone_weights": "weights_backbone"}}
 
 
 def registries() -> dict[str, Registry]:
@@ -196,6 +198,7 @@ def _component(value: Any, key: str, ctx: _Ctx, registry: str | None) -> Compone
     engine_set = ENGINE_SET.get(registry, set())
     optional = engine_set | ENGINE_DEFAULT.get(registry, set())
     hints = _hints(reg.get(name))
+    kwargs = _apply_aliases(kwargs, params, key, ctx, ALIASES.get(registry, {}))
     for k, v in kwargs.items():
         sub = f"{key}.{k}"
         if k in engine_set:
@@ -204,10 +207,35 @@ def _component(value: Any, key: str, ctx: _Ctx, registry: str | None) -> Compone
             raise ctx.unknown(sub, k, [p for p in params if p not in engine_set])
         if k in hints:
             kwargs[k] = convert(v, hints[k], sub, ctx)
+        if registry == "model" and k == "backbone" and isinstance(kwargs[k], str):
+            _check_backbone(kwargs[k], sub, ctx)
     for p in params.values():
         if p.default is p.empty and p.name not in kwargs and p.name not in optional:
             raise ctx.fail(key, f"{registry} {name!r} needs key {p.name!r}")
     return Component(name, kwargs)
+
+
+def _apply_aliases(kwargs: dict, params: dict, key: str, ctx: _Ctx, aliases: dict[str, str]) -> dict:
+    """Rename alias keys (``backbone_weights`` -> ``weights_backbone``) the builder accepts under
+    their canonical name; giving both is an error."""
+    out = {}
+    for k, v in kwargs.items():
+        canonical = aliases.get(k)
+        if canonical is not None and canonical in params and k not in params:
+            if canonical in kwargs:
+                raise ctx.fail(f"{key}.{k}", f"is another name for {key}.{canonical}; set only one")
+            k = canonical
+        out[k] = v
+    return out
+
+
+def _check_backbone(name: str, key: str, ctx: _Ctx) -> None:
+    from segzoo.registry import BACKBONES
+
+    try:
+        BACKBONES.entry(name)
+    except RegistryError as exc:
+        raise ctx.fail(key, str(exc)) from None
 
 
 def _hints(builder: Any) -> dict[str, Any]:
