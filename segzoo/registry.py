@@ -117,6 +117,10 @@ class Registry:
         """Registered prefixes, sorted (e.g. ``['timm:', 'tu-']``)."""
         return sorted(self._prefixes)
 
+    def prefix_meta(self, prefix: str) -> dict[str, Any]:
+        """Metadata given to :meth:`register_prefix` for ``prefix`` (KeyError if unknown)."""
+        return dict(self._prefixes[prefix].meta)
+
     def entry(self, name: str) -> Entry:
         """The :class:`Entry` for ``name`` (a registered name or ``prefix + rest``).
 

@@ -85,6 +85,7 @@ def test_prefix_families_resolve_everywhere():
     assert list(reg.config_params("fam:alpha")) == ["weights", "output_stride"]
     assert "fam:alpha" in reg and "fam:gamma" not in reg and "plain" in reg and 3 not in reg
     assert reg.names() == ["plain"] and reg.prefixes() == ["fam:"]
+    assert reg.prefix_meta("fam:") == {"paper": "somewhere"}
     with pytest.raises(RegistryError, match="'fam:alpa'.*did you mean 'fam:alpha'"):
         reg.get("fam:alpa")
     with pytest.raises(RegistryError, match="Prefixes: fam:<name>"):

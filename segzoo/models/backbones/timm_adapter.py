@@ -136,6 +136,7 @@ def _suggest(name: str) -> list[str]:
 
 for _prefix in ("timm:", "tu-"):
     BACKBONES.register_prefix(_prefix, timm_backbone, known=timm.is_model, suggest=_suggest,
+                              family="any timm model, features_only",
                               paper="timm (Wightman, pytorch-image-models)")
 
 _XCEPTION = "Chen et al., DeepLab v3+ (aligned Xception), ECCV 2018; timm implementation"
