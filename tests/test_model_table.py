@@ -3,9 +3,8 @@
 import importlib.util
 import sys
 
-from torch import nn
-
 from conftest import REPO
+from torch import nn
 
 
 def load_script():

@@ -10,15 +10,15 @@ from segzoo.data import ShapesDataset, build_pipeline
 
 # Small widths keep these fast; the architectures are otherwise the papers'.
 SLIM = {
-    "fcn32s": dict(fc_channels=32, fc_kernel_size=1),
-    "fcn16s": dict(fc_channels=32, fc_kernel_size=1),
-    "fcn8s": dict(fc_channels=32, fc_kernel_size=1),
-    "fcn": dict(channels=32, aux_head=True),
-    "unet": dict(),
-    "deeplabv2": dict(),
-    "deeplabv3": dict(channels=32),
-    "deeplabv3plus": dict(channels=32, low_level_channels=16),
-    "pspnet": dict(channels=32, ppm_channels=16),
+    "fcn32s": {"fc_channels": 32, "fc_kernel_size": 1},
+    "fcn16s": {"fc_channels": 32, "fc_kernel_size": 1},
+    "fcn8s": {"fc_channels": 32, "fc_kernel_size": 1},
+    "fcn": {"channels": 32, "aux_head": True},
+    "unet": {},
+    "deeplabv2": {},
+    "deeplabv3": {"channels": 32},
+    "deeplabv3plus": {"channels": 32, "low_level_channels": 16},
+    "pspnet": {"channels": 32, "ppm_channels": 16},
 }
 
 CASES = [

@@ -17,7 +17,6 @@ import logging
 from collections.abc import Sequence
 from typing import Literal
 
-import timm
 from torch import Tensor
 
 from segzoo.models.backbones.base import Backbone
@@ -55,6 +54,8 @@ class TimmBackbone(Backbone):
         weights: str | None = None,
     ) -> None:
         super().__init__()
+        import timm  # imported on first use: ~1 s that `import segzoo` need not pay
+
         if not timm.is_model(model_name):
             raise ValueError(f"timm has no model {model_name!r}{_hint(model_name)}")
         kwargs = {"features_only": True, "pretrained": False}
@@ -114,7 +115,7 @@ def _to_feature_keys(state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[s
 
 
 def _hint(name: str) -> str:
-    hits = close_matches(name, timm.list_models(), n=3)
+    hits = _suggest(name)
     return f"; did you mean {' or '.join(repr(h) for h in hits)}?" if hits else ""
 
 
@@ -131,11 +132,19 @@ def timm_backbone(
 
 
 def _suggest(name: str) -> list[str]:
+    import timm
+
     return close_matches(name, timm.list_models(), n=3)
 
 
+def _known(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
+
+
 for _prefix in ("timm:", "tu-"):
-    BACKBONES.register_prefix(_prefix, timm_backbone, known=timm.is_model, suggest=_suggest,
+    BACKBONES.register_prefix(_prefix, timm_backbone, known=_known, suggest=_suggest,
                               family="any timm model, features_only",
                               paper="timm (Wightman, pytorch-image-models)")
 

@@ -16,10 +16,10 @@ from segzoo.models.layers.upsample import BilinearConvTranspose2d, bilinear_kern
 
 __all__ = [
     "ASPP",
+    "NORMS",
     "BilinearConvTranspose2d",
     "ConvNormAct",
     "ImagePooling",
-    "NORMS",
     "NormName",
     "PyramidPooling",
     "SeparableConvNormAct",
