@@ -26,8 +26,8 @@ from torch.utils.flop_counter import FlopCounterMode
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import segzoo
-from segzoo.registry import MODELS
+import segzoo  # noqa: E402
+from segzoo.registry import MODELS  # noqa: E402
 
 NUM_CLASSES = 21  # PASCAL VOC, as the papers' headline numbers
 
