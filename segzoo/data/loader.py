@@ -7,6 +7,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from segzoo.data.sampler import SeededSamples, TrainingBatchSampler
 from segzoo.errors import DataError
 
 
@@ -53,5 +54,31 @@ def build_dataloader(
         collate_fn=collate_semantic,
         generator=generator,
         persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def build_train_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    start: int = 0,
+) -> DataLoader:
+    """An endless, resumable training loader for one rank (see :mod:`segzoo.data.sampler`):
+    batches of ``batch_size`` starting at stream position ``start``, each sample augmented under
+    its own seed, so the data do not depend on ``num_workers`` and resume exactly."""
+    sampler = TrainingBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed,  # type: ignore[arg-type]
+                                   rank=rank, world_size=world_size, start=start)
+    return DataLoader(
+        SeededSamples(dataset),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_semantic,
+        generator=torch.Generator().manual_seed(seed + rank),
         pin_memory=torch.cuda.is_available(),
     )

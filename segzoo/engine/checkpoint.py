@@ -2,14 +2,24 @@
 
 Layout of a training checkpoint (a dict saved with ``torch.save``)::
 
-    {"model": state_dict, "optimizer": ..., "scheduler": ..., "iteration": int,
-     "config": resolved config dict, "meta": {"num_classes", "class_names", "palette",
-     "task"}, "rng": {...}, "best": {...}}
+    {"model": state_dict (the trained weights, never a DDP/compile wrapper's),
+     "ema": {"module": state_dict, "updates": int} or None,
+     "optimizer", "scheduler", "scaler": state dicts,
+     "iteration": int (optimizer steps done), "samples_seen": int (training stream position),
+     "rng": [per-rank {"python", "numpy", "torch", "cuda"?}], "world_size": int,
+     "best": {metric: value, "iteration": int}, "config": resolved config dict,
+     "meta": {"num_classes", "class_names", "palette", "task", "model"}, "version": 2}
+
+A run folder's ``checkpoints/`` holds ``last.pt`` (every checkpoint), ``best.pt`` (best
+evaluation) and, with ``train.keep_last: N``, the N newest ``iter_XXXXXX.pt`` snapshots (hard links
+to the ``last.pt`` of that iteration, so they cost no extra disk write).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -61,3 +71,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} holds no model weights (expected a 'model' entry)")
     return state
+
+
+SNAPSHOT = re.compile(r"^iter_(\d+)\.pt$")
+
+
+def snapshot(last: Path, iteration: int, keep: int) -> Path | None:
+    """Keep ``last`` as ``iter_<iteration>.pt`` next to it and delete all but the ``keep`` newest
+    snapshots (``keep`` 0: none). A hard link where the file system allows, else a copy (written
+    atomically)."""
+    if keep <= 0:
+        return None
+    folder = last.parent
+    target = folder / f"iter_{iteration:06d}.pt"
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(last, target)
+    except OSError:
+        tmp = folder / f".{target.name}.tmp"
+        shutil.copyfile(last, tmp)
+        os.replace(tmp, target)
+    snaps = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := SNAPSHOT.match(p.name)))
+    for _, old in snaps[:-keep]:
+        old.unlink(missing_ok=True)
+    return target

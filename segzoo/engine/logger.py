@@ -26,15 +26,50 @@ def _finite(x: Any) -> Any:
     return x
 
 
+def _scalars(values: dict[str, Any], prefix: str) -> dict[str, float]:
+    """Finite numbers of ``values`` as TensorBoard tags; nested dicts (per-class IoU) become
+    ``prefix/key/sub``."""
+    out = {}
+    for k, v in values.items():
+        if isinstance(v, dict):
+            out.update(_scalars(v, f"{prefix}/{k}"))
+        elif isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            out[f"{prefix}/{k}"] = v
+    return out
+
+
+def trim_jsonl(path: Path, after: int) -> None:
+    """Drop the lines of ``metrics.jsonl`` logged after iteration ``after`` (by a run that went on
+    past its last checkpoint before being killed), and any unreadable line (a write cut short)."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("iter", 0) <= after:
+            kept.append(line)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(x + "\n" for x in kept))
+    tmp.replace(path)
+
+
 class RunLogger:
     """Writes ``train.log``, ``metrics.jsonl`` and TensorBoard events (``tb/``) in ``work_dir``.
 
     ``info`` also prints (through tqdm, so progress bars stay intact) unless ``quiet``.
+    ``resume_from``: the iteration a resumed run restarts from; records logged after it by the
+    interrupted run are dropped (metrics.jsonl lines, TensorBoard events via ``purge_step``).
     """
 
-    def __init__(self, work_dir: Path, *, quiet: bool = False, tensorboard: bool = True) -> None:
+    def __init__(self, work_dir: Path, *, quiet: bool = False, tensorboard: bool = True,
+                 resume_from: int | None = None) -> None:
         self.work_dir = Path(work_dir)
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if resume_from is not None:
+            trim_jsonl(self.work_dir / "metrics.jsonl", resume_from)
         self.log = logging.getLogger(f"segzoo.run.{self.work_dir.resolve()}")
         self.log.setLevel(logging.INFO)
         self.log.propagate = False
@@ -52,7 +87,8 @@ class RunLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(self.work_dir / "tb"))
+            purge = resume_from + 1 if resume_from is not None else None
+            self.tb = SummaryWriter(str(self.work_dir / "tb"), purge_step=purge)
 
     def info(self, msg: str) -> None:
         self.log.info(msg)
@@ -62,9 +98,8 @@ class RunLogger:
         self._jsonl.write(json.dumps(_finite({"iter": step, "mode": prefix, "time": time.time(), **values})) + "\n")
         self._jsonl.flush()
         if self.tb is not None:
-            for k, v in values.items():
-                if isinstance(v, (int, float)) and math.isfinite(v):
-                    self.tb.add_scalar(f"{prefix}/{k}", v, step)
+            for tag, v in _scalars(values, prefix).items():
+                self.tb.add_scalar(tag, v, step)
 
     def image(self, tag: str, array: np.ndarray, step: int) -> None:
         if self.tb is not None:
@@ -78,6 +113,22 @@ class RunLogger:
         self._jsonl.close()
         if self.tb is not None:
             self.tb.close()
+
+
+class NullLogger:
+    """The logger of ranks other than 0: records nothing."""
+
+    def info(self, msg: str) -> None:
+        pass
+
+    def record(self, step: int, values: dict[str, Any], prefix: str) -> None:
+        pass
+
+    def image(self, tag: str, array: np.ndarray, step: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def write_json(path: Path, data: dict) -> None:
