@@ -148,6 +148,10 @@ def test_loss_weights_override_and_class_weights_from_the_training_set(cfg_path,
     stats = json.loads((wd / "label_stats.json").read_text())["stats"]
     assert len(stats[0]) == 4 and sum(stats[0]) == 10 * 32 * 32
     assert "class weights" in (wd / "train.log").read_text()
+    (wd / "metrics.json").unlink()  # resumed: the statistics come from the run folder's cache
+    train(cfg_path, wd, "train.loss_weights={aux: 0.0}", "loss.class_weights=median_frequency",
+          "train.max_iters=3", "data.val=null")
+    assert "label statistics read from" in (wd / "train.log").read_text()
     with pytest.raises(ConfigError, match="no training output 'aux2'"):
         Trainer(load_config(cfg_path, ["train.loss_weights={aux2: 1.0}"]), tmp_path / "bad", progress=False)
 
@@ -158,6 +162,7 @@ def test_several_losses_are_logged_term_by_term(cfg_path, tmp_path):
           "train.max_iters=2", "data.val=null")
     line = json.loads((wd / "metrics.jsonl").read_text().splitlines()[0])
     assert {"loss_out_cross_entropy", "loss_out_dice", "loss"} <= set(line)
+    assert [c.name for c in load_config(wd / "config.yaml").loss] == ["cross_entropy", "dice"]
     assert line["loss"] == pytest.approx(line["loss_out_cross_entropy"] + line["loss_out_dice"])
 
 
@@ -192,3 +197,42 @@ def test_sync_bn_falls_back_to_batchnorm_where_it_cannot_work():
     synced, note = convert_sync_bn(net, True, DistInfo(0, 2), torch.device("cuda", 0))
     assert isinstance(synced[1], torch.nn.SyncBatchNorm) and "2 processes" in note
     assert convert_sync_bn(net, False, DistInfo(0, 2), torch.device("cuda", 0)) == (net, "")
+
+
+def test_graceful_stop_turns_the_first_sigterm_into_a_request():
+    import os
+    import signal
+    import time
+
+    from segzoo.engine.signals import GracefulStop
+
+    before = signal.getsignal(signal.SIGTERM)
+    with GracefulStop() as stop:
+        assert not stop.requested
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)  # the handler runs between bytecodes of the main thread
+        assert stop.requested and stop.name == "SIGTERM"
+        assert signal.getsignal(signal.SIGTERM) == before  # a second one acts as before
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_documented_config_example_validates(tmp_path):
+    from conftest import DEMO_CONFIG, REPO
+
+    text = (REPO / "docs" / "configs.md").read_text()
+    example = re.search(r"Examples:\n\n```yaml\n(.*?)```", text, flags=re.S).group(1)
+    path = tmp_path / "example.yaml"
+    path.write_text(f"_base_: {DEMO_CONFIG}\n{example}")
+    cfg = load_config(path)
+    assert cfg.train.amp == "bf16" and cfg.optimizer.name == "adamw" and len(cfg.loss) == 2
+
+
+def test_non_finite_weights_are_never_saved(cfg_path, tmp_path):
+    t = Trainer(load_config(cfg_path, ["train.max_iters=2", "data.val=null"]), tmp_path / "run", progress=False)
+    t.train()
+    with torch.no_grad():
+        t.model.decode_head[1].weight[0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"non-finite weights after iteration 2 \(decode_head.1.weight\)"):
+        t.save()
+    state = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
+    assert state["iteration"] == 2 and torch.isfinite(state["model"]["decode_head.1.weight"]).all()

@@ -50,6 +50,16 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def check_finite(weights: dict[str, torch.Tensor], when: str, last_good: Path) -> None:
+    """Raise FloatingPointError naming the first non-finite entries of ``weights`` (checked
+    before saving, so a checkpoint never holds NaN or inf weights)."""
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise FloatingPointError(
+            f"non-finite weights {when} ({', '.join(bad[:5])}); not saved; the last good checkpoint "
+            f"is {last_good}; lower the learning rate or set train.clip_grad_norm")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (or a bare state dict, returned as
     ``{"model": state_dict}``).

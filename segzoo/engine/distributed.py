@@ -133,7 +133,7 @@ def convert_sync_bn(model: nn.Module, enabled: bool, world: DistInfo, device: to
     BatchNorm, and PyTorch implements it for CUDA only, so the model keeps BatchNorm when the world
     size is 1 or the device is not CUDA. Returns ``(model, what was done)`` for the log.
     """
-    if not enabled:
+    if not enabled or not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
         return model, ""
     if world.world_size == 1:
         return model, "sync_bn: world size 1, keeping BatchNorm"

@@ -131,6 +131,21 @@ class NullLogger:
         pass
 
 
+def run_summary(work_dir: Path, checkpoint: Path, key: str, score: Any) -> str:
+    """The closing lines of a run: where its records are, and its final key metric."""
+    wd = work_dir
+    shown = f"  ({key} {100 * score:.2f})" if isinstance(score, float) and math.isfinite(score) else ""
+    return "\n".join([
+        f"Run folder: {wd}",
+        f"  resolved config  {wd / 'config.yaml'}",
+        f"  log              {wd / 'train.log'}",
+        f"  metrics          {wd / 'metrics.json'}{shown}",
+        f"  checkpoint       {checkpoint}",
+        f"  tensorboard      {wd / 'tb'}   (tensorboard --logdir {wd / 'tb'})",
+        f"  overlays         {wd / 'vis'}",
+    ])
+
+
 def write_json(path: Path, data: dict) -> None:
     """Write JSON (NaN -> null) atomically enough for a small file: temp + rename."""
     tmp = path.with_suffix(path.suffix + ".tmp")

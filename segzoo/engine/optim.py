@@ -105,3 +105,9 @@ def adamw(
     groups = param_groups(model, lr=lr, weight_decay=weight_decay, backbone_lr_mult=backbone_lr_mult,
                           norm_weight_decay=norm_weight_decay, bias_weight_decay=bias_weight_decay)
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay)
+
+
+def base_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The lr of the first group at full rate (``lr_mult`` 1), else of the first group."""
+    groups = optimizer.param_groups
+    return next((g["lr"] for g in groups if g.get("lr_mult", 1.0) == 1.0), groups[0]["lr"])

@@ -31,12 +31,14 @@ import torch
 from tqdm import tqdm
 
 from segzoo.config import Config, save_config
+from segzoo.config.schema import config_diff
 from segzoo.data.transforms import denormalize
 from segzoo.engine import accel, builder, distributed
-from segzoo.engine.checkpoint import load_checkpoint, save_checkpoint, snapshot
+from segzoo.engine.checkpoint import CheckpointError, check_finite, load_checkpoint, save_checkpoint, snapshot
 from segzoo.engine.ema import ModelEMA
 from segzoo.engine.evaluator import format_metrics
-from segzoo.engine.logger import NullLogger, RunLogger, write_json
+from segzoo.engine.logger import NullLogger, RunLogger, run_summary, write_json
+from segzoo.engine.optim import base_lr
 from segzoo.engine.reproducibility import Determinism, rng_state, seed_everything, set_rng_state
 from segzoo.engine.signals import GracefulStop
 from segzoo.engine.tasks import build_task
@@ -119,6 +121,8 @@ class Trainer:
         model, note = distributed.convert_sync_bn(model, tc.sync_bn, self.world, self.device)
         self.notes += [note] if note else []
         self.model = accel.prepare_model(model, self.device, channels_last=tc.channels_last)
+        if tc.ema is not None and not 0.0 < tc.ema.decay < 1.0:
+            raise ConfigError(f"'train.ema.decay' must lie in (0, 1), got {tc.ema.decay}")
         self.ema = ModelEMA(self.model, decay=tc.ema.decay, warmup=tc.ema.warmup) if tc.ema else None
         stats = builder.cached_label_stats(self.train_set, num_classes, cfg.data.ignore_index,
                                            self.work_dir / "label_stats.json", self.notes.append)
@@ -163,12 +167,7 @@ class Trainer:
             FloatingPointError: non-finite weights (nothing is written: the checkpoint on disk
                 stays the last good one).
         """
-        bad = [k for k, v in self.model.state_dict().items() if v.is_floating_point() and not bool(v.isfinite().all())]
-        if bad:
-            raise FloatingPointError(
-                f"non-finite weights after iteration {self.iteration} ({', '.join(bad[:5])}); not saved; "
-                f"the last good checkpoint is {self.ckpt_dir / 'last.pt'}; lower the learning rate or "
-                "set train.clip_grad_norm")
+        check_finite(self.model.state_dict(), f"after iteration {self.iteration}", self.ckpt_dir / "last.pt")
         rngs = distributed.all_gather_object(rng_state())
         path = self.ckpt_dir / name
         if self.world.is_main:
@@ -201,7 +200,12 @@ class Trainer:
             else:
                 self.ema.module.load_state_dict(state["model"])
                 self.notes.append("the checkpoint has no EMA weights: EMA restarts from the model's")
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            raise CheckpointError(
+                f"{path}: the optimizer state does not fit this config's parameter groups ({exc}); "
+                "resume with the config the run started with, or start a new --work-dir") from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.precision.load_state_dict(state.get("scaler") or {})
         self.iteration = int(state["iteration"])
@@ -214,7 +218,7 @@ class Trainer:
             seed_everything(self.cfg.train.seed + self.world.rank + self.iteration)
             self.notes.append(f"the checkpoint was written by {len(rngs)} processes, this run has "
                               f"{self.world.world_size}: RNG streams restart (not an exact resume)")
-        diff = _config_diff(state.get("config", {}), self.cfg.to_dict())
+        diff = config_diff(state.get("config", {}), self.cfg.to_dict())
         if diff:
             self.notes.append("config changed since the checkpoint: " + "; ".join(diff[:10]))
 
@@ -277,7 +281,7 @@ class Trainer:
                     elapsed = time.perf_counter() - t_window
                     steps = len(window["loss"])
                     row = {k: sum(v) / len(v) for k, v in window.items()}
-                    row["lr"] = _base_lr(self.optimizer)
+                    row["lr"] = base_lr(self.optimizer)
                     row["img_per_s"] = imgs_window * self.world.world_size / max(elapsed, 1e-9)
                     row["iter_time"] = elapsed / steps
                     row["data_time"] = data_time / steps
@@ -404,36 +408,5 @@ class Trainer:
         model.train(was_training)
 
     def _summary(self, metrics: dict) -> None:
-        wd = self.work_dir
-        key = self.best_metric
-        score = metrics.get(key)
-        lines = [
-            f"Run folder: {wd}",
-            f"  resolved config  {wd / 'config.yaml'}",
-            f"  log              {wd / 'train.log'}",
-            f"  metrics          {wd / 'metrics.json'}" + (
-                f"  ({key} {100 * score:.2f})" if isinstance(score, float) and math.isfinite(score) else ""),
-            f"  checkpoint       {self.ckpt_dir / 'last.pt'}",
-            f"  tensorboard      {wd / 'tb'}   (tensorboard --logdir {wd / 'tb'})",
-            f"  overlays         {wd / 'vis'}",
-        ]
-        self.logger.info("\n".join(lines))
-
-
-def _base_lr(optimizer: torch.optim.Optimizer) -> float:
-    """The lr of the first group at full rate (``lr_mult`` 1), else of the first group."""
-    groups = optimizer.param_groups
-    return next((g["lr"] for g in groups if g.get("lr_mult", 1.0) == 1.0), groups[0]["lr"])
-
-
-def _config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf that differs between two config dicts."""
-    out = []
-    for k in sorted(set(old) | set(new), key=str):
-        a, b = old.get(k), new.get(k)
-        key = f"{prefix}{k}"
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _config_diff(a, b, key + ".")
-        elif a != b:
-            out.append(f"{key}: {a!r} -> {b!r}")
-    return out
+        self.logger.info(run_summary(self.work_dir, self.ckpt_dir / "last.pt", self.best_metric,
+                                     metrics.get(self.best_metric)))
