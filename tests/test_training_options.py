@@ -236,3 +236,28 @@ def test_non_finite_weights_are_never_saved(cfg_path, tmp_path):
         t.save()
     state = load_checkpoint(tmp_path / "run/checkpoints/last.pt")
     assert state["iteration"] == 2 and torch.isfinite(state["model"]["decode_head.1.weight"]).all()
+
+
+def test_a_save_cut_short_keeps_the_previous_checkpoint_and_leftovers_are_cleaned(cfg_path, tmp_path, monkeypatch):
+    from segzoo.engine import save_checkpoint
+
+    path = tmp_path / "ck" / "last.pt"
+    save_checkpoint({"model": {"w": torch.ones(2)}, "iteration": 1}, path)
+
+    def partial_write(obj, f):  # some bytes reach the disk, then the writer dies
+        f.write(b"\x80\x02partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", partial_write)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint({"model": {"w": torch.zeros(2)}, "iteration": 2}, path)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["iteration"] == 1 and [p.name for p in path.parent.iterdir()] == ["last.pt"]
+
+    wd = tmp_path / "run"  # a run killed during a save leaves its temp file; resuming removes it
+    train(cfg_path, wd, "train.max_iters=2", "data.val=null")
+    (wd / "metrics.json").unlink()
+    (wd / "checkpoints" / ".last.pt.abc123.tmp").write_bytes(b"partial")
+    train(cfg_path, wd, "train.max_iters=3", "data.val=null")
+    assert not list((wd / "checkpoints").glob(".*.tmp"))
+    assert "removed 1 partial checkpoint file" in (wd / "train.log").read_text()

@@ -5,7 +5,6 @@ configs for it, so engine tests run in seconds. Also used by the subprocess help
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 import torch.nn.functional as F

@@ -12,7 +12,13 @@ from torch.utils.data import DataLoader, Subset
 
 from segzoo.config import Config
 from segzoo.config.schema import SplitConfig
-from segzoo.data import SegDataset, build_dataloader, build_dataset, build_pipeline, build_train_loader
+from segzoo.data import (
+    SegDataset,
+    build_dataloader,
+    build_dataset,
+    build_pipeline,
+    build_train_loader,
+)
 from segzoo.data.sampler import shard_indices
 from segzoo.engine import distributed
 from segzoo.engine.distributed import DistInfo

@@ -34,7 +34,13 @@ from segzoo.config import Config, save_config
 from segzoo.config.schema import config_diff
 from segzoo.data.transforms import denormalize
 from segzoo.engine import accel, builder, distributed
-from segzoo.engine.checkpoint import CheckpointError, check_finite, load_checkpoint, save_checkpoint, snapshot
+from segzoo.engine.checkpoint import (
+    CheckpointError,
+    check_finite,
+    load_checkpoint,
+    save_checkpoint,
+    snapshot,
+)
 from segzoo.engine.ema import ModelEMA
 from segzoo.engine.evaluator import format_metrics
 from segzoo.engine.logger import NullLogger, RunLogger, run_summary, write_json
@@ -237,6 +243,10 @@ class Trainer:
             self._load(self.resume_from)
         if self.world.is_main:
             self.work_dir.mkdir(parents=True, exist_ok=True)
+            stale = list(self.ckpt_dir.glob(".*.tmp"))  # a process killed while saving
+            for tmp in stale:
+                tmp.unlink()
+            self.notes += [f"removed {len(stale)} partial checkpoint file(s) of a killed save"] if stale else []
             self.logger = RunLogger(self.work_dir, quiet=not self.progress,
                                     resume_from=self.iteration if self.resume_from else None)
             save_config(cfg, self.work_dir / "config.yaml")
