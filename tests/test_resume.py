@@ -49,7 +49,9 @@ def start(config, work_dir, *args, signal_at=None):
     """Start `segzoo train` in a child process (tiny model registered, one thread)."""
     env = child_env(**({"SEGZOO_TEST_SIGNAL_AT": signal_at} if signal_at else {}))
     cmd = [sys.executable, str(CHILD), "train", str(config), "--work-dir", str(work_dir), *args]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a session of its own: a signal sent to the child's process group does not reach pytest
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def finish(proc, timeout=240):
@@ -96,8 +98,9 @@ def runs(tmp_path_factory):
         "reference": start(config, root / "reference"),
         # the 15th training forward is in iteration 8; the last checkpoint before it is iteration 6
         "killed": start(config, root / "killed", signal_at="15:SIGKILL"),
-        # the 9th is in iteration 5: Ctrl-C there finishes iteration 5 (with its evaluation)
-        "interrupted": start(config, root / "interrupted", signal_at="9:SIGINT"),
+        # the 9th is in iteration 5: Ctrl-C there (SIGINT to the process group, dataloader workers
+        # included, as a terminal sends it) finishes iteration 5 (with its evaluation)
+        "interrupted": start(config, root / "interrupted", signal_at="9:SIGINT:group"),
     }
     results = {name: finish(p) for name, p in procs.items()}
     return root, config, results

@@ -71,3 +71,21 @@ def test_augmented_batches_do_not_depend_on_the_number_of_workers():
 def test_eval_shards_cover_every_sample_once():
     shards = [shard_indices(7, r, 3) for r in range(3)]
     assert sorted(i for s in shards for i in s) == list(range(7))
+
+
+def test_dataloader_workers_ignore_stop_signals():
+    import signal
+
+    from segzoo.data import build_dataloader
+    from segzoo.data.loader import ignore_stop_signals
+
+    ds = ShapesDataset(num_images=2, size=(32, 32))
+    assert build_train_loader(ds, batch_size=1).worker_init_fn is ignore_stop_signals
+    assert build_dataloader(ds, batch_size=1, shuffle=False).worker_init_fn is ignore_stop_signals
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        ignore_stop_signals(0)  # what a worker runs first (also under the spawn start method)
+        assert all(signal.getsignal(s) == signal.SIG_IGN for s in saved)
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)

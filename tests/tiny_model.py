@@ -15,9 +15,11 @@ from segzoo.registry import MODELS
 _SIGNAL_AT: dict = {}
 
 
-def signal_at(forward_call: int, sig: int) -> None:
-    """Make the process send itself ``sig`` during its ``forward_call``-th training forward."""
-    _SIGNAL_AT.update(n=forward_call, sig=sig, count=0)
+def signal_at(forward_call: int, sig: int, group: bool = False) -> None:
+    """Make the process send ``sig`` to itself (``group``: to its whole process group, dataloader
+    workers included, as Ctrl-C in a terminal does) during its ``forward_call``-th training
+    forward."""
+    _SIGNAL_AT.update(n=forward_call, sig=sig, count=0, group=group)
 
 
 class TinySeg(nn.Module):
@@ -45,7 +47,10 @@ class TinySeg(nn.Module):
         if self.training and _SIGNAL_AT:
             _SIGNAL_AT["count"] += 1
             if _SIGNAL_AT["count"] == _SIGNAL_AT["n"]:
-                os.kill(os.getpid(), _SIGNAL_AT["sig"])
+                if _SIGNAL_AT["group"]:
+                    os.killpg(os.getpgid(0), _SIGNAL_AT["sig"])
+                else:
+                    os.kill(os.getpid(), _SIGNAL_AT["sig"])
         size = images.shape[-2:]
         features = self.backbone(images)
         out = F.interpolate(self.decode_head(features), size, mode="bilinear", align_corners=False)

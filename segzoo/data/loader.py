@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import torch
@@ -34,6 +35,14 @@ def collate_semantic(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn``: dataloader workers ignore SIGINT and SIGTERM. Ctrl-C in a terminal
+    reaches every process of the group; the training process then saves a checkpoint and shuts
+    its workers down itself, instead of finding them dead mid-batch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_dataloader(
     dataset: Dataset,
     *,
@@ -53,6 +62,7 @@ def build_dataloader(
         drop_last=drop_last,
         collate_fn=collate_semantic,
         generator=generator,
+        worker_init_fn=ignore_stop_signals,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
@@ -80,5 +90,6 @@ def build_train_loader(
         num_workers=num_workers,
         collate_fn=collate_semantic,
         generator=torch.Generator().manual_seed(seed + rank),
+        worker_init_fn=ignore_stop_signals,
         pin_memory=torch.cuda.is_available(),
     )
