@@ -275,12 +275,15 @@ class Trainer:
         batches = iter(loader)
         self.model.train()
         window: dict[str, list[float]] = {}
-        t_window, imgs_window, data_time = time.perf_counter(), 0, 0.0
+        step_time, imgs_window, data_time = 0.0, 0, 0.0  # eval and checkpoint time left out
+        graceful = False
         bar = tqdm(total=tc.max_iters, initial=self.iteration, desc="train", dynamic_ncols=True,
                    disable=not self.progress)
         try:
             while self.iteration < tc.max_iters:
+                t0 = time.perf_counter()
                 values, n_images, t_data, stopping = self.run_step(batches, stop)
+                step_time += time.perf_counter() - t0
                 self.iteration += 1
                 bar.update(1)
                 imgs_window += n_images
@@ -288,12 +291,11 @@ class Trainer:
                 for k, v in values.items():
                     window.setdefault(k, []).append(v)
                 if self.iteration % tc.log_interval == 0 or self.iteration == tc.max_iters:
-                    elapsed = time.perf_counter() - t_window
                     steps = len(window["loss"])
                     row = {k: sum(v) / len(v) for k, v in window.items()}
                     row["lr"] = base_lr(self.optimizer)
-                    row["img_per_s"] = imgs_window * self.world.world_size / max(elapsed, 1e-9)
-                    row["iter_time"] = elapsed / steps
+                    row["img_per_s"] = imgs_window * self.world.world_size / max(step_time, 1e-9)
+                    row["iter_time"] = step_time / steps
                     row["data_time"] = data_time / steps
                     row["epoch"] = self.samples_seen / len(self.train_set)
                     row.update(accel.memory_stats(self.device))
@@ -303,7 +305,7 @@ class Trainer:
                     bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
                     self.logger.info(f"iter {self.iteration}/{tc.max_iters} " + " ".join(
                         f"{k} {v:.4g}" for k, v in row.items()))
-                    window, t_window, imgs_window, data_time = {}, time.perf_counter(), 0, 0.0
+                    window, step_time, imgs_window, data_time = {}, 0.0, 0, 0.0
                 last = self.iteration == tc.max_iters
                 do_eval = self.val_loader is not None and (
                     last or (tc.eval_interval and self.iteration % tc.eval_interval == 0))
@@ -315,9 +317,10 @@ class Trainer:
                 if stopping and not last:
                     self.logger.info(f"{stop.name or 'stop signal'} at iteration {self.iteration}; "
                                      f"saved {path}; run the same command again to resume")
+                    graceful = True
                     raise KeyboardInterrupt(stop.name)
         except KeyboardInterrupt:
-            if not stop.requested:  # a second Ctrl-C, or no handler: the state may be mid-step
+            if not graceful:  # a second Ctrl-C, or no handler: the state may be mid-step
                 self.logger.info(f"interrupted during iteration {self.iteration + 1}; not saved; "
                                  f"the last checkpoint is {self.ckpt_dir / 'last.pt'}")
             raise
