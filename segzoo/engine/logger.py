@@ -6,11 +6,17 @@ import json
 import logging
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import nn
 from tqdm import tqdm
+
+from segzoo.data.transforms import denormalize
+from segzoo.visualize import panel, save_rgb
 
 
 class _TqdmHandler(logging.Handler):
@@ -129,6 +135,26 @@ class NullLogger:
 
     def close(self) -> None:
         pass
+
+
+@torch.inference_mode()
+def write_overlays(model: nn.Module, predict: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                   dataset: Any, num: int, folder: Path, step: int, logger: Any, device: torch.device,
+                   *, mean: Sequence[float], std: Sequence[float], ignore_index: int) -> None:
+    """Panels [image | ground truth | prediction] of the first ``num`` samples of ``dataset``,
+    as ``folder/iter<step>_<i>.png`` and TensorBoard images ``val/sample_i`` (model mode kept)."""
+    was_training = model.training
+    model.eval()
+    palette = dataset.colors()
+    for i in range(min(num, len(dataset))):
+        sample = dataset[i]
+        image = sample["image"].as_subclass(torch.Tensor).unsqueeze(0).to(device)
+        pred = predict(model, image)[0]
+        rgb = denormalize(image, mean, std)[0]
+        arr = panel(rgb, sample["mask"], pred, palette, ignore_index)
+        save_rgb(arr, folder / f"iter{step:06d}_{i}.png")
+        logger.image(f"val/sample_{i}", arr, step)
+    model.train(was_training)
 
 
 def run_summary(work_dir: Path, checkpoint: Path, key: str, score: Any) -> str:

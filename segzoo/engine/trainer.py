@@ -32,7 +32,6 @@ from tqdm import tqdm
 
 from segzoo.config import Config, save_config
 from segzoo.config.schema import config_diff
-from segzoo.data.transforms import denormalize
 from segzoo.engine import accel, builder, distributed
 from segzoo.engine.checkpoint import (
     CheckpointError,
@@ -43,13 +42,12 @@ from segzoo.engine.checkpoint import (
 )
 from segzoo.engine.ema import ModelEMA
 from segzoo.engine.evaluator import format_metrics
-from segzoo.engine.logger import NullLogger, RunLogger, run_summary, write_json
+from segzoo.engine.logger import NullLogger, RunLogger, run_summary, write_json, write_overlays
 from segzoo.engine.optim import base_lr
 from segzoo.engine.reproducibility import Determinism, rng_state, seed_everything, set_rng_state
 from segzoo.engine.signals import GracefulStop
 from segzoo.engine.tasks import build_task
 from segzoo.errors import ConfigError, SegzooError
-from segzoo.visualize import panel, save_rgb
 
 
 class RunExistsError(SegzooError, FileExistsError):
@@ -403,22 +401,10 @@ class Trainer:
         self.model.train()
         return metrics
 
-    @torch.inference_mode()
     def _visualize(self) -> None:
-        n = min(self.cfg.train.num_vis, len(self.val_set))
-        model = self.eval_model
-        was_training = model.training
-        model.eval()
-        palette = self.val_set.colors()
-        for i in range(n):
-            sample = self.val_set[i]
-            image = sample["image"].as_subclass(torch.Tensor).unsqueeze(0).to(self.device)
-            pred = self.task.predict(model, image)[0]
-            rgb = denormalize(image, self.cfg.data.mean, self.cfg.data.std)[0]
-            arr = panel(rgb, sample["mask"], pred, palette, self.cfg.data.ignore_index)
-            save_rgb(arr, self.work_dir / "vis" / f"iter{self.iteration:06d}_{i}.png")
-            self.logger.image(f"val/sample_{i}", arr, self.iteration)
-        model.train(was_training)
+        write_overlays(self.eval_model, self.task.predict, self.val_set, self.cfg.train.num_vis,
+                       self.work_dir / "vis", self.iteration, self.logger, self.device,
+                       mean=self.cfg.data.mean, std=self.cfg.data.std, ignore_index=self.cfg.data.ignore_index)
 
     def _summary(self, metrics: dict) -> None:
         self.logger.info(run_summary(self.work_dir, self.ckpt_dir / "last.pt", self.best_metric,
