@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 import segzoo
 from segzoo.data import ShapesDataset, build_pipeline
+from segzoo.registry import MODELS
 
 # Small widths keep these fast; the architectures are otherwise the papers'.
 SLIM = {
@@ -50,7 +51,7 @@ def build(name, backbone, extra, num_classes=4):
 
 
 def test_cases_cover_every_registered_model():
-    assert {c[0] for c in CASES} == set(segzoo.list_models(task="semantic"))
+    assert {c[0] for c in CASES} == set(MODELS.names(task="semantic", test_only=None))
 
 
 @pytest.mark.parametrize("name,backbone,extra", CASES,
@@ -132,7 +133,7 @@ def shapes_batch():
 
 
 def test_overfit_cases_cover_every_registered_model():
-    assert {c[0] for c in OVERFIT} == set(segzoo.list_models(task="semantic"))
+    assert {c[0] for c in OVERFIT} == set(MODELS.names(task="semantic", test_only=None))
 
 
 @pytest.mark.parametrize("name,backbone,extra,lr", OVERFIT, ids=[c[0] for c in OVERFIT])

@@ -3,7 +3,7 @@
 from segzoo.data.base import SegDataset
 from segzoo.data.camvid import CamVid
 from segzoo.data.folder import FolderDataset
-from segzoo.data.loader import build_dataloader, collate_semantic
+from segzoo.data.loader import build_dataloader, build_train_loader, collate_semantic
 from segzoo.data.paths import data_root, resolve_data_path
 from segzoo.data.shapes import ShapesDataset
 from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
@@ -28,6 +28,7 @@ __all__ = [
     "SegDataset",
     "ShapesDataset",
     "build_dataloader",
+    "build_train_loader",
     "build_dataset",
     "build_pipeline",
     "collate_semantic",

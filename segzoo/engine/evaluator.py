@@ -1,4 +1,4 @@
-"""Semantic evaluation over a loader with a streaming confusion matrix."""
+"""Semantic evaluation over a loader with a streaming confusion matrix, summed across ranks."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from segzoo.engine import distributed
 from segzoo.metrics import ConfusionMatrix
 
 
@@ -32,6 +33,10 @@ def evaluate_semantic(
 ) -> dict:
     """Score ``model`` on every batch of ``loader`` (mode restored afterwards).
 
+    Under torch.distributed each rank passes its own share of the data (a shard, no sample
+    twice); the confusion matrices and image counts are summed across ranks, so every rank returns
+    the metrics of the whole split, equal to a single process's.
+
     Returns the metrics of :func:`segzoo.metrics.metrics_from_confusion` plus
     ``"num_images"``.
     """
@@ -44,9 +49,19 @@ def evaluate_semantic(
         cm.update(predict_labels(model, images), batch["mask"].to(device, non_blocking=True))
         n += images.shape[0]
     model.train(was_training)
+    counts = torch.cat([cm.matrix.reshape(-1), torch.tensor([n], device=cm.matrix.device)])
+    counts = _reduce_counts(counts, device)
+    cm.matrix.copy_(counts[:-1].view_as(cm.matrix))
     metrics = cm.compute(class_names)
-    metrics["num_images"] = n
+    metrics["num_images"] = int(counts[-1])
     return metrics
+
+
+def _reduce_counts(counts: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Sum int64 counts over ranks (on the device NCCL needs, on the CPU for gloo)."""
+    if not distributed.info().is_distributed:
+        return counts
+    return distributed.all_reduce_sum(counts.to(device)).to(counts.device)
 
 
 def format_metrics(metrics: dict) -> str:
