@@ -4,6 +4,7 @@
     segzoo train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
     segzoo eval CONFIG --checkpoint PATH [--set ...] [--out FILE]
     segzoo predict CONFIG --checkpoint PATH --input DIR_OR_FILE --output DIR [--set ...]
+    segzoo bench [--models all] [--size H [W]] [--batch 1 8] [--deploy] [--out DIR]
 """
 
 from __future__ import annotations
@@ -127,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="output folder")
     p.set_defaults(func=cmd_predict)
+
+    # --- bench (issue 7): the subcommand lives in segzoo/bench/cli.py
+    from segzoo.bench.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
+    # --- end bench
     return parser
 
 
