@@ -55,10 +55,26 @@ def machine_info(device: str = "cpu") -> dict:
             info[name] = __import__(name).__version__
         except ImportError:
             info[name] = None
+    info["segzoo_commit"] = _git_commit()
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
         info["cuda"] = torch.version.cuda
     return info
+
+
+def _git_commit() -> str | None:
+    """The commit of the segzoo checkout in use (None outside a git checkout)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (out.stdout.strip() + ("+dirty" if dirty else "")) if out.returncode == 0 else None
 
 
 def synchronize(device: torch.device) -> None:

@@ -55,7 +55,7 @@ def machine_lines(results: dict) -> list[str]:
     return [
         f"* Machine: host `{m['host']}`, {m['cpu']}, {m['cpu_count']} logical cores, "
         f"{s.get('threads') or m['torch_threads']} torch threads; GPU: {gpu}; device `{s['device']}`.",
-        f"* Versions: Python {m['python']}, {libs}.",
+        f"* Versions: Python {m['python']}, {libs}; segzoo commit {m.get('segzoo_commit') or 'n/a'}.",
         f"* Date: {m['date']}; load average (1/5/15 min) at the start {m.get('load_average')}, "
         f"at the end {m.get('load_average_end')}.",
         f"* Settings: input {s['size'][0]}x{s['size'][1]}, batches {s['batches']}, dtype {s['dtype']}, "

@@ -89,6 +89,15 @@ def build_models(cands: list[Candidate], job: dict, device: torch.device) -> tup
 
 
 def run_job(job: dict) -> dict:
+    """Run one job (see the module docstring) in this process and return its result."""
+    threads = torch.get_num_threads()
+    try:
+        return _run_job(job)
+    finally:
+        torch.set_num_threads(threads)  # in-process callers (tests) keep their setting
+
+
+def _run_job(job: dict) -> dict:
     t_start = time.perf_counter()
     torch.set_flush_denormal(True)
     if job.get("threads"):

@@ -1,0 +1,267 @@
+"""Semantic vs instance: every registered architecture trained with one schedule on the same data,
+scored with semantic metrics (mIoU, pixel accuracy) and, through the cross-task conversions,
+instance metrics (mask AP), with speed and size; writes the accuracy table and an
+accuracy-vs-latency plot into docs/benchmarks.md.
+
+    python benchmarks/semantic_vs_instance.py                    # shapes 64x64, 300 iterations
+    python benchmarks/semantic_vs_instance.py --models fcn8s deeplabv3plus --iters 600
+    python benchmarks/semantic_vs_instance.py --report-only      # rewrite the doc from the cache
+
+Each model trains from its own shapes config (the table below) through the normal engine with the
+common schedule of :func:`segzoo.bench.runs.common_schedule`; finished runs are cached in
+``benchmarks/results/semantic_vs_instance.json`` and never rerun (runs with the same config as
+``benchmarks/ablations.py`` share a run folder). Latency: the trained architecture at
+``--latency-size`` (batch 1, CPU, a fresh worker process, median of ``--latency-repeats``).
+
+Instance metrics. A semantic model's mask AP comes from issue 6's cross-task scoring (connected
+components of its argmax map scored by COCO AP); an instance model (Mask R-CNN, issue 4) gets its
+mIoU from its pasted masks. Both go through ONE integration point, :func:`cross_task_scores`, which
+calls ``segzoo.inference.compare.evaluate_run`` (branch issue6) when it exists and leaves the
+columns "n/a" otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from segzoo.bench.candidates import Candidate  # noqa: E402
+from segzoo.bench.report import replace_section  # noqa: E402
+from segzoo.bench.runner import BenchSettings, Runner  # noqa: E402
+from segzoo.bench.runs import TrainSpec, common_schedule, load_cache, save_cache, train_cached  # noqa: E402
+from segzoo.registry import MODELS  # noqa: E402
+
+CACHE = REPO / "benchmarks" / "results" / "semantic_vs_instance.json"
+DOC = REPO / "docs" / "benchmarks.md"
+PLOT = REPO / "docs" / "img" / "accuracy_vs_latency.png"
+WORK = REPO / "work_dirs" / "bench_runs"
+
+# the shapes config of each registered model; models registered later (maskrcnn) are found by glob
+SHAPES_CONFIGS = {
+    "fcn32s": "configs/fcn/fcn32s_vgg16-bn_shapes-64x64.yaml",
+    "fcn16s": "configs/fcn/fcn16s_vgg16-bn_shapes-64x64.yaml",
+    "fcn8s": "configs/fcn/fcn8s_vgg16-bn_shapes-64x64.yaml",
+    "fcn": "configs/fcn/fcn_resnet18_shapes-64x64.yaml",
+    "unet": "configs/unet/unet_unet-encoder_shapes-64x64.yaml",
+    "deeplabv2": "configs/deeplabv2/deeplabv2_resnet18_shapes-64x64.yaml",
+    "deeplabv3": "configs/deeplabv3/deeplabv3_resnet18_shapes-64x64.yaml",
+    "deeplabv3plus": "configs/deeplabv3plus/deeplabv3plus_resnet18_shapes-64x64.yaml",
+    "pspnet": "configs/pspnet/pspnet_resnet18_shapes-64x64.yaml",
+}
+SEMANTIC_KEYS = ("mIoU", "pixel_acc")
+INSTANCE_KEYS = ("mask_AP", "mask_AP50", "mask_AP75")
+
+
+def registered_models() -> list[str]:
+    return [n for n in MODELS.names() if not MODELS.entry(n).meta.get("test_only")]
+
+
+def config_for(model: str) -> str | None:
+    if model in SHAPES_CONFIGS:
+        return str(REPO / SHAPES_CONFIGS[model])
+    hits = sorted(glob.glob(str(REPO / "configs" / model / f"{model}_*shapes*.yaml")))
+    return hits[0] if hits else None
+
+
+def cross_task_scores(work_dir: str) -> dict | None:
+    """INTEGRATION POINT (issue 6, branch ``issue6``): both rows of a trained run folder.
+
+    Returns ``{"mIoU", "pixel_acc", "mask_AP", "mask_AP50", "mask_AP75", ...}`` from
+    ``segzoo.inference.compare.evaluate_run(run_dir)`` (semantic models: connected components of
+    the argmax map scored by COCO mask AP; instance models: pasted masks scored by the semantic
+    metrics), or ``None`` while that module is not merged. Nothing else in this script changes
+    when it lands."""
+    try:
+        from segzoo.inference.compare import evaluate_run
+    except ImportError:
+        return None
+    metrics = evaluate_run(work_dir)
+    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
+
+
+def model_kwargs_of(rec: dict) -> tuple[str, dict]:
+    """The trained architecture (model name and builder kwargs) from its run folder's config."""
+    from segzoo.config import load_config
+
+    cfg = load_config(Path(rec["work_dir"]) / "config.yaml")
+    kwargs = {k: v for k, v in cfg.model.kwargs.items() if k not in ("num_classes", "weights_backbone",
+                                                                     "backbone_weights")}
+    return cfg.model.name, kwargs
+
+
+def measure_latency(rec: dict, size: int, repeats: int, threads: int | None, in_process: bool) -> dict:
+    name, kwargs = model_kwargs_of(rec)
+    settings = BenchSettings(models=[], repeats=repeats, warmup=1, threads=threads,
+                             num_classes=rec.get("num_classes", 4), in_process=in_process)
+    job = Runner(settings, log=lambda line: None).job([Candidate("segzoo", name, kwargs)], "infer", 1, (size, size))
+    if "error" in job:
+        return {"error": job["error"]}
+    return {"latency_ms": job["candidates"][0]["seconds"]["median"] * 1e3,
+            "latency_iqr_ms": [job["candidates"][0]["seconds"]["p25"] * 1e3,
+                               job["candidates"][0]["seconds"]["p75"] * 1e3],
+            "size": size, "threads": job["threads"], "load_average": job["load_average"]["start"]}
+
+
+def run_all(args: argparse.Namespace, log=print) -> dict:
+    models = args.models or registered_models()
+    cache_path = Path(args.cache)
+    for model in models:
+        config = config_for(model)
+        key = f"shapes/{model}/seed{args.seed}"
+        if config is None:
+            log(f"{model}: no shapes config; skipped")
+            continue
+        spec = TrainSpec(key, config, (*common_schedule("shapes", args.iters, args.size, args.seed), *(args.set or [])))
+        rec = train_cached(spec, args.work_dir, cache_path, log=log)
+        cache = load_cache(cache_path)
+        rec = cache["runs"][key]
+        rec["num_classes"] = len(rec["metrics"].get("IoU") or {}) or rec.get("num_classes", 4)
+        lat_key = f"{args.latency_size}/{args.latency_repeats}/{args.threads}"
+        if rec.get("latency", {}).get("key") != lat_key:
+            rec["latency"] = {"key": lat_key, **measure_latency(rec, args.latency_size, args.latency_repeats,
+                                                                 args.threads, args.in_process)}
+            log(f"  {model}: {rec['latency'].get('latency_ms', rec['latency'].get('error'))} ms "
+                f"at {args.latency_size}x{args.latency_size}")
+        if "cross_task" not in rec or rec["cross_task"] is None:
+            rec["cross_task"] = cross_task_scores(rec["work_dir"])
+        cache["runs"][key] = rec
+        save_cache(cache_path, cache)
+    return load_cache(cache_path)
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}"
+
+
+def rows(cache: dict, seed: int) -> list[dict]:
+    out = []
+    for key, rec in sorted(cache.get("runs", {}).items()):
+        if not key.endswith(f"/seed{seed}"):
+            continue
+        own, cross = rec["metrics"], rec.get("cross_task") or {}
+        task = "instance" if any(k in own for k in INSTANCE_KEYS) else "semantic"
+        row = {"model": rec["model"], "task": task, "params": rec.get("params"), "gflops": rec.get("gflops"),
+               "train_seconds": rec.get("train_seconds"), "latency": rec.get("latency", {}),
+               "cross_task_available": bool(cross)}
+        for k in SEMANTIC_KEYS + INSTANCE_KEYS:
+            row[k] = own.get(k) if own.get(k) is not None else cross.get(k)
+        out.append(row)
+    return out
+
+
+def table(rs: list[dict], latency_size: int) -> str:
+    head = ["model", "task", "mIoU (%)", "pixel acc (%)", "mask AP (%)", "params (M)", "GFLOPs (train size)",
+            f"latency ms ({latency_size}x{latency_size}, b1)", "train time (s)"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---" + "|---:" * (len(head) - 2) + "|"]
+    for r in rs:
+        lat = r["latency"].get("latency_ms")
+        ap = _pct(r["mask_AP"]) if r["mask_AP"] is not None else (
+            "n/a (issue 6)" if r["task"] == "semantic" and not r["cross_task_available"] else "n/a")
+        miou = _pct(r["mIoU"]) if r["mIoU"] is not None else "n/a (issue 6)"
+        lines.append("| " + " | ".join([
+            f"`{r['model']}`", r["task"], miou, _pct(r["pixel_acc"]), ap,
+            f"{r['params'] / 1e6:.1f}" if r["params"] else "n/a",
+            f"{r['gflops']:.2f}" if r["gflops"] else "n/a",
+            f"{lat:.0f}" if lat else r["latency"].get("error", "n/a"),
+            f"{r['train_seconds']:.0f}" if r["train_seconds"] else "n/a"]) + " |")
+    return "\n".join(lines)
+
+
+def plot(rs: list[dict], path: Path, latency_size: int) -> str | None:
+    """Accuracy (mIoU) against latency, one labelled point per model (area ~ parameters); returns
+    an error note instead of raising when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
+    except ImportError:
+        return "matplotlib is not installed (pip install -e '.[bench]'): no plot"
+    pts = [r for r in rs if r["mIoU"] is not None and r["latency"].get("latency_ms")]
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    for r in pts:
+        size = 20 + 4 * (r["params"] or 0) / 1e6
+        color = "tab:orange" if r["task"] == "instance" else "tab:blue"
+        ax.scatter(r["latency"]["latency_ms"], 100 * r["mIoU"], s=size, color=color, alpha=0.7,
+                   edgecolor="black", linewidth=0.5)
+        ax.annotate(r["model"], (r["latency"]["latency_ms"], 100 * r["mIoU"]), textcoords="offset points",
+                    xytext=(5, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel(f"CPU latency, ms per {latency_size}x{latency_size} image (batch 1, log scale)")
+    ax.set_ylabel("mIoU on shapes val (%)")
+    ax.set_title("Accuracy vs latency (marker area ~ parameters)")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return None
+
+
+def report(cache: dict, args: argparse.Namespace, doc: Path) -> str:
+    rs = rows(cache, args.seed)
+    note = plot(rs, Path(args.plot), args.latency_size) if rs else "no runs yet"
+    rel = Path(args.plot)
+    try:
+        rel = rel.resolve().relative_to(doc.resolve().parent)
+    except ValueError:
+        pass
+    loads = sorted({str(r["latency"].get("load_average")) for r in rs if r["latency"].get("load_average")})
+    return "\n".join([
+        f"Runs: `python benchmarks/semantic_vs_instance.py --iters {args.iters} --size {args.size} "
+        f"--seed {args.seed} --latency-size {args.latency_size}"
+        + (f" --threads {args.threads}" if args.threads else "") + "` (cached in "
+        "`benchmarks/results/semantic_vs_instance.json`). Each model: its shapes config (built-in "
+        f"synthetic data, {args.size}x{args.size}, 4 classes), {args.iters} iterations, from scratch; "
+        "mIoU / pixel accuracy on the 64-image val split. Latency: the trained architecture on "
+        f"this CPU, fresh process, median of {args.latency_repeats}, load average at the "
+        f"measurements {', '.join(loads) or 'n/a'}.",
+        "",
+        table(rs, args.latency_size),
+        "",
+        f"![accuracy vs latency]({rel})" if note is None else f"(plot not written: {note})",
+        "",
+        "mask AP: filled in by the cross-task scoring of issue 6 (connected components of the "
+        "semantic argmax scored by COCO AP) once it is merged; instance models (Mask R-CNN, issue 4) "
+        "get their own row and their mIoU from pasted masks the same way.",
+    ])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", help="registered model names (default: all)")
+    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="extra config overrides")
+    parser.add_argument("--latency-size", type=int, default=512)
+    parser.add_argument("--latency-repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch threads (training and latency)")
+    parser.add_argument("--in-process", action="store_true", help="measure latency in this process")
+    parser.add_argument("--work-dir", default=str(WORK))
+    parser.add_argument("--cache", default=str(CACHE))
+    parser.add_argument("--doc", default=str(DOC))
+    parser.add_argument("--plot", default=str(PLOT))
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    cache = load_cache(args.cache) if args.report_only else run_all(args)
+    replace_section(args.doc, "semantic-vs-instance", report(cache, args, Path(args.doc)))
+    print(f"updated {args.doc} and {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
