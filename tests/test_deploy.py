@@ -160,3 +160,23 @@ def test_compile_path_with_the_eager_backend():
     assert deployed._run is not deployed.model
     with torch.no_grad():
         assert (deployed(x) - model(x)).abs().max() < 1e-4
+
+
+def test_the_check_scales_with_the_output():
+    """Randomly initialised deep ResNets in eval mode give outputs of 1e4 and more; float32
+    rounding of the fused weights then moves them by more than 1e-4 absolute, not relative."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(),
+                          nn.Conv2d(64, 64, 3, padding=1), nn.BatchNorm2d(64)).eval()
+    randomise_bn(model)
+    with torch.no_grad():
+        for conv in (model[0], model[3]):
+            conv.weight.mul_(300.0)
+    x = torch.randn(1, 3, 16, 16)
+    with torch.no_grad():
+        ref = model(x)
+    deployed = optimize_for_inference(model, example=x)
+    diff = (deployed(x) - ref).abs().max().item()
+    assert ref.abs().max() > 1e4 and 1e-4 < diff < 1e-5 * ref.abs().max()
+    with pytest.raises(ValueError, match="fusion changed the output"):
+        optimize_for_inference(model, example=x, rtol=0.0)
