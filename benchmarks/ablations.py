@@ -227,7 +227,7 @@ def ordering_line(group: Group, runs: dict, dataset: str, seeds: list[int]) -> s
     return text
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="+", choices=[g.key for g in GROUPS])
     parser.add_argument("--dataset", default="shapes", choices=["shapes", "camvid"])
@@ -240,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(CACHE))
     parser.add_argument("--doc", default=str(DOC), help="markdown file to update ('-' for stdout)")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the doc from the cache")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads:
         import torch
 

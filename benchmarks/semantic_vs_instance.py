@@ -236,7 +236,7 @@ def report(cache: dict, args: argparse.Namespace, doc: Path) -> str:
     ])
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", help="registered model names (default: all)")
     parser.add_argument("--iters", type=int, default=300)
@@ -252,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--doc", default=str(DOC))
     parser.add_argument("--plot", default=str(PLOT))
     parser.add_argument("--report-only", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads:
         import torch
 

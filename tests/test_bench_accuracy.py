@@ -4,8 +4,11 @@ docs sections are written; the issue-6 integration point fills the mask AP colum
 
 import importlib.util
 import json
+import re
+import shlex
 import sys
 import types
+from pathlib import Path
 
 from conftest import REPO
 
@@ -108,3 +111,27 @@ def test_every_registered_model_has_a_shapes_config():
     assert "tiny_seg" not in svi.registered_models()
     for name in svi.registered_models():
         assert svi.config_for(name) is not None, name
+
+
+def test_documented_benchmark_commands_parse():
+    """Every command in docs/benchmarks.md and docs/ablations.md parses; their paths exist."""
+    from segzoo.cli import build_parser
+
+    commands = []
+    for doc in ("benchmarks.md", "ablations.md"):
+        text = (REPO / "docs" / doc).read_text()
+        for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+            commands += [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
+    assert any(c.startswith("segzoo bench") for c in commands)
+    assert any("ablations.py" in c for c in commands) and any("semantic_vs_instance.py" in c for c in commands)
+    for command in commands:
+        words = shlex.split(command)
+        if words[0] == "segzoo":
+            build_parser().parse_args(words[1:])
+        else:
+            assert words[0] == "python" and words[1].startswith("benchmarks/"), command
+            module = load_script(Path(words[1]).stem)
+            args = module.build_parser().parse_args(words[2:])
+            for value in vars(args).values():
+                if isinstance(value, str) and value.startswith("benchmarks/results/"):
+                    assert (REPO / value).exists(), value
