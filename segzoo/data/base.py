@@ -7,7 +7,13 @@ A sample is a dict::
      "meta":  {"index": int, "image_path": str, "label_path": str, "orig_size": (H, W)}}
 
 Datasets with instance annotations add ``"instances"``: ``{"boxes": BoundingBoxes (N, 4) XYXY,
-"masks": Mask (N, H, W) uint8, "labels": (N,) int64}`` (see :mod:`segzoo.data.shapes`).
+"masks": Mask (N, H, W) uint8, "labels": (N,) int64 in 1..K (0 = background, torchvision's),
+"iscrowd": (N,) int64}`` (see :mod:`segzoo.data.shapes`); instance label i is semantic class
+``thing_classes[i - 1]`` (default: every class but 0, i.e. label == class index).
+
+With ``keep_original = True`` (set by evaluation), a sample whose transforms changed its size also
+carries the untransformed ``meta["orig_mask"]`` (H, W) int64 tensor (and ``meta["orig_instances"]``),
+so metrics can be computed at the label's original resolution.
 """
 
 from __future__ import annotations
@@ -35,10 +41,16 @@ class SegDataset(Dataset):
 
     class_names: tuple[str, ...] = ()
     palette: Sequence[tuple[int, int, int]] | None = None
+    thing_classes: tuple[int, ...] | None = None  # None: every class but 0
 
     def __init__(self, *, ignore_index: int = 255) -> None:
         self.ignore_index = ignore_index
         self.transforms: Callable[[dict], dict] | None = None
+        self.keep_original = False
+
+    def things(self) -> list[int]:
+        """Semantic class of each instance label 1..K (see the module docstring)."""
+        return list(self.thing_classes) if self.thing_classes is not None else list(range(1, self.num_classes))
 
     @property
     def num_classes(self) -> int:
@@ -57,7 +69,12 @@ class SegDataset(Dataset):
             raise IndexError(f"index {index} out of range for {len(self)} samples")
         sample = self.load(index % len(self))
         if self.transforms is not None:
+            original = (sample["mask"], sample.get("instances")) if self.keep_original else None
             sample = self.transforms(sample)
+            if original is not None and sample["mask"].shape[-2:] != original[0].shape[-2:]:
+                sample["meta"]["orig_mask"] = original[0].as_subclass(torch.Tensor)
+                if original[1] is not None:
+                    sample["meta"]["orig_instances"] = original[1]
         return sample
 
     def check_label(self, label: torch.Tensor, image: torch.Tensor, meta: dict) -> None:

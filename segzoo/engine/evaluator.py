@@ -7,9 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
-from segzoo.metrics import ConfusionMatrix
+from segzoo.inference.evaluate import evaluate  # issue 6
 
 
 @torch.inference_mode()
@@ -29,24 +28,22 @@ def evaluate_semantic(
     device: torch.device | str = "cpu",
     progress: bool = True,
     desc: str = "eval",
+    eval_cfg=None,
 ) -> dict:
     """Score ``model`` on every batch of ``loader`` (mode restored afterwards).
 
-    Returns the metrics of :func:`segzoo.metrics.metrics_from_confusion` plus
-    ``"num_images"``.
+    The forward pass runs through :class:`segzoo.inference.modes.SemanticInferencer` set up by
+    ``eval_cfg`` (``cfg.eval``: whole/slide, TTA); metrics are taken at the original label size
+    when the val pipeline resizes (``eval.original_size``). For both rows (semantic and instance)
+    set ``eval.cross_task`` (see :func:`segzoo.inference.evaluate.evaluate`).
+
+    Returns the metrics of :func:`segzoo.metrics.metrics_from_confusion` (plus boundary IoU
+    ``mBIoU``/``bIoU`` unless ``eval.boundary_iou`` is false), ``"num_images"`` and ``"task"``.
     """
-    was_training = model.training
-    model.eval()
-    cm = ConfusionMatrix(num_classes, ignore_index, device=device)
-    n = 0
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-        images = batch["image"].to(device, non_blocking=True)
-        cm.update(predict_labels(model, images), batch["mask"].to(device, non_blocking=True))
-        n += images.shape[0]
-    model.train(was_training)
-    metrics = cm.compute(class_names)
-    metrics["num_images"] = n
-    return metrics
+    # issue 6: one scoring loop (inference modes, original-size scoring, boundary IoU, cross-task)
+    return evaluate(model, loader, num_classes=num_classes, ignore_index=ignore_index,
+                    class_names=class_names, eval_cfg=eval_cfg, device=device, progress=progress,
+                    desc=desc)
 
 
 def format_metrics(metrics: dict) -> str:

@@ -31,8 +31,9 @@ class SemanticTask:
     key_metric = "mIoU"
 
     def __init__(self, loss: nn.Module, *, num_classes: int, ignore_index: int,
-                 class_names: Sequence[str]) -> None:
+                 class_names: Sequence[str], eval_cfg=None) -> None:
         self.loss = loss
+        self.eval_cfg = eval_cfg  # issue 6: cfg.eval (inference mode, TTA, cross-task)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = list(class_names)
@@ -51,7 +52,7 @@ class SemanticTask:
                  progress: bool = True) -> dict:
         return evaluate_semantic(
             model, loader, num_classes=self.num_classes, ignore_index=self.ignore_index,
-            class_names=self.class_names, device=device, progress=progress,
+            class_names=self.class_names, device=device, progress=progress, eval_cfg=self.eval_cfg,
         )
 
     def predict(self, model: nn.Module, images: Tensor) -> Tensor:
@@ -60,9 +61,10 @@ class SemanticTask:
 
 
 def build_task(model: nn.Module, loss: nn.Module, *, num_classes: int, ignore_index: int,
-               class_names: Sequence[str]) -> SemanticTask:
+               class_names: Sequence[str], eval_cfg=None) -> SemanticTask:
     """The task adapter for ``model.task`` (semantic by default)."""
     kind = getattr(model, "task", "semantic")
     if kind != "semantic":
         raise NotImplementedError(f"no engine task for {kind!r} models yet")
-    return SemanticTask(loss, num_classes=num_classes, ignore_index=ignore_index, class_names=class_names)
+    return SemanticTask(loss, num_classes=num_classes, ignore_index=ignore_index, class_names=class_names,
+                        eval_cfg=eval_cfg)

@@ -121,7 +121,8 @@ class Trainer:
         loss = builder.loss_from_config(cfg, num_classes).to(self.device)
         self.task = build_task(self.model, loss, num_classes=num_classes,
                                ignore_index=cfg.data.ignore_index,
-                               class_names=self.train_set.class_names)
+                               class_names=self.train_set.class_names,
+                               eval_cfg=cfg.eval)  # issue 6
         self.optimizer = builder.optimizer_from_config(cfg, self.model)
         self.scheduler = builder.scheduler_from_config(cfg, self.optimizer)
         self.iteration = 0
