@@ -54,9 +54,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from segzoo.engine import builder
-    from segzoo.engine.evaluator import evaluate_semantic, format_metrics
+    from segzoo.engine.evaluator import format_metrics
     from segzoo.engine.logger import write_json
     from segzoo.inference import load_trained_model
+    from segzoo.inference.evaluate import evaluate
+    from segzoo.metrics.instance import format_instance_metrics
 
     cfg = _load(args)
     if cfg.data.val is None:
@@ -65,15 +67,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
     model, meta = load_trained_model(cfg, args.checkpoint, device)
     dataset = builder.dataset_from_split(cfg, cfg.data.val)
     loader = builder.loader_from_split(cfg, cfg.data.val, dataset, train=False)
-    metrics = evaluate_semantic(model, loader, num_classes=meta["num_classes"],
-                                ignore_index=cfg.data.ignore_index,
-                                class_names=dataset.class_names, device=device)
-    print(format_metrics(metrics))
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else (
         ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent) / f"eval_{ckpt.stem}.json"
+    results = out.with_name(out.stem + "_coco_results.json")
+    metrics = evaluate(model, loader, num_classes=meta["num_classes"], ignore_index=cfg.data.ignore_index,
+                       class_names=dataset.class_names, eval_cfg=cfg.eval,
+                       cross_task=True if args.cross_task else None, device=device, results_path=results)
+    print(format_metrics(metrics))
+    if "mask_AP" in metrics:
+        print(format_instance_metrics(metrics))
     write_json(out, {**metrics, "checkpoint": str(ckpt), "config": str(args.config)})
-    print(f"metrics written to {out}")
+    print(f"metrics written to {out}" + (f"; COCO results to {results}" if "mask_AP" in metrics else ""))
     return 0
 
 
@@ -86,9 +91,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     device = builder.resolve_device(cfg.train.device)
     model, meta = load_trained_model(cfg, args.checkpoint, device)
     records = predict_images(model, cfg, find_images(args.input), args.output,
-                             palette=meta["palette"], device=device)
+                             palette=meta["palette"], class_names=meta["class_names"], device=device,
+                             batch_size=args.batch_size)
     print(f"wrote {len(records)} label PNGs to {Path(args.output) / 'labels'} and overlays to "
           f"{Path(args.output) / 'overlays'}")
+    if (Path(args.output) / "instances.json").is_file():
+        print(f"instance predictions (COCO json): {Path(args.output) / 'instances.json'}")
     return 0
 
 
@@ -115,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", help="metrics JSON path (default: eval_<checkpoint>.json in the run folder)")
+    p.add_argument("--cross-task", action="store_true",
+                   help="also score the other task: semantic models as instances (COCO AP of connected "
+                        "components), instance models as semantic maps (same as eval.cross_task=true)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="write label PNGs and overlays for images")
@@ -122,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="images per forward pass (consecutive images of equal size after the val transforms)")
     p.set_defaults(func=cmd_predict)
     return parser
 

@@ -234,10 +234,7 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
     want_instances = cross_task or task == "instance"
     dataset = loader.dataset
     prepare_eval_dataset(dataset, getattr(eval_cfg, "original_size", True))
-    try:
-        inferencer = SemanticInferencer.from_config(model, eval_cfg) if task == "semantic" else None
-    except ValueError as exc:
-        raise ConfigError(f"'eval': {exc}") from None
+    inferencer = SemanticInferencer.from_config(model, eval_cfg) if task == "semantic" else None
     scorer = Scorer(num_classes=num_classes, ignore_index=ignore_index, class_names=class_names,
                     thing_classes=dataset.things() if hasattr(dataset, "things") else None,
                     eval_cfg=eval_cfg, instance=want_instances, device=device)

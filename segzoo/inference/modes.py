@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from segzoo.errors import ConfigError
 from segzoo.inference.tiling import is_valid_padding, overlap_tile_logits, slide_logits
 
 MODES = ("whole", "slide")
@@ -64,7 +65,7 @@ class SemanticInferencer:
         self.crop_size = _pair(crop_size, "crop_size")
         self.valid = is_valid_padding(model)
         if mode == "slide" and self.crop_size is None:
-            raise ValueError("slide mode needs eval.crop_size [H, W]")
+            raise ValueError("slide mode needs crop_size [H, W] (eval.crop_size)")
         stride = _pair(stride, "stride")
         if stride is None and self.crop_size is not None and not self.valid:
             stride = (max(1, self.crop_size[0] * 2 // 3), max(1, self.crop_size[1] * 2 // 3))
@@ -77,11 +78,18 @@ class SemanticInferencer:
 
     @classmethod
     def from_config(cls, model: nn.Module, eval_cfg: Any | None) -> SemanticInferencer:
-        """From an ``EvalConfig`` (``cfg.eval``); None gives whole-image inference."""
+        """From an ``EvalConfig`` (``cfg.eval``); None gives whole-image inference.
+
+        Raises:
+            ConfigError: inconsistent ``eval`` settings (the message names the key).
+        """
         if eval_cfg is None:
             return cls(model)
-        return cls(model, mode=eval_cfg.mode, crop_size=eval_cfg.crop_size, stride=eval_cfg.stride,
-                   flip=eval_cfg.tta.flip, scales=eval_cfg.tta.scales, batch_size=eval_cfg.batch_size)
+        try:
+            return cls(model, mode=eval_cfg.mode, crop_size=eval_cfg.crop_size, stride=eval_cfg.stride,
+                       flip=eval_cfg.tta.flip, scales=eval_cfg.tta.scales, batch_size=eval_cfg.batch_size)
+        except ValueError as exc:
+            raise ConfigError(f"'eval': {exc}") from None
 
     def _single(self, images: Tensor) -> Tensor:
         if self.mode == "whole":
