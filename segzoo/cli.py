@@ -4,6 +4,8 @@
     segzoo train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
     segzoo eval CONFIG --checkpoint PATH [--set ...] [--out FILE]
     segzoo predict CONFIG --checkpoint PATH --input DIR_OR_FILE --output DIR [--set ...]
+    segzoo export CONFIG --checkpoint PATH --output model.onnx [--size H W]
+    segzoo data check CONFIG [--split train val] [--out report.json]
 """
 
 from __future__ import annotations
@@ -100,6 +102,33 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_size(cfg) -> tuple[int, int] | None:
+    """The val pipeline's fixed resize, else the train crop, as (H, W)."""
+    for split, names in ((cfg.data.val, ("resize",)), (cfg.data.train, ("random_crop",))):
+        for t in (split.transforms if split is not None else []):
+            size = t.kwargs.get("size")
+            if t.name in names and isinstance(size, list) and len(size) == 2:
+                return int(size[0]), int(size[1])
+    return None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from segzoo.export import export_onnx
+    from segzoo.inference import load_trained_model
+
+    cfg = _load(args)
+    size = tuple(args.size) if args.size else _export_size(cfg)
+    if size is None:
+        raise SegzooError("cannot tell the input size to export: pass --size H W")
+    model, _ = load_trained_model(cfg, args.checkpoint, "cpu")
+    result = export_onnx(model, args.output, size, opset=args.opset)
+    check = (f"; onnxruntime matches PyTorch (max |diff| {result['max_abs_diff']:.2e})"
+             if result["max_abs_diff"] is not None else "; onnxruntime not installed, not compared")
+    print(f"exported {cfg.model.name} to {result['path']} (input images N x 3 x {size[0]} x {size[1]}, "
+          f"output logits){check}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segzoo", description="segzoo: a segmentation model zoo")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=1,
                    help="images per forward pass (consecutive images of equal size after the val transforms)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("export", help="export a semantic model to ONNX (needs segzoo[onnx])")
+    with_config(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--output", required=True, help="the .onnx file to write")
+    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+                   help="input size (default: the val resize or train crop size of the config)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

@@ -52,3 +52,15 @@ def tiny_config(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY_OVERRIDES.format(base=DEMO_CONFIG))
     return path
+
+
+@pytest.fixture
+def tiny_checkpoint(tmp_path: Path) -> Path:
+    """An untrained checkpoint of the tiny config's model (fcn8s, vgg16_bn, fc 16 wide, 1x1
+    kernel, 4 classes) at ``tmp_path/run/checkpoints/last.pt``; no training needed."""
+    from segzoo.engine import save_checkpoint
+    from segzoo.models import fcn8s
+
+    torch.manual_seed(0)
+    model = fcn8s(num_classes=4, backbone="vgg16_bn", fc_channels=16, fc_kernel_size=1)
+    return save_checkpoint({"model": model.state_dict()}, tmp_path / "run" / "checkpoints" / "last.pt")

@@ -11,7 +11,6 @@ from torch import nn
 
 from segzoo.cli import main
 from segzoo.engine import save_checkpoint
-from segzoo.models import fcn8s
 from segzoo.registry import MODELS
 
 
@@ -81,15 +80,9 @@ def test_instance_model_predicts_labels_overlays_and_coco_json(tmp_path, capsys)
     assert coco.annToMask(anns[0]).sum() == 20 * 28 and coco.cats[2]["name"] == "square"
 
 
-def untrained_checkpoint(path):
-    """The tiny config's model (fcn8s, vgg16_bn, fc 16 wide, 1x1) with random weights."""
-    torch.manual_seed(0)
-    model = fcn8s(num_classes=4, backbone="vgg16_bn", fc_channels=16, fc_kernel_size=1)
-    return str(save_checkpoint({"model": model.state_dict()}, path))
-
-
-def test_semantic_predict_in_slide_mode_with_batches_matches_single_images(tiny_config, tmp_path, capsys):
-    ckpt = untrained_checkpoint(tmp_path / "fcn8s.pt")
+def test_semantic_predict_in_slide_mode_with_batches_matches_single_images(tiny_config, tiny_checkpoint,
+                                                                          tmp_path, capsys):
+    ckpt = str(tiny_checkpoint)
     write_images(tmp_path / "images", [(32, 40), (32, 40), (36, 35)])
     slide = ["--set", "eval.mode=slide", "eval.crop_size=[32, 32]", "eval.stride=[16, 16]", "eval.tta.flip=true"]
     for name, bs in (("one", "1"), ("three", "3")):
@@ -106,14 +99,12 @@ def test_semantic_predict_in_slide_mode_with_batches_matches_single_images(tiny_
     assert "'eval': slide mode needs crop_size" in capsys.readouterr().err
 
 
-def test_eval_cross_task_writes_both_rows_and_coco_results(tiny_config, tmp_path, capsys):
-    wd = tmp_path / "run" / "checkpoints"
-    ckpt = untrained_checkpoint(wd / "last.pt")
-    assert main(["eval", str(tiny_config), "--checkpoint", ckpt, "--cross-task",
+def test_eval_cross_task_writes_both_rows_and_coco_results(tiny_config, tiny_checkpoint, capsys):
+    assert main(["eval", str(tiny_config), "--checkpoint", str(tiny_checkpoint), "--cross-task",
                  "--set", "data.val.dataset.with_instances=true"]) == 0
     out = capsys.readouterr().out
     assert "mask" in out and "AP50" in out and "mIoU" in out
-    wd = wd.parent
+    wd = tiny_checkpoint.parent.parent
     report = json.loads((wd / "eval_last.json").read_text())
     assert report["instance_source"] == "components" and 0 <= report["mask_AP"] <= 1
     assert "mBIoU" in report and "fwIoU" in report and "mDice" in report
