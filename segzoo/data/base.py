@@ -25,8 +25,8 @@ import torch
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
+from segzoo.data import problems
 from segzoo.data.palette import default_palette
-from segzoo.errors import DataError
 
 
 class SegDataset(Dataset):
@@ -78,23 +78,22 @@ class SegDataset(Dataset):
         return sample
 
     def check_label(self, label: torch.Tensor, image: torch.Tensor, meta: dict) -> None:
-        """Raise :class:`DataError` for a label of the wrong size or with values outside
-        ``[0, num_classes)`` that are not ``ignore_index``; the message names the files."""
+        """Report (raise :class:`DataError`, or record during ``segzoo data check``) a label of the
+        wrong size or with values outside ``[0, num_classes)`` that are not ``ignore_index``; the
+        messages (:mod:`segzoo.data.problems`) name the files."""
         where = meta.get("label_path") or f"sample {meta.get('index')}"
         if label.shape != image.shape[-2:]:
-            raise DataError(
-                f"label {where} is {tuple(label.shape)} (H, W) but its image "
-                f"{meta.get('image_path', '')} is {tuple(image.shape[-2:])}; labels must match "
-                "their image's size"
-            )
+            problems.report(problems.size_mismatch(where, label.shape, meta.get("image_path", ""),
+                                                   image.shape[-2:]))
+        if label.numel() == 0:
+            return
+        lo, hi = torch.aminmax(label)
+        if lo >= 0 and hi < self.num_classes:  # the common case, without a full mask
+            return
         bad = (label < 0) | ((label >= self.num_classes) & (label != self.ignore_index))
         if bool(bad.any()):
             values = torch.unique(label[bad]).tolist()[:10]
-            raise DataError(
-                f"label {where} has values {values} outside [0, {self.num_classes}) that are not "
-                f"ignore_index={self.ignore_index}; fix the file, map them with label_map, or set "
-                "data.ignore_index"
-            )
+            problems.report(problems.bad_values(where, values, self.num_classes, self.ignore_index))
 
     def make_sample(self, image: torch.Tensor, label: torch.Tensor, meta: dict) -> dict[str, Any]:
         """Check ``label`` and wrap the pair as a sample dict of tv_tensors."""
