@@ -129,6 +129,32 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from segzoo.data.check import check_dataset
+    from segzoo.engine import builder
+    from segzoo.engine.logger import write_json
+
+    cfg = _load(args)
+    splits = args.split or [s for s in ("train", "val") if getattr(cfg.data, s) is not None]
+    reports = []
+    for name in splits:
+        split = getattr(cfg.data, name, None)
+        if split is None:
+            raise SegzooError(f"the config has no data.{name} split")
+        report = check_dataset(lambda split=split: builder.dataset_from_split(cfg, split), name,
+                               max_images=args.max_images, progress=True)
+        print(report.format())
+        reports.append(report)
+    if args.out:
+        write_json(Path(args.out), {r.split: r.to_dict() for r in reports})
+        print(f"report written to {args.out}")
+    bad = sum(len(r.problems) for r in reports)
+    if bad:
+        print(f"segzoo data check: {bad} problem(s) found", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="segzoo", description="segzoo: a segmentation model zoo")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -174,6 +200,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size (default: the val resize or train crop size of the config)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("check", help="scan the config's dataset splits: counts, sizes, class "
+                                          "frequencies and problems (exit code 1 if any)")
+    with_config(p)
+    p.add_argument("--split", nargs="+", choices=["train", "val"], help="splits to scan (default: both)")
+    p.add_argument("--max-images", type=int, help="scan only the first N samples of each split")
+    p.add_argument("--out", help="also write the report as JSON")
+    p.set_defaults(func=cmd_data_check)
     return parser
 
 

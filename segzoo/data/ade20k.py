@@ -80,7 +80,8 @@ class ADE20K(SegDataset):
         self.pairs = [(p, ann_dir / f"{p.stem}.png") for p in images]
         missing = [str(lbl) for _, lbl in self.pairs if not lbl.is_file()]
         if missing:
-            problems.report(problems.missing_pairs(img_dir, ann_dir, missing))
+            problems.report(problems.missing_pairs(img_dir, ann_dir, missing),
+                            kind="missing_pairs", count=len(missing))
             self.pairs = [pair for pair in self.pairs if pair[1].is_file()]
 
     def __len__(self) -> int:

@@ -80,7 +80,8 @@ class Cityscapes(SegDataset):
         needed = [it[1] for it in self.items] + ([it[2] for it in self.items] if instances else [])
         missing = [str(p) for p in needed if not p.is_file()]
         if missing:
-            problems.report(problems.missing_pairs(img_dir, ann_dir, missing, "add the gtFine files"))
+            problems.report(problems.missing_pairs(img_dir, ann_dir, missing, "add the gtFine files"),
+                            kind="missing_pairs", count=len(missing))
             self.items = [it for it in self.items if it[1].is_file() and (not instances or it[2].is_file())]
         lut = torch.full((256,), ignore_index, dtype=torch.int64)
         for label_id, train_id in LABEL_ID_TO_TRAIN_ID.items():

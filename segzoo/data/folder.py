@@ -67,7 +67,8 @@ class FolderDataset(SegDataset):
         self.pairs = [(p, ann_root / f"{stem}{seg_suffix}") for stem, p in images.items()]
         missing = [str(lbl) for _, lbl in self.pairs if not lbl.is_file()]
         if missing:  # raises, or (segzoo data check) records and goes on with the complete pairs
-            problems.report(problems.missing_pairs(img_root, ann_root, missing))
+            problems.report(problems.missing_pairs(img_root, ann_root, missing),
+                            kind="missing_pairs", count=len(missing))
             self.pairs = [(img, lbl) for img, lbl in self.pairs if lbl.is_file()]
 
     def __len__(self) -> int:

@@ -16,21 +16,31 @@ from collections.abc import Iterator, Sequence
 
 from segzoo.errors import DataError
 
-_collector: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("segzoo_problems", default=None)
+
+class Problem(str):
+    """A problem message (a ``str``) with its ``kind`` and the number of files it concerns."""
+
+    kind: str = "problem"
+    count: int = 1
 
 
-def report(message: str) -> None:
+_collector: contextvars.ContextVar[list[Problem] | None] = contextvars.ContextVar("segzoo_problems", default=None)
+
+
+def report(message: str, *, kind: str = "problem", count: int = 1) -> None:
     """Raise ``DataError(message)``, or record it while :func:`collecting`."""
     problems = _collector.get()
     if problems is None:
         raise DataError(message)
-    problems.append(message)
+    problem = Problem(message)
+    problem.kind, problem.count = kind, count
+    problems.append(problem)
 
 
 @contextlib.contextmanager
-def collecting() -> Iterator[list[str]]:
+def collecting() -> Iterator[list[Problem]]:
     """Within the block, :func:`report` appends to the yielded list instead of raising."""
-    problems: list[str] = []
+    problems: list[Problem] = []
     token = _collector.set(problems)
     try:
         yield problems

@@ -93,7 +93,8 @@ class VOCSegmentation(SegDataset):
         missing = [str(lbl) for _, lbl, _ in self.items if not lbl.is_file()]
         if missing:
             problems.report(problems.missing_pairs(self.root / "JPEGImages", "the label folders", missing,
-                                                   "add the labels or remove the names from the split list"))
+                                                   "add the labels or remove the names from the split list"),
+                            kind="missing_pairs", count=len(missing))
             self.items = [it for it in self.items if it[1].is_file()]
 
     def __len__(self) -> int:
