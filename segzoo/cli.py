@@ -6,6 +6,7 @@
     segzoo predict CONFIG --checkpoint PATH --input DIR_OR_FILE --output DIR [--set ...]
     segzoo export CONFIG --checkpoint PATH --output model.onnx [--size H W]
     segzoo data check CONFIG [--split train val] [--out report.json]
+    segzoo compare RUN_DIR [RUN_DIR ...] [--out table.md]
 """
 
 from __future__ import annotations
@@ -129,6 +130,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from segzoo.engine.logger import write_json
+    from segzoo.inference.compare import evaluate_run, format_table
+
+    rows = [evaluate_run(run, checkpoint=args.checkpoint, overrides=args.set or [], device=args.device,
+                         progress=True) for run in args.runs]
+    table = format_table(rows)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table + "\n")
+        write_json(out.with_suffix(".json"), {"rows": rows})
+        print(f"table written to {out} (metrics in {out.with_suffix('.json')})")
+    return 0
+
+
 def cmd_data_check(args: argparse.Namespace) -> int:
     from segzoo.data.check import check_dataset
     from segzoo.engine import builder
@@ -200,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input size (default: the val resize or train crop size of the config)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="semantic-vs-instance table of trained runs (both rows per model)")
+    p.add_argument("runs", nargs="+", help="run folders (config.yaml + checkpoints/)")
+    p.add_argument("--checkpoint", default="last.pt", help="checkpoint file name in checkpoints/ (default last.pt)")
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="config overrides for every run")
+    p.add_argument("--device", help="device (default: the runs' train.device)")
+    p.add_argument("--out", help="write the markdown table here (and the metrics next to it as .json)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("data", help="dataset tools")
     data_sub = p.add_subparsers(dest="data_command", required=True)
