@@ -154,3 +154,22 @@ def test_rescale_instances_and_paste_back():
     sem = instances_to_semantic(big, (32, 48))
     ys, xs = torch.nonzero(sem, as_tuple=True)
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (8, 15, 6, 29)
+
+
+def test_scorer_counts_round_trip_for_summing_across_processes():
+    ds, loader = shapes_loader(n=4, batch_size=2)
+    model = ColourModel().eval()
+    parts = []
+    for batch in loader:  # two "ranks", one batch each
+        s = Scorer(num_classes=4, ignore_index=255)
+        s.update(model, batch, "cpu")
+        parts.append(s.counts())
+    merged = Scorer(num_classes=4, ignore_index=255)
+    merged.load_counts(parts[0] + parts[1])
+    whole = Scorer(num_classes=4, ignore_index=255)
+    for batch in loader:
+        whole.update(model, batch, "cpu")
+    assert torch.equal(merged.counts(), whole.counts()) and merged.num_images == 4
+    assert torch.equal(merged.cm.matrix, whole.cm.matrix) and merged.cm.matrix.sum() == 4 * 64 * 64
+    assert torch.equal(merged.boundary.union, whole.boundary.union) and int(whole.boundary.union.sum()) > 0
+    assert json.dumps(merged.compute()) == json.dumps(whole.compute())

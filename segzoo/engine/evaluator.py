@@ -58,6 +58,9 @@ def format_metrics(metrics: dict) -> str:
         f"mIoU {_pct(metrics['mIoU'])}  mean_acc {_pct(metrics['mean_acc'])}  "
         f"pixel_acc {_pct(metrics['pixel_acc'])}  ({metrics.get('num_images', '?')} images)"
     )
+    extra = [(k, metrics[k]) for k in ("fwIoU", "mDice", "mBIoU") if k in metrics]  # issue 6
+    if extra:
+        lines.append("  ".join(f"{k} {_pct(v)}" for k, v in extra))
     return "\n".join(lines)
 
 

@@ -193,6 +193,26 @@ class Scorer:
             mask, inst = self._targets(batch, i, need_inst)
             self.add_semantic(logits[i], mask.to(device), inst, self._image_id(metas[i]))
 
+    def counts(self) -> Tensor:
+        """The semantic row's state as one int64 vector (confusion matrix, boundary counts, image
+        count), e.g. to sum across ranks before :meth:`load_counts` and :meth:`compute`."""
+        parts = [self.cm.matrix.reshape(-1)]
+        if self.boundary is not None:
+            parts += [self.boundary.intersection, self.boundary.union]
+        parts.append(torch.tensor([self.num_images], device=self.cm.matrix.device))
+        return torch.cat(parts)
+
+    def load_counts(self, counts: Tensor) -> None:
+        """Set the state from a vector of :meth:`counts` (e.g. summed over ranks)."""
+        counts = counts.to(self.cm.matrix.device)
+        k2 = self.cm.matrix.numel()
+        self.cm.matrix.copy_(counts[:k2].view_as(self.cm.matrix))
+        if self.boundary is not None:
+            k = self.num_classes
+            self.boundary.intersection.copy_(counts[k2:k2 + k])
+            self.boundary.union.copy_(counts[k2 + k:k2 + 2 * k])
+        self.num_images = int(counts[-1])
+
     def compute(self) -> dict:
         """Flat metrics: the semantic row (``mIoU`` ...), ``mBIoU``/``bIoU`` if enabled, and with
         instances the COCO row (``bbox_AP`` ..., ``mask_AP`` ...), plus ``num_images``."""
