@@ -161,3 +161,26 @@ def test_nuclei_masks_round_trip_through_rle_and_score(shared_data):
     m = ev.compute()
     assert m["mask_AP"] == pytest.approx(81 / 101, abs=1 / 101 + 1e-9)
     assert m["mask_AP"] == pytest.approx(m["bbox_AP"])
+
+
+@pytest.mark.shared_data
+def test_coco128_json_ground_truth_with_the_dataset_label_mapping(shared_data):
+    """Ground truth from the real COCO json; predictions = the reader's own (non-crowd) targets,
+    mapped back to category ids: AP 1.0 proves reader, label mapping and RLE path agree."""
+    from segzoo.data import COCODataset
+
+    ds = COCODataset(root=str(shared_data / "coco128"), split="train2017", max_images=16)
+    ev = InstanceEvaluator.from_coco(shared_data / "coco128" / "annotations" / "instances_train2017.json",
+                                     label_to_category=ds.label_to_category)
+    for i in range(len(ds)):
+        s = ds.load(i)
+        inst = s["instances"]
+        keep = inst["iscrowd"] == 0
+        n = int(keep.sum())
+        ev.add_prediction(s["meta"]["image_id"], {
+            "boxes": inst["boxes"][keep], "labels": inst["labels"][keep], "scores": torch.linspace(1, 0.5, n),
+            "masks": inst["masks"][keep].bool()})
+    m = ev.compute()
+    assert m["num_images"] == 16
+    assert m["bbox_AP"] == pytest.approx(1.0) and m["mask_AP"] == pytest.approx(1.0)
+    assert m["mask_AP_per_class"]["person"] == pytest.approx(1.0)
