@@ -66,6 +66,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     cfg = _load(args)
     if cfg.data.val is None:
         raise SegzooError("the config has no data.val split to evaluate on")
+    if args.cross_task or cfg.eval.cross_task:
+        from segzoo.inference.compare import enable_instances
+
+        enable_instances(cfg)  # the val dataset returns instance targets if it can
     device = builder.resolve_device(cfg.train.device)
     model, meta = load_trained_model(cfg, args.checkpoint, device)
     dataset = builder.dataset_from_split(cfg, cfg.data.val)

@@ -100,8 +100,8 @@ def test_semantic_predict_in_slide_mode_with_batches_matches_single_images(tiny_
 
 
 def test_eval_cross_task_writes_both_rows_and_coco_results(tiny_config, tiny_checkpoint, capsys):
-    assert main(["eval", str(tiny_config), "--checkpoint", str(tiny_checkpoint), "--cross-task",
-                 "--set", "data.val.dataset.with_instances=true"]) == 0
+    # --cross-task switches the val dataset to instance targets (shapes: with_instances)
+    assert main(["eval", str(tiny_config), "--checkpoint", str(tiny_checkpoint), "--cross-task"]) == 0
     out = capsys.readouterr().out
     assert "mask" in out and "AP50" in out and "mIoU" in out
     wd = tiny_checkpoint.parent.parent
