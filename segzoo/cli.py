@@ -61,7 +61,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from segzoo.engine.logger import write_json
     from segzoo.inference import load_trained_model
     from segzoo.inference.evaluate import evaluate
-    from segzoo.metrics.instance import format_instance_metrics
 
     cfg = _load(args)
     if cfg.data.val is None:
@@ -82,8 +81,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
                        class_names=dataset.class_names, eval_cfg=cfg.eval,
                        cross_task=True if args.cross_task else None, device=device, results_path=results)
     print(format_metrics(metrics))
-    if "mask_AP" in metrics:
-        print(format_instance_metrics(metrics))
     write_json(out, {**metrics, "checkpoint": str(ckpt), "config": str(args.config)})
     print(f"metrics written to {out}" + (f"; COCO results to {results}" if "mask_AP" in metrics else ""))
     return 0

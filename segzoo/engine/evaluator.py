@@ -50,10 +50,10 @@ def format_metrics(metrics: dict) -> str:
     """A table of per-class IoU/accuracy followed by the summary (values in percent)."""
     names = list(metrics["IoU"])
     width = max(8, *(len(n) for n in names))
-    lines = [f"{'class':<{width}}  {'IoU':>6}  {'acc':>6}"]
+    cols = [k for k in ("IoU", "acc", "dice", "bIoU") if k in metrics]  # issue 6: + dice, bIoU
+    lines = [f"{'class':<{width}}  " + "  ".join(f"{k:>6}" for k in cols)]
     for name in names:
-        iou, acc = metrics["IoU"][name], metrics["acc"][name]
-        lines.append(f"{name:<{width}}  {_pct(iou):>6}  {_pct(acc):>6}")
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{_pct(metrics[k][name]):>6}" for k in cols))
     lines.append(
         f"mIoU {_pct(metrics['mIoU'])}  mean_acc {_pct(metrics['mean_acc'])}  "
         f"pixel_acc {_pct(metrics['pixel_acc'])}  ({metrics.get('num_images', '?')} images)"
@@ -61,6 +61,10 @@ def format_metrics(metrics: dict) -> str:
     extra = [(k, metrics[k]) for k in ("fwIoU", "mDice", "mBIoU") if k in metrics]  # issue 6
     if extra:
         lines.append("  ".join(f"{k} {_pct(v)}" for k, v in extra))
+    if "mask_AP" in metrics or "bbox_AP" in metrics:  # the instance row (cross-task / instance models)
+        from segzoo.metrics.instance import format_instance_metrics
+
+        lines.append(format_instance_metrics(metrics))
     return "\n".join(lines)
 
 
