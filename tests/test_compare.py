@@ -3,8 +3,7 @@
 import json
 
 import torch
-from conftest import CONFIGS
-from test_predict import StubInstanceModel
+from conftest import CONFIGS, StubInstanceModel
 
 from segzoo.cli import main
 from segzoo.config import load_config, save_config
@@ -21,7 +20,7 @@ def make_run(folder, config, model, meta=None):
     return folder
 
 
-def test_compare_semantic_and_instance_runs(tiny_config, tmp_path, capsys):
+def test_compare_semantic_and_instance_runs(stub_instance, tiny_config, tmp_path, capsys):
     torch.manual_seed(0)
     sem = make_run(tmp_path / "fcn", tiny_config,
                    fcn8s(num_classes=4, backbone="vgg16_bn", fc_channels=16, fc_kernel_size=1),

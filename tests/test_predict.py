@@ -3,45 +3,12 @@
 import json
 
 import numpy as np
-import torch
-from conftest import CONFIGS
+from conftest import CONFIGS, StubInstanceModel
 from PIL import Image
 from pycocotools.coco import COCO
-from torch import nn
 
 from segzoo.cli import main
 from segzoo.engine import save_checkpoint
-from segzoo.registry import MODELS
-
-
-class StubInstanceModel(nn.Module):
-    """Test-only instance model with torchvision's eval contract: per image one confident
-    detection of label 2 over the centre quarter and a weak one (score 0.2) of label 1 everywhere."""
-
-    task = "instance"
-
-    def __init__(self, num_classes):
-        super().__init__()
-        self.num_classes = num_classes
-        self.scale = nn.Parameter(torch.ones(1))
-
-    def forward(self, images):
-        out = []
-        for img in images:
-            h, w = img.shape[-2:]
-            masks = torch.zeros(2, 1, h, w)
-            masks[0, 0, h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1.0
-            masks[1] = 1.0
-            out.append({"boxes": torch.tensor([[w / 4, h / 4, 3 * w / 4, 3 * h / 4], [0, 0, w, h]]),
-                        "labels": torch.tensor([2, 1]), "scores": torch.tensor([0.9, 0.2]) * self.scale,
-                        "masks": masks})
-        return out
-
-
-if "stub_instance" not in MODELS:
-    @MODELS.register("stub_instance", task="instance")
-    def _stub_instance(*, num_classes: int = 4) -> nn.Module:
-        return StubInstanceModel(num_classes)
 
 
 def write_images(folder, sizes):
@@ -51,7 +18,7 @@ def write_images(folder, sizes):
         Image.fromarray(arr).save(folder / f"img{i}.png")
 
 
-def test_instance_model_predicts_labels_overlays_and_coco_json(tmp_path, capsys):
+def test_instance_model_predicts_labels_overlays_and_coco_json(stub_instance, tmp_path, capsys):
     cfg = tmp_path / "stub.yaml"
     cfg.write_text(f"_base_: {CONFIGS / '_base_/datasets/shapes-64x64.yaml'}\n"
                    "model: {name: stub_instance}\n"
