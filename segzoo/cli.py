@@ -37,6 +37,10 @@ def cmd_list(args: argparse.Namespace) -> int:
             extra = "  ".join(f"[{meta[k]}]" for k in ("task",) if k in meta)
             paper = f"  {meta['paper']}" if "paper" in meta else ""
             print(f"  {name:<16}{extra}{paper}")
+        for prefix in reg.prefixes():
+            meta = reg.prefix_meta(prefix)
+            paper = f"  {meta['paper']}" if "paper" in meta else ""
+            print(f"  {prefix + '<name>':<16}[{meta.get('family', 'a family of names')}]{paper}")
     return 0
 
 

@@ -10,6 +10,11 @@ Used for models, backbones, heads, datasets, transforms, losses, optimizers and 
     MODELS.get("fcn8s")            # the builder
     MODELS.build("fcn8s", num_classes=11)
 
+A registry may also hand whole families of names to one builder through a prefix
+(:meth:`Registry.register_prefix`): ``BACKBONES.get("tu-resnet18")`` is timm's ``resnet18``
+through the timm adapter; such names resolve like registered ones everywhere (``get``, ``entry``,
+``config_params``, ``in``, config validation).
+
 Builder convention: parameters a config may set are keyword parameters; parameters the engine
 supplies itself (an optimizer's ``params``, a scheduler's ``optimizer``) are positional-only, so
 config validation (:meth:`Registry.config_params`) never offers them as keys.
@@ -18,6 +23,7 @@ config validation (:meth:`Registry.config_params`) never offers them as keys.
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,6 +64,7 @@ class Registry:
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
+        self._prefixes: dict[str, _Prefix] = {}
 
     def register(self, name: str | None = None, **meta: Any) -> Callable:
         """Decorator registering a builder under ``name`` (default: the object's ``__name__``).
@@ -77,22 +84,62 @@ class Registry:
 
         return decorator
 
+    def register_prefix(
+        self,
+        prefix: str,
+        builder: Callable[..., Any],
+        *,
+        known: Callable[[str], bool] | None = None,
+        suggest: Callable[[str], list[str]] | None = None,
+        **meta: Any,
+    ) -> None:
+        """Resolve every name ``prefix + rest`` to ``builder(rest, **kwargs)``.
+
+        Args:
+            prefix: e.g. ``"timm:"`` or ``"tu-"``; matched before registered names.
+            builder: called as ``builder(rest, **kwargs)``; its first parameter must be
+                positional-only (config validation offers only the others as keys).
+            known: ``known(rest)`` says whether ``rest`` exists (e.g. ``timm.is_model``); unknown
+                rests raise :class:`RegistryError` like unknown names.
+            suggest: ``suggest(rest)`` lists close existing rests for the error message.
+            **meta: metadata of the resolved entries (e.g. ``paper=``).
+
+        Raises:
+            ValueError: the prefix is taken, not lower case, or shadows a registered name.
+        """
+        if prefix != prefix.lower() or not prefix:
+            raise ValueError(f"{self.kind} prefixes are non-empty and lower case; got {prefix!r}")
+        if prefix in self._prefixes:
+            raise ValueError(f"{self.kind} prefix {prefix!r} is already registered")
+        self._prefixes[prefix] = _Prefix(prefix, builder, known, suggest, dict(meta))
+
+    def prefixes(self) -> list[str]:
+        """Registered prefixes, sorted (e.g. ``['timm:', 'tu-']``)."""
+        return sorted(self._prefixes)
+
+    def prefix_meta(self, prefix: str) -> dict[str, Any]:
+        """Metadata given to :meth:`register_prefix` for ``prefix`` (KeyError if unknown)."""
+        return dict(self._prefixes[prefix].meta)
+
     def entry(self, name: str) -> Entry:
-        """The :class:`Entry` for ``name``.
+        """The :class:`Entry` for ``name`` (a registered name or ``prefix + rest``).
 
         Raises:
             RegistryError: unknown name; the message lists close matches and all names.
         """
         if not isinstance(name, str):
             raise RegistryError(f"{self.kind} name must be a string, got {type(name).__name__}")
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            names = self.names()
-            raise RegistryError(
-                f"unknown {self.kind} {name!r}{did_you_mean(name, names)} "
-                f"Registered {self.kind}s: {', '.join(names) or '(none)'}."
-            ) from None
+        for prefix, fam in self._prefixes.items():
+            if name.startswith(prefix):
+                return fam.entry(name, self.kind)
+        names = self.names()
+        extra = f" Prefixes: {', '.join(p + '<name>' for p in self.prefixes())}." if self._prefixes else ""
+        raise RegistryError(
+            f"unknown {self.kind} {name!r}{did_you_mean(name, names)} "
+            f"Registered {self.kind}s: {', '.join(names) or '(none)'}.{extra}"
+        )
 
     def get(self, name: str) -> Callable[..., Any]:
         """The builder registered as ``name`` (raises :class:`RegistryError` if unknown)."""
@@ -122,7 +169,15 @@ class Registry:
         return out
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        if not isinstance(name, str):
+            return False
+        if name in self._entries:
+            return True
+        try:
+            self.entry(name)
+        except RegistryError:
+            return False
+        return True
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
@@ -132,6 +187,39 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+@dataclass(frozen=True)
+class _Prefix:
+    prefix: str
+    builder: Callable[..., Any]
+    known: Callable[[str], bool] | None
+    suggest: Callable[[str], list[str]] | None
+    meta: dict[str, Any]
+
+    def entry(self, name: str, kind: str) -> Entry:
+        rest = name[len(self.prefix):]
+        if not rest or (self.known is not None and not self.known(rest)):
+            hits = self.suggest(rest) if (self.suggest and rest) else []
+            hint = f"; did you mean {' or '.join(repr(self.prefix + h) for h in hits)}?" if hits else ""
+            raise RegistryError(f"unknown {kind} {name!r}: {rest!r} is not known to the "
+                                f"{self.prefix!r} family{hint}")
+        return Entry(name, _bind_first(self.builder, rest), {**self.meta, "prefix": self.prefix})
+
+
+def _bind_first(builder: Callable[..., Any], first: str) -> Callable[..., Any]:
+    """``builder`` with its first (positional-only) argument fixed, keeping the signature and
+    annotations of the rest, so config validation sees the right keys and types."""
+
+    @functools.wraps(builder)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return builder(first, *args, **kwargs)
+
+    sig = inspect.signature(builder)
+    params = list(sig.parameters.values())
+    bound.__signature__ = sig.replace(parameters=params[1:])  # type: ignore[attr-defined]
+    bound.__annotations__ = {k: v for k, v in builder.__annotations__.items() if k != params[0].name}
+    return bound
 
 
 MODELS = Registry("model")

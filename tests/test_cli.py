@@ -16,8 +16,11 @@ from segzoo.cli import main
 def test_list(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
-    for name in ("fcn8s", "fcn16s", "fcn32s", "vgg16", "vgg16_bn", "shapes", "camvid", "folder"):
-        assert name in out
+    for name in ("fcn8s", "fcn16s", "fcn32s", "vgg16", "vgg16_bn", "shapes", "camvid", "folder",
+                 "fcn", "unet", "deeplabv2", "deeplabv3", "deeplabv3plus", "pspnet", "resnet18",
+                 "resnet34", "resnet50", "resnet101", "mobilenet_v2", "xception65", "unet_encoder",
+                 "timm:<name>", "tu-<name>"):
+        assert name in out, name
     assert main(["list", "transforms"]) == 0
     assert "random_crop" in capsys.readouterr().out
 

@@ -1,6 +1,7 @@
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from conftest import CONFIGS, DEMO_CONFIG
 
@@ -116,3 +117,67 @@ def test_resolved_config_round_trips(tmp_path):
 def test_every_config_validates(path):
     cfg = load_config(path)
     assert cfg.model.name and cfg.data.train is not None
+
+
+def test_backbone_weights_is_an_alias_of_weights_backbone():
+    cfg = load_config(DEMO_CONFIG, ["model.backbone_weights=weights/x.safetensors"])
+    assert cfg.model.kwargs["weights_backbone"] == "weights/x.safetensors"
+    assert "backbone_weights" not in cfg.model.kwargs
+    with pytest.raises(ConfigError, match="'model.backbone_weights'.*another name for model.weights_backbone"):
+        load_config(DEMO_CONFIG, ["model.backbone_weights=a.pt", "model.weights_backbone=b.pt"])
+
+
+def test_backbone_names_are_checked_including_timm_prefixes():
+    cfg = load_config(DEMO_CONFIG, ["model={_delete_: true, name: deeplabv3plus, backbone: tu-resnet18}"])
+    assert cfg.model.kwargs["backbone"] == "tu-resnet18"
+    with pytest.raises(ConfigError, match="'model.backbone'.*did you mean 'resnet18'"):
+        load_config(DEMO_CONFIG, ["model={_delete_: true, name: pspnet, backbone: resnet81}"])
+    with pytest.raises(ConfigError, match="'model.backbone'.*did you mean 'tu-resnet18'"):
+        load_config(DEMO_CONFIG, ["model={_delete_: true, name: pspnet, backbone: tu-resnet1}"])
+    with pytest.raises(ConfigError, match="'model.output_stride'.*must be one of 8, 16, 32"):
+        load_config(DEMO_CONFIG, ["model={_delete_: true, name: pspnet, output_stride: 4}"])
+
+
+SHAPES_CONFIGS = sorted(CONFIGS.rglob("*_shapes-*.yaml"))
+TINY_RUN = ["data.train.dataset.num_images=2", "data.train.dataset.size=[32, 32]",
+            "data.train.batch_size=2", "data.val.dataset.num_images=2",
+            "data.val.dataset.size=[32, 32]", "data.val.batch_size=2", "train.max_iters=2",
+            "train.log_interval=1", "train.checkpoint_interval=0", "train.num_vis=1",
+            "train.device=cpu", "scheduler.warmup_iters=0"]
+
+
+def test_every_registered_model_has_a_shapes_and_a_camvid_config():
+    from segzoo.registry import MODELS
+
+    registered = set(MODELS.names(test_only=None))  # tests register test-only models
+    models = {load_config(p).model.name for p in CONFIGS.rglob("*.yaml") if "_base_" not in p.parts}
+    shapes = {load_config(p).model.name for p in SHAPES_CONFIGS}
+    camvid = {load_config(p).model.name for p in CONFIGS.rglob("*_camvid-*.yaml")}
+    assert registered == models == shapes == camvid
+
+
+@pytest.mark.parametrize("path", SHAPES_CONFIGS, ids=lambda p: p.name)
+def test_every_shapes_config_trains_two_iterations(path, tmp_path):
+    from segzoo.engine import Trainer
+
+    cfg = load_config(path, TINY_RUN)
+    result = Trainer(cfg, tmp_path / "run", progress=False).train()
+    assert result.metrics["iteration"] == 2 and 0.0 <= result.metrics["mIoU"] <= 1.0
+
+
+@pytest.mark.shared_data
+def test_deeplabv3plus_mobilenetv2_camvid_config_uses_the_shared_pretrained_weights(shared_data, tmp_path):
+    from safetensors.torch import load_file
+
+    from segzoo.engine import Trainer
+
+    path = CONFIGS / "deeplabv3plus" / "deeplabv3plus_mobilenetv2_camvid-480x360.yaml"
+    cfg = load_config(path, ["train.max_iters=1", "data.train.batch_size=2", "data.val=null",
+                             "data.num_workers=0", "train.device=cpu",
+                             "data.train.transforms=[{name: random_crop, size: [96, 128]}]"])
+    import segzoo
+
+    model = segzoo.build_model(cfg.model.name, num_classes=11, **cfg.model.kwargs)
+    ref = load_file(str(shared_data / cfg.model.kwargs["weights_backbone"]))
+    assert torch.equal(model.backbone.features[18][0].weight, ref["features.18.0.weight"])
+    assert Trainer(cfg, tmp_path / "run", progress=False).train().metrics["iteration"] == 1

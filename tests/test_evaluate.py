@@ -173,3 +173,22 @@ def test_scorer_counts_round_trip_for_summing_across_processes():
     assert torch.equal(merged.cm.matrix, whole.cm.matrix) and merged.cm.matrix.sum() == 4 * 64 * 64
     assert torch.equal(merged.boundary.union, whole.boundary.union) and int(whole.boundary.union.sum()) > 0
     assert json.dumps(merged.compute()) == json.dumps(whole.compute())
+
+
+def test_instance_rows_merge_across_processes_like_one_process():
+    ds, loader = shapes_loader(n=6, batch_size=3)
+    model = ColourModel().eval()
+    shards = []
+    for batch in loader:  # two "ranks", one batch each
+        s = Scorer(num_classes=4, ignore_index=255, instance=True)
+        s.update(model, batch, "cpu")
+        shards.append(s)
+    whole = Scorer(num_classes=4, ignore_index=255, instance=True)
+    for batch in loader:
+        whole.update(model, batch, "cpu")
+    merged = shards[0]
+    merged.load_counts(shards[0].counts() + shards[1].counts())
+    merged.instances.merge([s.instances.state() for s in shards])
+    assert sorted(merged.instances.images) == list(range(1, 7))  # index + 1: unique across shards
+    a, b = merged.compute(), whole.compute()
+    assert json.dumps(a) == json.dumps(b) and a["num_images"] == 6

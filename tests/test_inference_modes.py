@@ -147,3 +147,21 @@ def test_tta_shapes_and_flip_average():
         SemanticInferencer(model, mode="slide")
     with pytest.raises(ValueError, match="mode"):
         SemanticInferencer(model, mode="sliding")
+
+
+def test_overlap_tile_with_the_zoo_valid_padding_unet():
+    """The real U-Net with "valid" padding follows the protocol; tiles on its pooling grid (starts
+    multiples of 2**depth) reproduce its own mirrored whole-image forward exactly."""
+    from segzoo.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("unet", num_classes=3, padding="valid", base_channels=4, depth=2).eval()
+    tile = 76
+    out = model.output_size(tile)
+    assert out == 36 and out % 4 == 0
+    x = torch.randn(1, 3, 2 * out, 2 * out)
+    with torch.inference_mode():
+        torch.testing.assert_close(overlap_tile_logits(model, x, (tile, tile)), model(x), rtol=1e-5, atol=1e-5)
+        y = torch.randn(2, 3, 50, 70)  # off-grid windows: same shape, pooling phase may differ
+        got = SemanticInferencer(model, mode="slide", crop_size=tile, stride=8)(y)
+        assert got.shape == (2, 3, 50, 70) and torch.isfinite(got).all()

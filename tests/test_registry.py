@@ -66,3 +66,37 @@ def test_public_api_lists_and_builds():
     assert segzoo.list_models(task="semantic") == segzoo.list_models()
     with pytest.raises(RegistryError, match="did you mean 'vgg16'"):
         segzoo.build_model("fcn8s", num_classes=3, backbone="vgg61")
+
+
+def test_prefix_families_resolve_everywhere():
+    reg = Registry("backbone")
+
+    @reg.register("plain")
+    def plain(*, weights: str | None = None):
+        return "plain"
+
+    def family(name, /, *, weights: str | None = None, output_stride: int = 32):
+        return (name, weights, output_stride)
+
+    reg.register_prefix("fam:", family, known=lambda n: n in {"alpha", "beta"},
+                        suggest=lambda n: ["alpha"], paper="somewhere")
+    assert reg.build("fam:alpha", output_stride=8) == ("alpha", None, 8)
+    assert reg.entry("fam:beta").meta == {"paper": "somewhere", "prefix": "fam:"}
+    assert list(reg.config_params("fam:alpha")) == ["weights", "output_stride"]
+    assert "fam:alpha" in reg and "fam:gamma" not in reg and "plain" in reg and 3 not in reg
+    assert reg.names() == ["plain"] and reg.prefixes() == ["fam:"]
+    assert reg.prefix_meta("fam:") == {"paper": "somewhere"}
+    with pytest.raises(RegistryError, match="'fam:alpa'.*did you mean 'fam:alpha'"):
+        reg.get("fam:alpa")
+    with pytest.raises(RegistryError, match="Prefixes: fam:<name>"):
+        reg.get("plane")
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register_prefix("fam:", family)
+
+
+def test_timm_prefixes_are_registered_backbones():
+    from segzoo.registry import BACKBONES
+
+    assert {"timm:", "tu-"} <= set(BACKBONES.prefixes())
+    assert "tu-resnet18" in BACKBONES and "timm:efficientnet_b0" in BACKBONES
+    assert BACKBONES.entry("tu-resnet18").meta["prefix"] == "tu-"

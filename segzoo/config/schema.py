@@ -6,10 +6,10 @@ Layout of a config (see configs/ and docs/configs.md)::
     model:     {name: fcn8s, backbone: vgg16, ...builder kwargs}   # num_classes from the dataset
     data:      {train: {dataset: {name: ...}, transforms: [...], batch_size: 8}, val: {...},
                 num_workers: 2, ignore_index: 255, mean: [...], std: [...]}
-    loss:      {name: cross_entropy, ...}
+    loss:      {name: cross_entropy, ...} or [{name: cross_entropy, weight: 1.0}, {name: dice, ...}]
     optimizer: {name: sgd, lr: 0.01, ...}
     scheduler: {name: poly, power: 0.9, warmup_iters: 0, ...}
-    train:     {max_iters: 1000, eval_interval: 500, ...}
+    train:     {max_iters: 1000, eval_interval: 500, amp: bf16, ema: {decay: 0.999}, ...}
     eval:      {mode: whole, crop_size: null, stride: null, tta: {flip: false, scales: [1.0]}, ...}
     work_dir:  null
 """
@@ -65,15 +65,35 @@ class DataConfig:
 
 
 @dataclass
-class TrainConfig:
-    """The iteration-based schedule and run options."""
+class EMAConfig:
+    """``train.ema``: an exponential moving average of the weights, used for evaluation."""
 
-    max_iters: int = 1000
+    decay: float = 0.9999
+    warmup: bool = True  # decay ramps up as min(decay, (1 + t) / (10 + t))
+
+
+@dataclass
+class TrainConfig:
+    """The iteration-based schedule and run options (docs/training.md)."""
+
+    max_iters: int = 1000  # optimizer steps
     log_interval: int = 10
     eval_interval: int = 0  # 0: evaluate only at the end
     checkpoint_interval: int = 0  # 0: checkpoint only at evaluations and at the end
+    keep_last: int = 0  # iteration snapshots iter_XXXXXX.pt kept besides last.pt and best.pt
+    best_metric: str | None = None  # metric that picks best.pt (higher is better); None: mIoU
     seed: int = 0
+    deterministic: bool = False  # deterministic algorithms (slower on GPU)
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
+    amp: Literal["bf16", "fp16"] | None = None  # mixed precision; fp16 is CUDA-only
+    channels_last: bool = False
+    compile: bool | str = False  # torch.compile: true, or a mode such as "max-autotune"
+    grad_accum_steps: int = 1  # micro-batches per optimizer step
+    clip_grad_norm: float | None = None  # max total gradient L2 norm
+    ema: EMAConfig | None = None
+    sync_bn: bool = False  # SyncBatchNorm with several CUDA processes
+    find_unused_parameters: bool = False  # DDP option for models with unused branches
+    loss_weights: dict[str, float] | None = None  # per model output, e.g. {aux: 0.4}
     num_vis: int = 4  # prediction overlays written at each evaluation
 
 
@@ -110,7 +130,7 @@ class Config:
 
     model: Component = registry_field("model")
     data: DataConfig = field(default_factory=DataConfig)
-    loss: Component = registry_field("loss", factory=lambda: Component("cross_entropy"))
+    loss: Component | list[Component] = registry_field("loss", factory=lambda: Component("cross_entropy"))
     optimizer: Component = registry_field("optimizer", factory=lambda: Component("sgd"))
     scheduler: Component = registry_field("scheduler", factory=lambda: Component("poly"))
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -132,3 +152,16 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_plain(v) for v in obj]
     return obj
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two config dicts (``to_dict`` form)."""
+    out = []
+    for k in sorted(set(old) | set(new), key=str):
+        a, b = old.get(k), new.get(k)
+        key = f"{prefix}{k}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, key + ".")
+        elif a != b:
+            out.append(f"{key}: {a!r} -> {b!r}")
+    return out

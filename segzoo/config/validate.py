@@ -22,6 +22,10 @@ from segzoo.registry import Registry, close_matches
 ENGINE_SET = {"dataset": {"ignore_index"}}
 # ... and those it fills in when a config leaves them out (num_classes from the dataset)
 ENGINE_DEFAULT = {"model": {"num_classes"}}
+# other spellings a config may use for a builder keyword: {registry: {alias: keyword}}
+ALIASES = {"model": {"backbone_weights": "weights_backbone"}}
+# keys of a component that the engine reads itself (not passed to the builder), with their types
+ENGINE_KEYS: dict[str, dict[str, Any]] = {"loss": {"weight": float}}
 
 
 def registries() -> dict[str, Registry]:
@@ -89,7 +93,7 @@ def convert(value: Any, tp: Any, key: str, ctx: _Ctx, registry: str | None = Non
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
-        errors = []
+        errors, matching = [], []
         for arg in args:
             if arg is type(None):
                 continue
@@ -97,8 +101,12 @@ def convert(value: Any, tp: Any, key: str, ctx: _Ctx, registry: str | None = Non
                 return convert(value, arg, key, ctx, registry)
             except ConfigError as exc:
                 errors.append(exc)
+                if _same_kind(value, arg):
+                    matching.append(exc)
         if len(errors) == 1 or any("unknown key" in str(e) for e in errors):
             raise next((e for e in errors if "unknown key" in str(e)), errors[0])
+        if len(matching) == 1:  # e.g. a list given where a mapping or a list is allowed
+            raise matching[0]
         raise _type_error(value, tp, key, ctx)
     if origin is Literal:
         choices = typing.get_args(tp)
@@ -152,6 +160,16 @@ def convert(value: Any, tp: Any, key: str, ctx: _Ctx, registry: str | None = Non
     return value
 
 
+def _same_kind(value: Any, tp: Any) -> bool:
+    """Whether ``value`` has the container kind of ``tp`` (list vs mapping)."""
+    origin = typing.get_origin(tp) or tp
+    if isinstance(value, (list, tuple)):
+        return origin in (list, tuple, cabc.Sequence)
+    if isinstance(value, dict):
+        return origin in (dict, cabc.Mapping) or tp is Component or dataclasses.is_dataclass(tp)
+    return False
+
+
 def _type_error(value: Any, tp: Any, key: str, ctx: _Ctx) -> ConfigError:
     return ctx.fail(key, f"must be {_describe(tp)}, got {type(value).__name__} {value!r}")
 
@@ -194,20 +212,50 @@ def _component(value: Any, key: str, ctx: _Ctx, registry: str | None) -> Compone
     if params is None:  # builder takes **kwargs: nothing more to check
         return Component(name, kwargs)
     engine_set = ENGINE_SET.get(registry, set())
+    engine_keys = ENGINE_KEYS.get(registry, {})
     optional = engine_set | ENGINE_DEFAULT.get(registry, set())
     hints = _hints(reg.get(name))
+    kwargs = _apply_aliases(kwargs, params, key, ctx, ALIASES.get(registry, {}))
     for k, v in kwargs.items():
         sub = f"{key}.{k}"
+        if k in engine_keys:
+            kwargs[k] = convert(v, engine_keys[k], sub, ctx)
+            continue
         if k in engine_set:
             raise ctx.fail(sub, f"is set by the engine; set data.{k} instead")
         if k not in params:
-            raise ctx.unknown(sub, k, [p for p in params if p not in engine_set])
+            raise ctx.unknown(sub, k, [p for p in params if p not in engine_set] + list(engine_keys))
         if k in hints:
             kwargs[k] = convert(v, hints[k], sub, ctx)
+        if registry == "model" and k == "backbone" and isinstance(kwargs[k], str):
+            _check_backbone(kwargs[k], sub, ctx)
     for p in params.values():
         if p.default is p.empty and p.name not in kwargs and p.name not in optional:
             raise ctx.fail(key, f"{registry} {name!r} needs key {p.name!r}")
     return Component(name, kwargs)
+
+
+def _apply_aliases(kwargs: dict, params: dict, key: str, ctx: _Ctx, aliases: dict[str, str]) -> dict:
+    """Rename alias keys (``backbone_weights`` -> ``weights_backbone``) the builder accepts under
+    their canonical name; giving both is an error."""
+    out = {}
+    for k, v in kwargs.items():
+        canonical = aliases.get(k)
+        if canonical is not None and canonical in params and k not in params:
+            if canonical in kwargs:
+                raise ctx.fail(f"{key}.{k}", f"is another name for {key}.{canonical}; set only one")
+            k = canonical
+        out[k] = v
+    return out
+
+
+def _check_backbone(name: str, key: str, ctx: _Ctx) -> None:
+    from segzoo.registry import BACKBONES
+
+    try:
+        BACKBONES.entry(name)
+    except RegistryError as exc:
+        raise ctx.fail(key, str(exc)) from None
 
 
 def _hints(builder: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from segzoo.data.camvid import CamVid
 from segzoo.data.cityscapes import Cityscapes
 from segzoo.data.coco import COCODataset
 from segzoo.data.folder import FolderDataset
-from segzoo.data.loader import build_dataloader, collate_semantic
+from segzoo.data.loader import build_dataloader, build_train_loader, collate_semantic
 from segzoo.data.paths import data_root, resolve_data_path
 from segzoo.data.shapes import ShapesDataset
 from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
@@ -36,6 +36,7 @@ __all__ = [
     "ShapesDataset",
     "VOCSegmentation",
     "build_dataloader",
+    "build_train_loader",
     "build_dataset",
     "build_pipeline",
     "collate_semantic",

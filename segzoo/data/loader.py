@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from segzoo.data.sampler import SeededSamples, TrainingBatchSampler
 from segzoo.errors import DataError
 
 
@@ -33,6 +35,14 @@ def collate_semantic(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
+def ignore_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn``: dataloader workers ignore SIGINT and SIGTERM. Ctrl-C in a terminal
+    reaches every process of the group; the training process then saves a checkpoint and shuts
+    its workers down itself, instead of finding them dead mid-batch."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def build_dataloader(
     dataset: Dataset,
     *,
@@ -52,6 +62,34 @@ def build_dataloader(
         drop_last=drop_last,
         collate_fn=collate_semantic,
         generator=generator,
+        worker_init_fn=ignore_stop_signals,
         persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
+
+
+def build_train_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    shuffle: bool = True,
+    num_workers: int = 0,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+    start: int = 0,
+) -> DataLoader:
+    """An endless, resumable training loader for one rank (see :mod:`segzoo.data.sampler`):
+    batches of ``batch_size`` starting at stream position ``start``, each sample augmented under
+    its own seed, so the data do not depend on ``num_workers`` and resume exactly."""
+    sampler = TrainingBatchSampler(len(dataset), batch_size, shuffle=shuffle, seed=seed,  # type: ignore[arg-type]
+                                   rank=rank, world_size=world_size, start=start)
+    return DataLoader(
+        SeededSamples(dataset),
+        batch_sampler=sampler,
+        num_workers=num_workers,
+        collate_fn=collate_semantic,
+        generator=torch.Generator().manual_seed(seed + rank),
+        worker_init_fn=ignore_stop_signals,
         pin_memory=torch.cuda.is_available(),
     )

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from segzoo.config import Config
 from segzoo.config.schema import SplitConfig
-from segzoo.data import SegDataset, build_dataloader, build_dataset, build_pipeline
+from segzoo.data import (
+    SegDataset,
+    build_dataloader,
+    build_dataset,
+    build_pipeline,
+    build_train_loader,
+)
+from segzoo.data.sampler import shard_indices
+from segzoo.engine import distributed
+from segzoo.engine.distributed import DistInfo
 from segzoo.errors import ConfigError
-from segzoo.losses import LossContext, build_loss
+from segzoo.losses import LossContext, LossSet, build_losses, label_statistics
+from segzoo.losses.base import LabelStats
 from segzoo.registry import MODELS, OPTIMIZERS, SCHEDULERS
 
 
@@ -36,6 +50,68 @@ def loader_from_split(cfg: Config, split: SplitConfig, dataset: SegDataset, *, t
     )
 
 
+def train_loader(cfg: Config, dataset: SegDataset, world: DistInfo, *, start: int = 0) -> DataLoader:
+    """This rank's endless training loader from stream position ``start`` (samples consumed so
+    far by all ranks); ``data.train.batch_size`` is per process."""
+    split = cfg.data.train
+    assert split is not None
+    return build_train_loader(
+        dataset,
+        batch_size=split.batch_size,
+        shuffle=True if split.shuffle is None else split.shuffle,
+        num_workers=cfg.data.num_workers,
+        seed=cfg.train.seed,
+        rank=world.rank,
+        world_size=world.world_size,
+        start=start,
+    )
+
+
+def val_loader(cfg: Config, dataset: SegDataset, world: DistInfo) -> DataLoader:
+    """This rank's share of the val split: samples ``rank, rank + W, ...``, each exactly once
+    over all ranks (metrics are then summed across ranks)."""
+    assert cfg.data.val is not None
+    part = dataset if world.world_size == 1 else Subset(dataset, shard_indices(len(dataset), world.rank,
+                                                                                world.world_size))
+    return build_dataloader(part, batch_size=cfg.data.val.batch_size, shuffle=False,
+                            num_workers=cfg.data.num_workers, seed=cfg.train.seed)
+
+
+def cached_label_stats(dataset: SegDataset, num_classes: int, ignore_index: int, cache: Path,
+                       log: Callable[[str], None]) -> Callable[[], LabelStats]:
+    """A provider of the training set's label statistics (for median-frequency class weights):
+    computed once by rank 0, cached in ``cache`` (JSON) so a resumed run reuses them, shared with
+    the other ranks."""
+
+    def provide() -> LabelStats:
+        stats = None
+        if distributed.info().is_main:
+            if cache.is_file():
+                stats = tuple(json.loads(cache.read_text())["stats"])
+                log(f"label statistics read from {cache}")
+            else:
+                stats = label_statistics(dataset, num_classes, ignore_index)
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"dataset": type(dataset).__name__, "images": len(dataset),
+                                           "stats": stats}))
+                tmp.replace(cache)
+                log(f"label statistics of {len(dataset)} training images written to {cache}")
+        return distributed.broadcast_object(stats)
+
+    return provide
+
+
+def losses_from_config(cfg: Config, num_classes: int,
+                       label_stats: Callable[[], LabelStats] | None = None) -> LossSet:
+    """The configured loss(es) as a :class:`~segzoo.losses.LossSet`."""
+    ctx = LossContext(num_classes=num_classes, ignore_index=cfg.data.ignore_index, label_stats=label_stats)
+    try:
+        return build_losses(cfg.loss, ctx)
+    except ValueError as exc:
+        raise ConfigError(f"'loss': {exc}") from None
+
+
 def resolve_num_classes(cfg: Config, dataset: SegDataset) -> int:
     """Fill ``model.num_classes`` from the dataset, or check that a given value agrees."""
     given = cfg.model.kwargs.get("num_classes")
@@ -55,18 +131,16 @@ def model_from_config(cfg: Config) -> nn.Module:
     return MODELS.build(cfg.model.name, **cfg.model.kwargs)
 
 
-def loss_from_config(cfg: Config, num_classes: int) -> nn.Module:
-    ctx = LossContext(num_classes=num_classes, ignore_index=cfg.data.ignore_index)
-    return build_loss(cfg.loss.name, ctx, **cfg.loss.kwargs)
-
-
 def optimizer_from_config(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
-    return OPTIMIZERS.build(cfg.optimizer.name, params, **cfg.optimizer.kwargs)
+    """The configured optimizer over ``model``'s trainable parameters, in parameter groups."""
+    return OPTIMIZERS.build(cfg.optimizer.name, model, **cfg.optimizer.kwargs)
 
 
 def scheduler_from_config(cfg: Config, optimizer: torch.optim.Optimizer):
-    return SCHEDULERS.build(cfg.scheduler.name, optimizer, cfg.train.max_iters, **cfg.scheduler.kwargs)
+    try:
+        return SCHEDULERS.build(cfg.scheduler.name, optimizer, cfg.train.max_iters, **cfg.scheduler.kwargs)
+    except ValueError as exc:
+        raise ConfigError(f"'scheduler': {exc}") from None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,9 +149,4 @@ def resolve_device(name: str) -> torch.device:
     Raises:
         ConfigError: a CUDA device was asked for on a machine without one.
     """
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"'train.device' is {name!r} but CUDA is not available; use 'cpu' or 'auto'")
-    return device
+    return distributed.resolve_device(name)

@@ -2,14 +2,24 @@
 
 Layout of a training checkpoint (a dict saved with ``torch.save``)::
 
-    {"model": state_dict, "optimizer": ..., "scheduler": ..., "iteration": int,
-     "config": resolved config dict, "meta": {"num_classes", "class_names", "palette",
-     "task"}, "rng": {...}, "best": {...}}
+    {"model": state_dict (the trained weights, never a DDP/compile wrapper's),
+     "ema": {"module": state_dict, "updates": int} or None,
+     "optimizer", "scheduler", "scaler": state dicts,
+     "iteration": int (optimizer steps done), "samples_seen": int (training stream position),
+     "rng": [per-rank {"python", "numpy", "torch", "cuda"?}], "world_size": int,
+     "best": {metric: value, "iteration": int}, "config": resolved config dict,
+     "meta": {"num_classes", "class_names", "palette", "task", "model"}, "version": 2}
+
+A run folder's ``checkpoints/`` holds ``last.pt`` (every checkpoint), ``best.pt`` (best
+evaluation) and, with ``train.keep_last: N``, the N newest ``iter_XXXXXX.pt`` snapshots (hard links
+to the ``last.pt`` of that iteration, so they cost no extra disk write).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,6 +50,16 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def check_finite(weights: dict[str, torch.Tensor], when: str, last_good: Path) -> None:
+    """Raise FloatingPointError naming the first non-finite entries of ``weights`` (checked
+    before saving, so a checkpoint never holds NaN or inf weights)."""
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:
+        raise FloatingPointError(
+            f"non-finite weights {when} ({', '.join(bad[:5])}); not saved; the last good checkpoint "
+            f"is {last_good}; lower the learning rate or set train.clip_grad_norm")
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint` (or a bare state dict, returned as
     ``{"model": state_dict}``).
@@ -61,3 +81,28 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(state, dict) or "model" not in state:
         raise CheckpointError(f"{path} holds no model weights (expected a 'model' entry)")
     return state
+
+
+SNAPSHOT = re.compile(r"^iter_(\d+)\.pt$")
+
+
+def snapshot(last: Path, iteration: int, keep: int) -> Path | None:
+    """Keep ``last`` as ``iter_<iteration>.pt`` next to it and delete all but the ``keep`` newest
+    snapshots (``keep`` 0: none). A hard link where the file system allows, else a copy (written
+    atomically)."""
+    if keep <= 0:
+        return None
+    folder = last.parent
+    target = folder / f"iter_{iteration:06d}.pt"
+    if target.exists():
+        target.unlink()
+    try:
+        os.link(last, target)
+    except OSError:
+        tmp = folder / f".{target.name}.tmp"
+        shutil.copyfile(last, tmp)
+        os.replace(tmp, target)
+    snaps = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := SNAPSHOT.match(p.name)))
+    for _, old in snaps[:-keep]:
+        old.unlink(missing_ok=True)
+    return target

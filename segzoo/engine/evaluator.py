@@ -1,4 +1,4 @@
-"""Semantic evaluation over a loader with a streaming confusion matrix."""
+"""Semantic evaluation over a loader with a streaming confusion matrix, summed across ranks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from segzoo.engine import distributed
 from segzoo.inference.evaluate import evaluate  # issue 6
 
 
@@ -37,13 +38,27 @@ def evaluate_semantic(
     when the val pipeline resizes (``eval.original_size``). For both rows (semantic and instance)
     set ``eval.cross_task`` (see :func:`segzoo.inference.evaluate.evaluate`).
 
+    Under torch.distributed each rank passes its own share of the data (a shard, no sample
+    twice); the confusion matrices, boundary counts and image counts are summed across ranks and
+    instance predictions gathered, so every rank returns the metrics of the whole split, equal to a
+    single process's.
+
     Returns the metrics of :func:`segzoo.metrics.metrics_from_confusion` (plus boundary IoU
     ``mBIoU``/``bIoU`` unless ``eval.boundary_iou`` is false), ``"num_images"`` and ``"task"``.
     """
     # issue 6: one scoring loop (inference modes, original-size scoring, boundary IoU, cross-task)
+    dist = distributed.info().is_distributed
     return evaluate(model, loader, num_classes=num_classes, ignore_index=ignore_index,
                     class_names=class_names, eval_cfg=eval_cfg, device=device, progress=progress,
-                    desc=desc)
+                    desc=desc, reduce=(lambda c: _reduce_counts(c, device)) if dist else None,
+                    gather=distributed.all_gather_object if dist else None)
+
+
+def _reduce_counts(counts: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """Sum int64 counts over ranks (on the device NCCL needs, on the CPU for gloo)."""
+    if not distributed.info().is_distributed:
+        return counts
+    return distributed.all_reduce_sum(counts.to(device)).to(counts.device)
 
 
 def format_metrics(metrics: dict) -> str:

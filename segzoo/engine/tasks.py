@@ -3,8 +3,17 @@
 A model declares its kind with ``model.task``: ``"semantic"`` models follow the contract of
 :mod:`segzoo.models.segmentors.encoder_decoder` (training-mode dict of logits, weighted by
 ``model.loss_weights``); ``"instance"`` models will follow torchvision's detection contract
-(``model(images, targets)`` -> loss dict). The trainer only sees ``losses(...)`` and
-``evaluate(...)``.
+(``model(images, targets)`` -> loss dict; eval: list of per-image dicts). The trainer only sees
+this interface, so an instance task plugs in without touching the loop:
+
+* ``name``, ``key_metric`` (higher is better), ``metric_names`` (scalars usable as
+  ``train.best_metric``);
+* ``losses(model, batch, device) -> {term: scalar}`` for one training batch (``model`` may be
+  a DDP or compiled wrapper; the loop runs this call under autocast and sums the terms);
+* ``evaluate(model, loader, device, progress) -> metrics`` over this rank's share of the val
+  split, reduced across ranks inside (every rank gets the same metrics): a semantic task sums
+  its confusion matrix; an instance task would gather its detections;
+* ``predict(model, images) -> labels`` for the overlays.
 """
 
 from __future__ import annotations
@@ -16,40 +25,54 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from segzoo.engine.evaluator import evaluate_semantic, predict_labels
+from segzoo.errors import ConfigError
+from segzoo.losses import LossSet
 
 
 class SemanticTask:
     """Training losses and evaluation for semantic segmentation models.
 
     Args:
-        loss: ``loss(logits (B, K, H, W), target (B, H, W)) -> scalar``.
+        losses: the configured losses; each is applied to every training output.
+        loss_weights: weight per training output (``{"out": 1.0, "aux": 0.4}``).
         num_classes, ignore_index, class_names: of the data.
-        key_metric: the metric that decides the best checkpoint (higher is better).
+
+    Loss terms are named ``loss_<output>`` with one configured loss, and
+    ``loss_<output>_<loss name>`` with several.
     """
 
     name = "semantic"
     key_metric = "mIoU"
+    metric_names = ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")  # issue 6: + fwIoU, mDice, mBIoU
 
-    def __init__(self, loss: nn.Module, *, num_classes: int, ignore_index: int,
-                 class_names: Sequence[str], eval_cfg=None) -> None:
-        self.loss = loss
+    def __init__(self, losses: LossSet, *, loss_weights: dict[str, float], num_classes: int,
+                 ignore_index: int, class_names: Sequence[str], eval_cfg=None) -> None:
+        self.loss = losses
+        self.loss_weights = dict(loss_weights)
         self.eval_cfg = eval_cfg  # issue 6: cfg.eval (inference mode, TTA, cross-task)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = list(class_names)
 
     def losses(self, model: nn.Module, batch: dict, device: torch.device) -> dict[str, Tensor]:
-        """Weighted loss terms ``{"loss_out": ..., "loss_aux": ...}`` of one training batch."""
+        """Weighted loss terms of one training batch (see the class docstring)."""
         images = batch["image"].to(device, non_blocking=True)
         target = batch["mask"].to(device, non_blocking=True)
         outputs = model(images)
         if isinstance(outputs, Tensor):  # a plain model returning logits in training mode too
             outputs = {"out": outputs}
-        weights = getattr(model, "loss_weights", {"out": 1.0})
-        return {f"loss_{k}": weights.get(k, 1.0) * self.loss(v, target) for k, v in outputs.items()}
+        single = len(self.loss.losses) == 1
+        terms = {}
+        for out_name, logits in outputs.items():
+            w = self.loss_weights.get(out_name, 1.0)
+            for loss_name, value in self.loss(logits, target).items():
+                terms[f"loss_{out_name}" if single else f"loss_{out_name}_{loss_name}"] = w * value
+        return terms
 
     def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device,
                  progress: bool = True) -> dict:
+        """Metrics of :func:`~segzoo.engine.evaluator.evaluate_semantic` over every rank's
+        share of the val split."""
         return evaluate_semantic(
             model, loader, num_classes=self.num_classes, ignore_index=self.ignore_index,
             class_names=self.class_names, device=device, progress=progress, eval_cfg=self.eval_cfg,
@@ -60,11 +83,29 @@ class SemanticTask:
         return predict_labels(model, images)
 
 
-def build_task(model: nn.Module, loss: nn.Module, *, num_classes: int, ignore_index: int,
-               class_names: Sequence[str], eval_cfg=None) -> SemanticTask:
-    """The task adapter for ``model.task`` (semantic by default)."""
+def resolve_loss_weights(model: nn.Module, overrides: dict[str, float] | None) -> dict[str, float]:
+    """``model.loss_weights`` (``{"out": 1.0}`` if absent) updated by ``train.loss_weights``.
+
+    Raises:
+        ConfigError: an override for an output the model does not have.
+    """
+    weights = dict(getattr(model, "loss_weights", {"out": 1.0}))
+    for k, v in (overrides or {}).items():
+        if k not in weights:
+            raise ConfigError(f"'train.loss_weights.{k}': the model has no training output {k!r}; "
+                              f"its outputs are {', '.join(weights)}")
+        weights[k] = v
+    return weights
+
+
+def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_index: int,
+               class_names: Sequence[str], loss_weights: dict[str, float] | None = None,
+               eval_cfg=None) -> SemanticTask:
+    """The task adapter for ``model.task`` (semantic by default); ``loss_weights`` override the
+    model's per-output weights; ``eval_cfg`` is ``cfg.eval`` (issue 6)."""
     kind = getattr(model, "task", "semantic")
     if kind != "semantic":
         raise NotImplementedError(f"no engine task for {kind!r} models yet")
-    return SemanticTask(loss, num_classes=num_classes, ignore_index=ignore_index, class_names=class_names,
+    return SemanticTask(losses, loss_weights=resolve_loss_weights(model, loss_weights),
+                        num_classes=num_classes, ignore_index=ignore_index, class_names=class_names,
                         eval_cfg=eval_cfg)

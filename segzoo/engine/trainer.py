@@ -1,40 +1,53 @@
-"""The training engine: iteration-based SGD loop with evaluation, checkpoints and records.
+"""The training engine: one iteration-based loop for every model of the zoo.
 
-Run folder (``work_dir``) contents::
+One iteration = ``train.grad_accum_steps`` micro-batches (forward under autocast, backward), then
+one optimizer step, scheduler step and EMA update. Evaluation every ``train.eval_interval``
+iterations and at the end; checkpoints at ``train.checkpoint_interval``, at every evaluation and at
+the end. The model-specific parts (losses, evaluation) live in the task adapter
+(:mod:`segzoo.engine.tasks`). Under torchrun each process trains on its shard of every global batch
+(DDP), evaluates its shard of the val split, and only rank 0 writes the run folder::
 
     config.yaml         resolved config (reloadable)
     train.log           plain-text log
     metrics.jsonl       one JSON line per log/eval step
     metrics.json        final evaluation (written last: its presence marks a finished run)
-    checkpoints/        last.pt (every checkpoint) and best.pt (best key metric)
-    tb/                 TensorBoard events (losses, lr, img/s, eval metrics, overlays)
+    checkpoints/        last.pt, best.pt, iter_XXXXXX.pt (keep_last)
+    tb/                 TensorBoard events (losses, lr, img/s, memory, eval metrics, overlays)
     vis/                prediction overlays [image | ground truth | prediction]
 
-An unfinished run folder is resumed from ``checkpoints/last.pt``; a finished one is never
-overwritten (:class:`RunExistsError`).
+An unfinished run folder is resumed from ``checkpoints/last.pt`` exactly where it stopped (same
+batches, RNG streams and optimizer state); a finished one is never overwritten
+(:class:`RunExistsError`).
 """
 
 from __future__ import annotations
 
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from segzoo.config import Config, save_config
-from segzoo.data.transforms import denormalize
-from segzoo.engine import builder
-from segzoo.engine.checkpoint import load_checkpoint, save_checkpoint
+from segzoo.config.schema import config_diff
+from segzoo.engine import accel, builder, distributed
+from segzoo.engine.checkpoint import (
+    CheckpointError,
+    check_finite,
+    load_checkpoint,
+    save_checkpoint,
+    snapshot,
+)
+from segzoo.engine.ema import ModelEMA
 from segzoo.engine.evaluator import format_metrics
-from segzoo.engine.logger import RunLogger, write_json
+from segzoo.engine.logger import NullLogger, RunLogger, run_summary, write_json, write_overlays
+from segzoo.engine.optim import base_lr
+from segzoo.engine.reproducibility import Determinism, rng_state, seed_everything, set_rng_state
+from segzoo.engine.signals import GracefulStop
 from segzoo.engine.tasks import build_task
-from segzoo.errors import SegzooError
-from segzoo.visualize import panel, save_rgb
+from segzoo.errors import ConfigError, SegzooError
 
 
 class RunExistsError(SegzooError, FileExistsError):
@@ -50,27 +63,6 @@ class TrainResult:
     checkpoint: Path
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 class Trainer:
     """Trains ``cfg.model`` on ``cfg.data.train`` and evaluates on ``cfg.data.val``.
 
@@ -78,29 +70,43 @@ class Trainer:
         cfg: a validated config.
         work_dir: the run folder.
         resume: require a checkpoint to resume from (an unfinished run folder is resumed anyway).
-        progress: show tqdm progress bars and print log lines.
+        progress: show tqdm progress bars and print log lines (rank 0 only).
+
+    Raises:
+        RunExistsError: ``work_dir`` holds a finished run.
+        ConfigError: an option that cannot work here (fp16 on CPU, unknown best_metric, ...).
     """
 
     def __init__(self, cfg: Config, work_dir: str | Path, *, resume: bool = False, progress: bool = True):
         self.cfg = cfg
         self.work_dir = Path(work_dir)
         self.ckpt_dir = self.work_dir / "checkpoints"
-        self.progress = progress
-        last = self.ckpt_dir / "last.pt"
         if (self.work_dir / "metrics.json").exists():
             raise RunExistsError(
                 f"{self.work_dir} holds a finished run (metrics.json); choose another --work-dir "
                 "or delete that folder"
             )
+        last = self.ckpt_dir / "last.pt"
         if resume and not last.exists():
             raise SegzooError(f"--resume: no checkpoint {last} to resume from")
         self.resume_from = last if last.exists() else None
-        self._setup()
+        self.world, self.device, self._owns_group = distributed.setup(cfg.train.device)
+        self.progress = progress and self.world.is_main
+        self.notes: list[str] = []  # setup messages, logged once the logger exists
+        try:
+            self._setup()
+        except BaseException:
+            distributed.cleanup(self._owns_group)
+            raise
 
     def _setup(self) -> None:
-        cfg = self.cfg
-        seed_everything(cfg.train.seed)
-        self.device = builder.resolve_device(cfg.train.device)
+        cfg, tc = self.cfg, self.cfg.train
+        for key in ("max_iters", "grad_accum_steps"):
+            if getattr(tc, key) < 1:
+                raise ConfigError(f"'train.{key}' must be >= 1, got {getattr(tc, key)}")
+        if tc.seed < 0:
+            raise ConfigError(f"'train.seed' must be >= 0, got {tc.seed}")
+        seed_everything(tc.seed)  # the same initial weights on every rank
         if self.device.type == "cpu":
             torch.set_flush_denormal(True)  # denormals make some CPU steps several times slower
         if cfg.data.train is None:
@@ -113,21 +119,44 @@ class Trainer:
                 f"train and val datasets disagree on the number of classes "
                 f"({num_classes} vs {self.val_set.num_classes})"
             )
-        self.train_loader = builder.loader_from_split(cfg, cfg.data.train, self.train_set, train=True)
-        self.val_loader = (
-            builder.loader_from_split(cfg, cfg.data.val, self.val_set, train=False) if self.val_set else None
-        )
-        self.model = builder.model_from_config(cfg).to(self.device)
-        loss = builder.loss_from_config(cfg, num_classes).to(self.device)
-        self.task = build_task(self.model, loss, num_classes=num_classes,
-                               ignore_index=cfg.data.ignore_index,
-                               class_names=self.train_set.class_names,
+        self.val_loader = builder.val_loader(cfg, self.val_set, self.world) if self.val_set else None
+
+        model = builder.model_from_config(cfg)
+        model, note = distributed.convert_sync_bn(model, tc.sync_bn, self.world, self.device)
+        self.notes += [note] if note else []
+        self.model = accel.prepare_model(model, self.device, channels_last=tc.channels_last)
+        if tc.ema is not None and not 0.0 < tc.ema.decay < 1.0:
+            raise ConfigError(f"'train.ema.decay' must lie in (0, 1), got {tc.ema.decay}")
+        self.ema = ModelEMA(self.model, decay=tc.ema.decay, warmup=tc.ema.warmup) if tc.ema else None
+        stats = builder.cached_label_stats(self.train_set, num_classes, cfg.data.ignore_index,
+                                           self.work_dir / "label_stats.json", self.notes.append)
+        losses = builder.losses_from_config(cfg, num_classes, stats).to(self.device)
+        self.task = build_task(self.model, losses, num_classes=num_classes, ignore_index=cfg.data.ignore_index,
+                               class_names=self.train_set.class_names, loss_weights=tc.loss_weights,
                                eval_cfg=cfg.eval)  # issue 6
+        for name, loss in losses.losses.items():
+            if getattr(loss, "weight", None) is not None:
+                self.notes.append(f"loss {name}: class weights {[round(w, 4) for w in loss.weight.tolist()]}")
+        self.best_metric = tc.best_metric or self.task.key_metric
+        if self.best_metric not in self.task.metric_names:
+            raise ConfigError(f"'train.best_metric' is {self.best_metric!r}; {self.task.name} models "
+                              f"report {', '.join(self.task.metric_names)}")
         self.optimizer = builder.optimizer_from_config(cfg, self.model)
         self.scheduler = builder.scheduler_from_config(cfg, self.optimizer)
+        self.precision = accel.Precision(tc.amp, self.device)
+        ddp = distributed.wrap_ddp(self.model, self.world, self.device,
+                                   find_unused_parameters=tc.find_unused_parameters)
+        self.train_model = accel.maybe_compile(ddp, tc.compile)
+        seed_everything(tc.seed + self.world.rank)  # each rank its own dropout stream
         self.iteration = 0
-        self.epoch = 0
+        self.samples_seen = 0  # position in the training stream (all ranks together)
         self.best: dict = {}
+        self.last_metrics: dict = {}
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are evaluated and visualised: the EMA's when EMA is on."""
+        return self.ema.module if self.ema is not None else self.model
 
     # ----------------------------------------------------------------- checkpoints
     def _meta(self) -> dict:
@@ -137,154 +166,247 @@ class Trainer:
                 "model": self.cfg.model.name}
 
     def save(self, name: str = "last.pt") -> Path:
-        state = {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "iteration": self.iteration,
-            "epoch": self.epoch,
-            "best": self.best,
-            "config": self.cfg.to_dict(),
-            "meta": self._meta(),
-            "rng": _rng_state(),
-        }
-        return save_checkpoint(state, self.ckpt_dir / name)
+        """Checkpoint the whole training state (collective: every rank calls it; rank 0 writes).
+
+        Raises:
+            FloatingPointError: non-finite weights (nothing is written: the checkpoint on disk
+                stays the last good one).
+        """
+        check_finite(self.model.state_dict(), f"after iteration {self.iteration}", self.ckpt_dir / "last.pt")
+        rngs = distributed.all_gather_object(rng_state())
+        path = self.ckpt_dir / name
+        if self.world.is_main:
+            state = {
+                "model": self.model.state_dict(),
+                "ema": self.ema.state_dict() if self.ema is not None else None,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "scaler": self.precision.state_dict(),
+                "iteration": self.iteration,
+                "samples_seen": self.samples_seen,
+                "rng": rngs,
+                "world_size": self.world.world_size,
+                "best": self.best,
+                "config": self.cfg.to_dict(),
+                "meta": self._meta(),
+                "version": 2,
+            }
+            save_checkpoint(state, path)
+            if name == "last.pt":
+                snapshot(path, self.iteration, self.cfg.train.keep_last)
+        return path
 
     def _load(self, path: Path) -> None:
         state = load_checkpoint(path, map_location=self.device)
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.ema is not None:
+            if state.get("ema"):
+                self.ema.load_state_dict(state["ema"])
+            else:
+                self.ema.module.load_state_dict(state["model"])
+                self.notes.append("the checkpoint has no EMA weights: EMA restarts from the model's")
+        try:
+            self.optimizer.load_state_dict(state["optimizer"])
+        except ValueError as exc:
+            raise CheckpointError(
+                f"{path}: the optimizer state does not fit this config's parameter groups ({exc}); "
+                "resume with the config the run started with, or start a new --work-dir") from None
         self.scheduler.load_state_dict(state["scheduler"])
+        self.precision.load_state_dict(state.get("scaler") or {})
         self.iteration = int(state["iteration"])
-        self.epoch = int(state.get("epoch", 0))
+        self.samples_seen = int(state.get("samples_seen", 0))
         self.best = state.get("best", {})
-        _set_rng_state(state["rng"])
+        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
+        if len(rngs) == self.world.world_size:
+            set_rng_state(rngs[self.world.rank])
+        else:
+            seed_everything(self.cfg.train.seed + self.world.rank + self.iteration)
+            self.notes.append(f"the checkpoint was written by {len(rngs)} processes, this run has "
+                              f"{self.world.world_size}: RNG streams restart (not an exact resume)")
+        diff = config_diff(state.get("config", {}), self.cfg.to_dict())
+        if diff:
+            self.notes.append("config changed since the checkpoint: " + "; ".join(diff[:10]))
 
     # ----------------------------------------------------------------- loop
-    def _batches(self):
-        generator = self.train_loader.generator
-        while True:
-            if generator is not None:
-                generator.manual_seed(self.cfg.train.seed + self.epoch)
-            for batch in self.train_loader:
-                yield batch
-            self.epoch += 1
-
     def train(self) -> TrainResult:
         """Run (or resume) training to ``train.max_iters``; returns the final metrics."""
+        try:
+            with Determinism(self.cfg.train.deterministic), GracefulStop() as stop:
+                return self._train(stop)
+        finally:
+            distributed.cleanup(self._owns_group)
+
+    def _train(self, stop: GracefulStop) -> TrainResult:
         cfg, tc = self.cfg, self.cfg.train
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        self.logger = RunLogger(self.work_dir, quiet=not self.progress)
-        log = self.logger.info
         if self.resume_from is not None:
             self._load(self.resume_from)
-            log(f"resumed from {self.resume_from} at iteration {self.iteration}")
-        save_config(cfg, self.work_dir / "config.yaml")
-        n_params = sum(p.numel() for p in self.model.parameters())
-        log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters) on {self.device}; "
-            f"train {len(self.train_set)} images, val {len(self.val_set) if self.val_set else 0}; "
-            f"{tc.max_iters} iterations, batch {cfg.data.train.batch_size}")
+        if self.world.is_main:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            stale = list(self.ckpt_dir.glob(".*.tmp"))  # a process killed while saving
+            for tmp in stale:
+                tmp.unlink()
+            self.notes += [f"removed {len(stale)} partial checkpoint file(s) of a killed save"] if stale else []
+            self.logger = RunLogger(self.work_dir, quiet=not self.progress,
+                                    resume_from=self.iteration if self.resume_from else None)
+            save_config(cfg, self.work_dir / "config.yaml")
+        else:
+            self.logger = NullLogger()
+        log = self.logger.info
+        try:
+            if self.resume_from is not None:
+                log(f"resumed from {self.resume_from} at iteration {self.iteration}")
+            for note in self.notes:
+                log(note)
+            n_params = sum(p.numel() for p in self.model.parameters())
+            batch = cfg.data.train.batch_size
+            log(f"model {cfg.model.name} ({n_params / 1e6:.2f}M parameters) on {self.device} x "
+                f"{self.world.world_size} process(es); amp {tc.amp or 'off'}; train {len(self.train_set)} "
+                f"images, val {len(self.val_set) if self.val_set else 0}; {tc.max_iters} iterations of "
+                f"batch {batch} x {self.world.world_size} x {tc.grad_accum_steps} (per process x "
+                f"processes x accumulation)")
+            return self._loop(stop)
+        finally:
+            self.logger.close()
+
+    def _loop(self, stop: GracefulStop) -> TrainResult:
+        cfg, tc = self.cfg, self.cfg.train
+        loader = builder.train_loader(cfg, self.train_set, self.world, start=self.samples_seen)
+        batches = iter(loader)
         self.model.train()
-        batches = self._batches()
         window: dict[str, list[float]] = {}
-        t_window, imgs_window = time.perf_counter(), 0
+        step_time, imgs_window, data_time = 0.0, 0, 0.0  # eval and checkpoint time left out
+        graceful = False
         bar = tqdm(total=tc.max_iters, initial=self.iteration, desc="train", dynamic_ncols=True,
                    disable=not self.progress)
         try:
             while self.iteration < tc.max_iters:
-                batch = next(batches)
-                losses = self.task.losses(self.model, batch, self.device)
-                total = sum(losses.values())
-                if not torch.isfinite(total):
-                    bad = [k for k, v in losses.items() if not torch.isfinite(v)]
-                    raise FloatingPointError(
-                        f"non-finite loss at iteration {self.iteration + 1} ({', '.join(bad)}); "
-                        f"the last good checkpoint is {self.ckpt_dir / 'last.pt'}; lower the "
-                        "learning rate or check the data"
-                    )
-                self.optimizer.zero_grad(set_to_none=True)
-                total.backward()
-                self.optimizer.step()
-                self.scheduler.step()
+                t0 = time.perf_counter()
+                values, n_images, t_data, stopping = self.run_step(batches, stop)
+                step_time += time.perf_counter() - t0
                 self.iteration += 1
                 bar.update(1)
-                imgs_window += batch["image"].shape[0]
-                for k, v in {**losses, "loss": total}.items():
-                    window.setdefault(k, []).append(float(v.detach()))
+                imgs_window += n_images
+                data_time += t_data
+                for k, v in values.items():
+                    window.setdefault(k, []).append(v)
                 if self.iteration % tc.log_interval == 0 or self.iteration == tc.max_iters:
-                    elapsed = time.perf_counter() - t_window
-                    values = {k: sum(v) / len(v) for k, v in window.items()}
-                    values["lr"] = self.optimizer.param_groups[0]["lr"]
-                    values["img_per_s"] = imgs_window / max(elapsed, 1e-9)
-                    self.logger.record(self.iteration, values, "train")
-                    bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{values['lr']:.2e}")
-                    log(f"iter {self.iteration}/{tc.max_iters} " + " ".join(
-                        f"{k} {v:.4g}" for k, v in values.items()))
-                    window, t_window, imgs_window = {}, time.perf_counter(), 0
+                    steps = len(window["loss"])
+                    row = {k: sum(v) / len(v) for k, v in window.items()}
+                    row["lr"] = base_lr(self.optimizer)
+                    row["img_per_s"] = imgs_window * self.world.world_size / max(step_time, 1e-9)
+                    row["iter_time"] = step_time / steps
+                    row["data_time"] = data_time / steps
+                    row["epoch"] = self.samples_seen / len(self.train_set)
+                    row.update(accel.memory_stats(self.device))
+                    if self.precision.scale is not None:
+                        row["amp_scale"] = self.precision.scale
+                    self.logger.record(self.iteration, row, "train")
+                    bar.set_postfix(loss=f"{row['loss']:.4f}", lr=f"{row['lr']:.2e}")
+                    self.logger.info(f"iter {self.iteration}/{tc.max_iters} " + " ".join(
+                        f"{k} {v:.4g}" for k, v in row.items()))
+                    window, step_time, imgs_window, data_time = {}, 0.0, 0, 0.0
                 last = self.iteration == tc.max_iters
                 do_eval = self.val_loader is not None and (
                     last or (tc.eval_interval and self.iteration % tc.eval_interval == 0))
                 if do_eval:
                     self._evaluate()
-                if last or do_eval or (tc.checkpoint_interval and self.iteration % tc.checkpoint_interval == 0):
-                    self.save()
+                if last or do_eval or stopping or (
+                        tc.checkpoint_interval and self.iteration % tc.checkpoint_interval == 0):
+                    path = self.save()
+                if stopping and not last:
+                    self.logger.info(f"{stop.name or 'stop signal'} at iteration {self.iteration}; "
+                                     f"saved {path}; run the same command again to resume")
+                    graceful = True
+                    raise KeyboardInterrupt(stop.name)
         except KeyboardInterrupt:
-            bar.close()
-            path = self.save()
-            log(f"interrupted at iteration {self.iteration}; saved {path}; run again to resume")
-            self.logger.close()
+            if not graceful:  # a second Ctrl-C, or no handler: the state may be mid-step
+                self.logger.info(f"interrupted during iteration {self.iteration + 1}; not saved; "
+                                 f"the last checkpoint is {self.ckpt_dir / 'last.pt'}")
             raise
-        bar.close()
+        finally:
+            bar.close()
+        if self.val_loader is not None and not self.last_metrics:  # resumed after the last step
+            self._evaluate()
         metrics = dict(self.last_metrics) if self.val_loader is not None else {}
         metrics.update({"iteration": self.iteration, "model": cfg.model.name})
-        write_json(self.work_dir / "metrics.json", metrics)
-        self._summary(metrics)
-        self.logger.close()
+        if self.world.is_main:
+            write_json(self.work_dir / "metrics.json", metrics)
+            self._summary(metrics)
+        distributed.barrier()
         return TrainResult(self.work_dir, metrics, self.ckpt_dir / "last.pt")
 
+    def run_step(self, batches, stop: GracefulStop) -> tuple[dict[str, float], int, float, bool]:
+        """One iteration: accumulate gradients over the micro-batches, check the losses, step.
+
+        Returns (loss terms averaged over ranks and micro-batches, plus ``loss`` and
+        ``grad_norm``), images seen by this rank, seconds spent waiting for data, and whether any
+        rank was asked to stop. Raises FloatingPointError on a non-finite loss, before the step.
+        """
+        tc = self.cfg.train
+        accum = tc.grad_accum_steps
+        terms: dict[str, torch.Tensor] = {}
+        n_images, t_data = 0, 0.0
+        self.optimizer.zero_grad(set_to_none=True)
+        for micro in range(accum):
+            t0 = time.perf_counter()
+            batch = accel.to_device(next(batches), self.device, channels_last=tc.channels_last)
+            t_data += time.perf_counter() - t0
+            n_images += len(batch["image"])
+            with accel.no_sync(self.train_model, skip=micro < accum - 1):
+                with self.precision.autocast():
+                    losses = self.task.losses(self.train_model, batch, self.device)
+                total = sum(losses.values())
+                self.precision.backward(total / accum)
+            for k, v in losses.items():
+                terms[k] = terms.get(k, 0.0) + v.detach().float() / accum
+        self.samples_seen += n_images * self.world.world_size
+        # one collective per iteration: the loss terms (for the log and the finiteness check, the
+        # same on every rank) and the stop flag (so all ranks stop at the same iteration)
+        names = list(terms)
+        flag = torch.tensor([float(stop.requested)], device=self.device)
+        packed = distributed.all_reduce_sum(torch.cat([torch.stack([terms[k] for k in names]), flag]))
+        values = {k: float(v) / self.world.world_size for k, v in zip(names, packed[:-1].tolist())}
+        bad = [k for k in names if not math.isfinite(values[k])]
+        if bad:
+            raise FloatingPointError(
+                f"non-finite loss at iteration {self.iteration + 1} ({', '.join(bad)}); the last "
+                f"good checkpoint is {self.ckpt_dir / 'last.pt'}; lower the learning rate, set "
+                "train.clip_grad_norm, or check the data"
+            )
+        values["loss"] = sum(values[k] for k in names)
+        if tc.clip_grad_norm is not None:
+            self.precision.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.clip_grad_norm)
+            values["grad_norm"] = float(norm)
+        self.precision.step(self.optimizer)
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return values, n_images, t_data, bool(packed[-1] > 0)
+
+    # ----------------------------------------------------------------- evaluation
     def _evaluate(self) -> dict:
-        metrics = self.task.evaluate(self.model, self.val_loader, self.device, self.progress)
+        """Evaluate on every rank's shard; rank 0 logs, keeps best.pt and writes overlays."""
+        with self.precision.autocast():
+            metrics = self.task.evaluate(self.eval_model, self.val_loader, self.device, self.progress)
         self.last_metrics = metrics
-        key = self.task.key_metric
-        self.logger.record(self.iteration, {k: v for k, v in metrics.items() if not isinstance(v, dict)}, "val")
+        key = self.best_metric
+        self.logger.record(self.iteration, {k: v for k, v in metrics.items()}, "val")
         self.logger.info(f"evaluation at iteration {self.iteration}:\n{format_metrics(metrics)}")
         score = metrics.get(key, float("nan"))
         if math.isfinite(score) and score > self.best.get(key, -math.inf):
             self.best = {key: score, "iteration": self.iteration}
             self.save("best.pt")
-        self._visualize()
+        if self.world.is_main:
+            self._visualize()
         self.model.train()
         return metrics
 
-    @torch.inference_mode()
     def _visualize(self) -> None:
-        n = min(self.cfg.train.num_vis, len(self.val_set))
-        if n == 0:
-            return
-        self.model.eval()
-        palette = self.val_set.colors()
-        for i in range(n):
-            sample = self.val_set[i]
-            image = sample["image"].as_subclass(torch.Tensor).unsqueeze(0).to(self.device)
-            pred = self.task.predict(self.model, image)[0]
-            rgb = denormalize(image, self.cfg.data.mean, self.cfg.data.std)[0]
-            arr = panel(rgb, sample["mask"], pred, palette, self.cfg.data.ignore_index)
-            save_rgb(arr, self.work_dir / "vis" / f"iter{self.iteration:06d}_{i}.png")
-            self.logger.image(f"val/sample_{i}", arr, self.iteration)
-        self.model.train()
+        write_overlays(self.eval_model, self.task.predict, self.val_set, self.cfg.train.num_vis,
+                       self.work_dir / "vis", self.iteration, self.logger, self.device,
+                       mean=self.cfg.data.mean, std=self.cfg.data.std, ignore_index=self.cfg.data.ignore_index)
 
     def _summary(self, metrics: dict) -> None:
-        wd = self.work_dir
-        key = self.task.key_metric
-        score = metrics.get(key)
-        lines = [
-            f"Run folder: {wd}",
-            f"  resolved config  {wd / 'config.yaml'}",
-            f"  log              {wd / 'train.log'}",
-            f"  metrics          {wd / 'metrics.json'}" + (
-                f"  ({key} {100 * score:.2f})" if isinstance(score, float) and math.isfinite(score) else ""),
-            f"  checkpoint       {self.ckpt_dir / 'last.pt'}",
-            f"  tensorboard      {wd / 'tb'}   (tensorboard --logdir {wd / 'tb'})",
-            f"  overlays         {wd / 'vis'}",
-        ]
-        self.logger.info("\n".join(lines))
+        self.logger.info(run_summary(self.work_dir, self.ckpt_dir / "last.pt", self.best_metric,
+                                     metrics.get(self.best_metric)))

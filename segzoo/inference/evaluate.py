@@ -17,7 +17,7 @@ the original size before the argmax; instance boxes/masks are rescaled to it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,10 @@ class Scorer:
             self.boundary.update(labels, target)
 
     def _image_id(self, meta: dict) -> int:
+        """The dataset's image id (COCO), else its index + 1: unique across processes."""
         image_id = meta.get("image_id")
+        if image_id is None and meta.get("index") is not None:
+            image_id = int(meta["index"]) + 1
         if image_id is None:
             image_id, self._next_id = self._next_id, self._next_id + 1
         return int(image_id)
@@ -232,7 +235,9 @@ class Scorer:
 def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_index: int,
              class_names: Sequence[str] | None = None, eval_cfg: Any = None,
              cross_task: bool | None = None, device: torch.device | str = "cpu", progress: bool = True,
-             desc: str = "eval", results_path: str | Path | None = None) -> dict:
+             desc: str = "eval", results_path: str | Path | None = None,
+             reduce: Callable[[Tensor], Tensor] | None = None,
+             gather: Callable[[Any], list] | None = None) -> dict:
     """Score ``model`` on every batch of ``loader`` (its mode is restored afterwards).
 
     Args:
@@ -240,6 +245,10 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
         cross_task: compute both rows (default: ``eval_cfg.cross_task``, else False). A semantic
             model always gets the semantic row, an instance model the instance row.
         results_path: where to write the COCO results json of the instance row, if any.
+        reduce, gather: under torch.distributed, where each process scores its own share of the
+            data: ``reduce`` sums a count vector over processes (all-reduce), ``gather`` returns the
+            list of every process's object (all-gather); every process then gets the metrics of
+            the whole split.
 
     Returns:
         the metrics of :meth:`Scorer.compute` plus ``"task"`` (the model's) and, with an instance
@@ -265,6 +274,10 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
             scorer.update(model, batch, device, inferencer)
     finally:
         model.train(was_training)
+    if reduce is not None:
+        scorer.load_counts(reduce(scorer.counts()))
+    if gather is not None and scorer.instances is not None:
+        scorer.instances.merge(gather(scorer.instances.state()))
     metrics = scorer.compute()
     metrics["task"] = task
     if want_instances:

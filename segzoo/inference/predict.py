@@ -33,7 +33,8 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
     """Build ``cfg.model`` and load a checkpoint's weights; returns (eval-mode model, meta).
 
     ``meta`` holds ``num_classes``, ``class_names`` and ``palette`` from the checkpoint, or, for a
-    bare state dict, from the config's val (else train) dataset.
+    bare state dict, from the config's val (else train) dataset. A checkpoint of a run with
+    ``train.ema`` gives its EMA weights (those the run evaluated); ``meta["weights"]`` says which.
     """
     state = load_checkpoint(checkpoint)
     meta = dict(state.get("meta") or {})
@@ -52,7 +53,9 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
     meta.setdefault("class_names", [str(i) for i in range(meta["num_classes"])])
     meta.setdefault("palette", default_palette(meta["num_classes"]))
     model = builder.model_from_config(cfg)
-    model.load_state_dict(state["model"])
+    ema = state.get("ema")
+    model.load_state_dict(ema["module"] if ema else state["model"])
+    meta["weights"] = "ema" if ema else "model"
     return model.to(device).eval(), meta
 
 

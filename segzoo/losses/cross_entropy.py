@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segzoo.losses.base import LossContext
+from segzoo.losses.class_weights import median_frequency_weights
 from segzoo.registry import LOSSES
+
+ClassWeights = list[float] | Literal["median_frequency"] | None
+
+
+def resolve_class_weights(ctx: LossContext, class_weights: ClassWeights) -> list[float] | None:
+    """Explicit weights as given; ``"median_frequency"`` computed from the training set's label
+    statistics (:func:`~segzoo.losses.class_weights.median_frequency_weights`).
+
+    Raises:
+        ValueError: median-frequency weights asked for without a training set.
+    """
+    if class_weights != "median_frequency":
+        return class_weights  # type: ignore[return-value]
+    if ctx.label_stats is None:
+        raise ValueError("class_weights: median_frequency needs the training set's labels, which "
+                         "the engine provides only when training")
+    return median_frequency_weights(*ctx.label_stats())
 
 
 class CrossEntropyLoss(nn.Module):
@@ -68,8 +87,12 @@ def cross_entropy(
     ctx: LossContext,
     /,
     *,
-    class_weights: list[float] | None = None,
+    class_weights: ClassWeights = None,
     label_smoothing: float = 0.0,
 ) -> CrossEntropyLoss:
-    """Cross-entropy with the data's ``ignore_index`` (see :class:`CrossEntropyLoss`)."""
-    return CrossEntropyLoss(ctx.num_classes, ctx.ignore_index, class_weights, label_smoothing)
+    """Cross-entropy with the data's ``ignore_index`` (see :class:`CrossEntropyLoss`).
+
+    ``class_weights``: K floats, or ``median_frequency`` for SegNet's median-frequency balancing
+    computed from the training set (cached in the run folder, logged in train.log)."""
+    weights = resolve_class_weights(ctx, class_weights)
+    return CrossEntropyLoss(ctx.num_classes, ctx.ignore_index, weights, label_smoothing)

@@ -206,6 +206,22 @@ class InstanceEvaluator:
                 self.add_ground_truth(image_id, size, targets[i])
             self.add_prediction(image_id, pred, size)
 
+    def state(self) -> dict[str, Any]:
+        """What was accumulated (plain lists/dicts), e.g. to gather across processes."""
+        return {"images": list(self.images.values()), "gt": list(self.gt_annotations),
+                "results": list(self.results), "image_ids": list(self.image_ids)}
+
+    def merge(self, states: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the accumulated data by the union of ``states`` (from :meth:`state`; image ids
+        must be unique across them); ground-truth annotation ids are renumbered."""
+        self.images, self.gt_annotations, self.results, self.image_ids = {}, [], [], []
+        for st in states:
+            self.images.update({int(im["id"]): im for im in st["images"]})
+            for ann in st["gt"]:
+                self.gt_annotations.append({**ann, "id": len(self.gt_annotations) + 1})
+            self.results.extend(st["results"])
+            self.image_ids.extend(st["image_ids"])
+
     def _image_size(self, image_id: int) -> tuple[int, int] | None:
         img = self.gt.imgs.get(image_id) if self.gt is not None else self.images.get(image_id)
         return (img["height"], img["width"]) if img else None

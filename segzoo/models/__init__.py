@@ -3,16 +3,45 @@
 from segzoo.models import backbones, heads, segmentors  # noqa: F401  (registration)
 from segzoo.models.api import build_model, list_backbones, list_models
 from segzoo.models.backbones import Backbone, build_backbone
-from segzoo.models.segmentors import EncoderDecoder, fcn8s, fcn16s, fcn32s
+from segzoo.models.convert import from_torchvision
+from segzoo.models.segmentors import (
+    EncoderDecoder,
+    UNet,
+    deeplabv2,
+    deeplabv3,
+    deeplabv3_resnet50,
+    deeplabv3_resnet101,
+    deeplabv3plus,
+    fcn,
+    fcn8s,
+    fcn16s,
+    fcn32s,
+    fcn_resnet50,
+    fcn_resnet101,
+    pspnet,
+    unet,
+)
 
 __all__ = [
     "Backbone",
     "EncoderDecoder",
+    "UNet",
     "build_backbone",
     "build_model",
+    "deeplabv2",
+    "deeplabv3",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3plus",
+    "fcn",
     "fcn8s",
     "fcn16s",
     "fcn32s",
+    "fcn_resnet50",
+    "fcn_resnet101",
+    "from_torchvision",
     "list_backbones",
     "list_models",
+    "pspnet",
+    "unet",
 ]

@@ -1,7 +1,9 @@
 """Loading pretrained weights from a local file or a URL, with clear key checking.
 
 Nothing is downloaded unless a URL is given explicitly (``torch.hub`` caches it under
-``$TORCH_HOME``). Supported files: ``.safetensors`` and anything ``torch.load`` reads (a state
+``$TORCH_HOME``). Relative paths that do not exist from the working directory are looked up under
+the shared data folder, like dataset roots (``weights/mobilenet_v2_imagenet_features.safetensors``
+finds ``$SEGZOO_DATA/weights/...``; see :func:`segzoo.data.paths.resolve_data_path`). Supported files: ``.safetensors`` and anything ``torch.load`` reads (a state
 dict, or a checkpoint dict holding one under ``"model"`` / ``"state_dict"``).
 """
 
@@ -27,6 +29,8 @@ class WeightsError(SegzooError, ValueError):
 def load_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
     """Read a state dict from a path or an ``http(s)://`` URL.
 
+    Relative paths resolve as :func:`resolve_weights_path` says.
+
     Raises:
         WeightsError: the file does not exist or cannot be parsed as weights.
     """
@@ -37,9 +41,12 @@ def load_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
         except Exception as exc:  # network errors have many types
             raise WeightsError(f"could not download weights from {src}: {exc}") from exc
     else:
-        path = Path(src).expanduser()
+        path = resolve_weights_path(src)
         if not path.is_file():
-            raise WeightsError(f"weights file {path} does not exist; give a local path or a URL")
+            raise WeightsError(
+                f"weights file {path} does not exist (relative paths are also looked up under the "
+                f"shared data folder, $SEGZOO_DATA); give an existing path or a URL"
+            )
         try:
             if path.suffix == ".safetensors":
                 from safetensors.torch import load_file
@@ -55,6 +62,14 @@ def load_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
     if not isinstance(state, Mapping) or not all(isinstance(v, Tensor) for v in state.values()):
         raise WeightsError(f"{src} does not hold a state dict (name -> tensor)")
     return dict(state)
+
+
+def resolve_weights_path(path: str | os.PathLike) -> Path:
+    """A weights path as it will be read: absolute, relative to the working directory if it exists
+    there, else under the shared data folder (``$SEGZOO_DATA`` or ``../shared/data``)."""
+    from segzoo.data.paths import resolve_data_path
+
+    return resolve_data_path(path)
 
 
 def load_weights(

@@ -1,6 +1,32 @@
-"""Shared layers: conv-norm-act blocks and upsampling (one place for every architecture)."""
+"""Shared layers: conv-norm-act blocks, ASPP, pyramid pooling and upsampling (one place for
+every architecture)."""
 
-from segzoo.models.layers.conv import ConvNormAct, build_norm
+from segzoo.models.layers.aspp import ASPP, ImagePooling, scaled_rates
+from segzoo.models.layers.conv import (
+    NORMS,
+    ConvNormAct,
+    NormName,
+    SeparableConvNormAct,
+    build_norm,
+    conv_block,
+    is_batch_norm,
+)
+from segzoo.models.layers.ppm import PyramidPooling
 from segzoo.models.layers.upsample import BilinearConvTranspose2d, bilinear_kernel, resize
 
-__all__ = ["ConvNormAct", "build_norm", "BilinearConvTranspose2d", "bilinear_kernel", "resize"]
+__all__ = [
+    "ASPP",
+    "NORMS",
+    "BilinearConvTranspose2d",
+    "ConvNormAct",
+    "ImagePooling",
+    "NormName",
+    "PyramidPooling",
+    "SeparableConvNormAct",
+    "bilinear_kernel",
+    "build_norm",
+    "conv_block",
+    "is_batch_norm",
+    "resize",
+    "scaled_rates",
+]

@@ -2,12 +2,17 @@
 
 VGG-16 backbone with convolutionalised fc6/fc7 and 0, 1 or 2 skip connections; ~134M parameters
 with the paper's 4096-wide fc layers. Reported mean IU on PASCAL VOC 2011 val: 59.4 / 62.4 / 62.7.
+
+Any registered backbone works too (``backbone="resnet50"``, ``"tu-efficientnet_b0"``): fc6/fc7 sit
+on its deepest feature and the skips read its stride-16 and stride-8 features (the last three
+levels); a slim ``fc_channels`` suits such backbones (fc6 7x7 on 2048 channels is 411M params).
 """
 
 from __future__ import annotations
 
-from segzoo.models.backbones import build_backbone
+from segzoo.models.backbones.vgg import VGGBackbone
 from segzoo.models.heads.fcn_skip import FCNSkipHead, vgg_classifier_to_fc
+from segzoo.models.segmentors._build import make_backbone
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.models.weights import load_state_dict, load_weights
 from segzoo.registry import MODELS
@@ -26,7 +31,11 @@ def _fcn(
     fc_kernel_size: int,
     dropout: float,
 ) -> EncoderDecoder:
-    encoder = build_backbone(backbone)
+    vgg_state = None
+    if weights_backbone is not None and backbone in ("vgg16", "vgg16_bn"):
+        vgg_state = load_state_dict(weights_backbone)  # read once: backbone + fc6/fc7
+    encoder = make_backbone(backbone, model=name,
+                            weights=weights_backbone if vgg_state is None else None)
     head = FCNSkipHead(
         encoder.out_channels,
         encoder.out_strides,
@@ -36,10 +45,9 @@ def _fcn(
         fc_kernel_size=fc_kernel_size,
         dropout=dropout,
     )
-    if weights_backbone is not None:
-        state = load_state_dict(weights_backbone)
-        load_weights(encoder, state, source=str(weights_backbone))
-        fc_state = vgg_classifier_to_fc(state, head)
+    if vgg_state is not None and isinstance(encoder, VGGBackbone):
+        load_weights(encoder, vgg_state, source=str(weights_backbone))
+        fc_state = vgg_classifier_to_fc(vgg_state, head)
         if fc_state:  # ImageNet fc6/fc7 initialise the convolutionalised layers, as in the paper
             head.load_state_dict(fc_state, strict=False)
     return EncoderDecoder(encoder, head, num_classes=num_classes, name=name)
@@ -59,7 +67,8 @@ def fcn32s(
 
     Args:
         num_classes: K output classes (background included where the dataset has one).
-        backbone: a registered backbone name (``vgg16``, ``vgg16_bn``).
+        backbone: a registered backbone name (``vgg16``, ``vgg16_bn``; any other works, e.g.
+            ``resnet50`` or ``tu-<timm name>``, with its deepest three feature levels).
         weights_backbone: path or URL of backbone weights (a torchvision VGG checkpoint also
             initialises fc6/fc7 from its classifier when the shapes match).
         fc_channels: fc6/fc7 width (4096 in the paper; smaller for a slim, fast model).

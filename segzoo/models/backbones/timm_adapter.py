@@ -1,0 +1,166 @@
+"""Any timm model as a backbone: ``timm:<name>`` or ``tu-<name>`` (smp's spelling).
+
+``BACKBONES.get("tu-resnet18")`` / ``build_backbone("timm:efficientnet_b0", output_stride=16)``
+create ``timm.create_model(name, features_only=True, pretrained=False)``: the feature maps of
+each reduction stage, with channels and strides from timm's ``feature_info``. ``output_stride``
+(8 or 16) is handed to timm where the model supports dilation (ResNets, EfficientNets, aligned
+Xception, ...); for others timm raises and we report it.
+
+The aligned Xception of DeepLab v3+ is registered as ``xception65`` / ``xception71``: timm's
+implementation of the modified aligned Xception (Chen et al., ECCV 2018, sec. 3.2: strided
+separable convs instead of max-pooling, BN + ReLU after every depthwise conv).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Literal
+
+from torch import Tensor
+
+from segzoo.models.backbones.base import Backbone
+from segzoo.models.weights import WeightsError, load_state_dict, load_weights
+from segzoo.registry import BACKBONES, close_matches
+
+log = logging.getLogger(__name__)
+
+
+class TimmBackbone(Backbone):
+    """A timm model with ``features_only=True``.
+
+    Output: one map per timm feature stage (usually 5, strides (2, 4, 8, 16, 32), with
+    ``output_stride`` capping the deeper ones), (B, out_channels[i], ~H / out_strides[i], ...).
+
+    Args:
+        model_name: a timm model name (``timm.list_models()``).
+        output_stride: 8, 16 or 32 (32 leaves the model as it is).
+        out_indices: which feature stages to return (default: all of them).
+        weights: path or URL of weights keyed like the full timm model (``timm`` checkpoints:
+            classifier keys are skipped) or like this backbone's own ``state_dict``. timm's
+            checkpoint filters (e.g. position-embedding resizing) are not applied.
+
+    Raises:
+        ValueError: an unknown model, or ``output_stride`` a model does not support.
+        WeightsError: weights that do not fit (missing keys or shape mismatches listed).
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        *,
+        output_stride: int = 32,
+        out_indices: Sequence[int] | None = None,
+        weights: str | None = None,
+    ) -> None:
+        super().__init__()
+        import timm  # imported on first use: ~1 s that `import segzoo` need not pay
+
+        if not timm.is_model(model_name):
+            raise ValueError(f"timm has no model {model_name!r}{_hint(model_name)}")
+        kwargs = {"features_only": True, "pretrained": False}
+        if out_indices is not None:
+            kwargs["out_indices"] = tuple(out_indices)
+        if output_stride != 32:
+            kwargs["output_stride"] = output_stride
+        try:
+            self.model = timm.create_model(model_name, **kwargs)
+        except (TypeError, AssertionError, ValueError, NotImplementedError) as exc:
+            if output_stride == 32:
+                raise
+            raise ValueError(f"timm model {model_name!r} does not support output_stride="
+                             f"{output_stride} ({exc}); use 32") from exc
+        info = self.model.feature_info
+        self.model_name = model_name
+        self.output_stride = output_stride
+        self.out_channels = tuple(info.channels())
+        self.out_strides = tuple(min(r, output_stride) for r in info.reduction())
+        if weights is not None:
+            self.load_timm_weights(weights)
+
+    def load_timm_weights(self, source: str) -> None:
+        """Load a full-model timm state dict (or one of this backbone) with key checking."""
+        state = load_state_dict(source)
+        own = self.model.state_dict()
+        if not all(k in state for k in own if not k.endswith("num_batches_tracked")):
+            state = _to_feature_keys(state, own)
+        load_weights(self.model, state, source=str(source))
+
+    def forward(self, images: Tensor) -> list[Tensor]:
+        return list(self.model(images))
+
+
+def _norm_key(key: str) -> str:
+    key = key.removeprefix("model.")
+    return key.replace("_", ".")
+
+
+def _to_feature_keys(state: dict[str, Tensor], own: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Rename full-model keys (``stem.0.conv.weight``) to timm's feature-wrapper names
+    (``stem_0.conv.weight``): the wrappers only flatten module paths with ``_``."""
+    by_norm: dict[str, str] = {}
+    for k in state:
+        by_norm.setdefault(_norm_key(k), k)
+    out = {}
+    used = set()
+    for k in own:
+        src = by_norm.get(_norm_key(k))
+        if src is not None:
+            out[k] = state[src]
+            used.add(src)
+    out.update({k: v for k, v in state.items() if k not in used and k not in out})
+    if not out:
+        raise WeightsError("weights share no keys with the timm model")
+    return out
+
+
+def _hint(name: str) -> str:
+    hits = _suggest(name)
+    return f"; did you mean {' or '.join(repr(h) for h in hits)}?" if hits else ""
+
+
+def timm_backbone(
+    model_name: str,
+    /,
+    *,
+    weights: str | None = None,
+    output_stride: Literal[8, 16, 32] = 32,
+    out_indices: tuple[int, ...] | None = None,
+) -> TimmBackbone:
+    """Builder behind the ``timm:<name>`` and ``tu-<name>`` backbone names (see :class:`TimmBackbone`)."""
+    return TimmBackbone(model_name, output_stride=output_stride, out_indices=out_indices, weights=weights)
+
+
+def _suggest(name: str) -> list[str]:
+    import timm
+
+    return close_matches(name, timm.list_models(), n=3)
+
+
+def _known(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
+
+
+for _prefix in ("timm:", "tu-"):
+    BACKBONES.register_prefix(_prefix, timm_backbone, known=_known, suggest=_suggest,
+                              family="any timm model, features_only",
+                              paper="timm (Wightman, pytorch-image-models)")
+
+_XCEPTION = "Chen et al., DeepLab v3+ (aligned Xception), ECCV 2018; timm implementation"
+
+
+@BACKBONES.register("xception65", paper=_XCEPTION)
+def xception65(*, weights: str | None = None, output_stride: Literal[8, 16, 32] = 32) -> TimmBackbone:
+    """Modified aligned Xception-65 (DeepLab v3+ sec. 3.2), timm's ``xception65``; 5 maps with
+    channels (128, 256, 728, 1024, 2048), strides (2, 4, 8, 16, 32) capped at ``output_stride``."""
+    return TimmBackbone("xception65", output_stride=output_stride, weights=weights)
+
+
+@BACKBONES.register("xception71", paper=_XCEPTION)
+def xception71(*, weights: str | None = None, output_stride: Literal[8, 16, 32] = 32) -> TimmBackbone:
+    """Modified aligned Xception-71 (timm's ``xception71``; deeper entry flow than -65)."""
+    return TimmBackbone("xception71", output_stride=output_stride, weights=weights)
+
+

@@ -1,0 +1,57 @@
+"""DeepLab v2 (Chen, Papandreou, Kokkinos, Murphy & Yuille, TPAMI 2017).
+
+ResNet-101 with conv4_x / conv5_x atrous (dilation 2 and 4; output stride 8), ASPP-L: four
+parallel 3x3 atrous convs (rates 6, 12, 18, 24) each predicting K class scores, **summed**, then
+bilinear x8 upsampling. Left out: the fully connected CRF post-processing and multi-scale input
+fusion (MSC). Reported: 79.7 mIoU on PASCAL VOC 2012 test (with CRF and COCO pretraining).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from segzoo.models.heads.aspp_v2 import ASPPv2Head
+from segzoo.models.segmentors._build import aux_fcn_head, make_backbone
+from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
+from segzoo.registry import MODELS
+
+_PAPER = ("Chen et al., DeepLab: Semantic Image Segmentation with Deep Convolutional Nets, "
+          "Atrous Convolution, and Fully Connected CRFs, TPAMI 2017")
+
+
+@MODELS.register("deeplabv2", task="semantic", paper=_PAPER)
+def deeplabv2(
+    *,
+    num_classes: int = 21,
+    backbone: str = "resnet101",
+    weights_backbone: str | None = None,
+    output_stride: Literal[8, 16, 32] = 8,
+    atrous_rates: tuple[int, ...] = (6, 12, 18, 24),
+    branch_channels: int | None = None,
+    aux_head: bool = False,
+    aux_loss_weight: float = 0.4,
+) -> EncoderDecoder:
+    """DeepLab v2 with ASPP-L.
+
+    Args:
+        num_classes: K.
+        backbone: a registered backbone with ``output_stride`` (paper: ``resnet101``).
+        weights_backbone: path or URL of backbone weights.
+        output_stride: 8 (paper).
+        atrous_rates: (6, 12, 18, 24) is ASPP-L, (2, 4, 8, 12) ASPP-S (paper sec. 4.1).
+        branch_channels: ``None``: one 3x3 conv -> K per branch (the ResNet-101 model); an int
+            (1024 in the paper) gives the VGG-16 version's fc6/fc7/fc8 branches.
+        aux_head: an FCN head on the second-deepest feature (not in the paper).
+        aux_loss_weight: its loss weight.
+
+    Returns:
+        An :class:`EncoderDecoder`: images (B, 3, H, W), H, W >= output_stride -> logits
+        (B, K, H, W).
+    """
+    encoder = make_backbone(backbone, model="deeplabv2", weights=weights_backbone,
+                            output_stride=output_stride)
+    head = ASPPv2Head(encoder.out_channels[-1], num_classes, atrous_rates=atrous_rates,
+                      branch_channels=branch_channels)
+    aux = aux_fcn_head(encoder, num_classes) if aux_head else None
+    return EncoderDecoder(encoder, head, num_classes=num_classes, auxiliary_head=aux,
+                          aux_loss_weight=aux_loss_weight, name="deeplabv2")

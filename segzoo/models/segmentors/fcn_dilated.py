@@ -1,0 +1,72 @@
+"""The dilated FCN of torchvision (``fcn_resnet50`` / ``fcn_resnet101``), registered as ``fcn``.
+
+Not the paper's FCN-8s: a ResNet at output stride 8 (layer3 and layer4 atrous, DeepLab's trick),
+one 3x3 conv head (2048 -> 512) + BN + ReLU + dropout 0.1 + 1x1 -> K, bilinear x8 upsampling and
+no skips; optionally torchvision's auxiliary FCN head on layer3. torchvision builds it after Long
+et al. 2015 (the FCN idea) with the dilation of Chen et al. / Yu & Koltun.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from segzoo.models.heads.fcn_head import FCNHead
+from segzoo.models.segmentors._build import Norm, aux_fcn_head, make_backbone
+from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
+from segzoo.registry import MODELS
+
+_PAPER = "Long et al., CVPR 2015 (torchvision's dilated-ResNet FCN, output stride 8)"
+
+
+@MODELS.register("fcn", task="semantic", paper=_PAPER)
+def fcn(
+    *,
+    num_classes: int = 21,
+    backbone: str = "resnet50",
+    weights_backbone: str | None = None,
+    output_stride: Literal[8, 16, 32] = 8,
+    channels: int | None = None,
+    dropout: float = 0.1,
+    norm: Norm | None = "bn",
+    aux_head: bool = False,
+    aux_loss_weight: float = 0.4,
+) -> EncoderDecoder:
+    """Dilated FCN: backbone at ``output_stride`` + :class:`~segzoo.models.heads.FCNHead`.
+
+    Args:
+        num_classes: K.
+        backbone: a registered backbone with ``output_stride`` (``resnet50``, ``resnet18``,
+            ``mobilenet_v2``, ``tu-<timm name>``, ...).
+        weights_backbone: path or URL of backbone weights (e.g. torchvision's ImageNet ResNet).
+        output_stride: 8 (torchvision), 16 or 32.
+        channels: head width (default: the deepest feature's channels / 4, 512 for ResNet-50).
+        dropout: before the classifier (0.1).
+        norm: head normalisation.
+        aux_head: torchvision's ``aux_loss=True``: an FCN head on the second-deepest feature
+            (layer3), used in training only.
+        aux_loss_weight: its loss weight (torchvision's reference training uses 0.5; mmseg 0.4).
+
+    Returns:
+        An :class:`EncoderDecoder`: images (B, 3, H, W), H, W >= output_stride -> logits
+        (B, K, H, W); in training ``{"out", "aux"}``.
+    """
+    encoder = make_backbone(backbone, model="fcn", weights=weights_backbone, output_stride=output_stride)
+    head = FCNHead(encoder.out_channels[-1], num_classes, channels=channels, dropout=dropout, norm=norm)
+    aux = aux_fcn_head(encoder, num_classes, norm=norm) if aux_head else None
+    return EncoderDecoder(encoder, head, num_classes=num_classes, auxiliary_head=aux,
+                          aux_loss_weight=aux_loss_weight, name="fcn")
+
+
+def fcn_resnet50(*, num_classes: int = 21, aux_loss: bool = False,
+                 weights_backbone: str | None = None) -> EncoderDecoder:
+    """torchvision's ``fcn_resnet50(num_classes=..., aux_loss=...)``, parameter for parameter;
+    its checkpoints load through :func:`segzoo.models.convert.from_torchvision`."""
+    return fcn(num_classes=num_classes, backbone="resnet50", weights_backbone=weights_backbone,
+               aux_head=aux_loss)
+
+
+def fcn_resnet101(*, num_classes: int = 21, aux_loss: bool = False,
+                  weights_backbone: str | None = None) -> EncoderDecoder:
+    """torchvision's ``fcn_resnet101`` (see :func:`fcn_resnet50`)."""
+    return fcn(num_classes=num_classes, backbone="resnet101", weights_backbone=weights_backbone,
+               aux_head=aux_loss)

@@ -1,0 +1,147 @@
+"""Backbones: strides, channels, dilation, torchvision/timm key compatibility, weights."""
+
+import pytest
+import timm
+import torch
+import torchvision
+
+import segzoo
+from segzoo.errors import RegistryError
+from segzoo.models.weights import WeightsError
+from segzoo.registry import BACKBONES
+
+
+def shapes(backbone, size=(64, 96)):
+    backbone.eval()
+    with torch.no_grad():
+        feats = backbone(torch.randn(1, 3, *size))
+    assert [f.shape[1] for f in feats] == list(backbone.out_channels)
+    return [tuple(f.shape[-2:]) for f in feats]
+
+
+@pytest.mark.parametrize("output_stride,strides", [(32, (2, 4, 8, 16, 32)), (16, (2, 4, 8, 16, 16)),
+                                                   (8, (2, 4, 8, 8, 8))])
+def test_resnet18_output_stride_by_dilation(output_stride, strides):
+    b = segzoo.build_backbone("resnet18", output_stride=output_stride)
+    assert b.out_strides == strides and b.out_channels == (64, 64, 128, 256, 512)
+    assert shapes(b) == [(64 // s, 96 // s) for s in strides]
+
+
+def test_resnet50_matches_torchvision_dilation_and_loads_its_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    tv = torchvision.models.resnet50(replace_stride_with_dilation=[False, True, True]).eval()
+    path = tmp_path / "resnet50.pth"
+    torch.save(tv.state_dict(), path)  # includes fc.*: skipped as unexpected
+    ours = segzoo.build_backbone("resnet50", output_stride=8, weights=str(path)).eval()
+    assert ours.out_channels == (64, 256, 512, 1024, 2048)
+    x = torch.randn(1, 3, 48, 40)
+    with torch.no_grad():
+        ref = tv.layer4(tv.layer3(tv.layer2(tv.layer1(tv.maxpool(tv.relu(tv.bn1(tv.conv1(x))))))))
+        assert torch.allclose(ours(x)[-1], ref, atol=1e-5)
+
+
+def test_multi_grid_rates_on_layer4_units():
+    b = segzoo.build_backbone("resnet50", output_stride=16, multi_grid=(1, 2, 4))
+    assert [blk.conv2.dilation[0] for blk in b.layer4] == [2, 4, 8]  # DeepLab v3: 2 x (1, 2, 4)
+    b = segzoo.build_backbone("resnet18", output_stride=8, multi_grid=(1, 2))
+    assert [blk.conv2.dilation[0] for blk in b.layer4] == [4, 8]
+    assert [blk.conv2.dilation[0] for blk in b.layer3] == [1, 2]  # torchvision's pattern
+    with pytest.raises(ValueError, match="one positive rate per layer4 unit \\(2 here\\)"):
+        segzoo.build_backbone("resnet18", multi_grid=(1, 2, 4))
+    with pytest.raises(ValueError, match="8, 16 or 32"):
+        segzoo.build_backbone("resnet34", output_stride=4)
+
+
+@pytest.mark.parametrize("output_stride,strides", [(32, (2, 4, 8, 16, 32)), (16, (2, 4, 8, 16, 16)),
+                                                   (8, (2, 4, 8, 8, 8))])
+def test_mobilenet_v2_output_stride(output_stride, strides):
+    b = segzoo.build_backbone("mobilenet_v2", output_stride=output_stride)
+    assert b.out_strides == strides and b.out_channels == (16, 24, 32, 96, 1280)
+    assert shapes(b) == [(64 // s, 96 // s) for s in strides]
+    rates = [blk.conv[1][0].dilation[0] for blk in b.features[14:18]]  # the stride-32 stage
+    assert rates == {32: [1, 1, 1, 1], 16: [1, 2, 2, 2], 8: [2, 4, 4, 4]}[output_stride]
+
+
+@pytest.mark.shared_data
+def test_mobilenet_v2_loads_the_shared_imagenet_weights(shared_data):
+    rel = "weights/mobilenet_v2_imagenet_features.safetensors"  # found under the shared folder
+    assert (shared_data / rel).is_file()
+    ours = segzoo.build_backbone("mobilenet_v2", weights=rel).eval()
+    tv = torchvision.models.mobilenet_v2().eval()
+    from safetensors.torch import load_file
+
+    tv.load_state_dict(load_file(str(shared_data / rel)), strict=False)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(ours(x)[-1], tv.features(x), atol=1e-5)
+    dilated = segzoo.build_backbone("mobilenet_v2", weights=rel, output_stride=8)
+    assert torch.equal(dilated.features[17].conv[1][0].weight, ours.features[17].conv[1][0].weight)
+
+
+def test_weights_key_checking_and_relative_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("SEGZOO_DATA", str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "weights" / "r18.pt")
+    b = segzoo.build_backbone("resnet18", weights="weights/r18.pt")  # resolved under SEGZOO_DATA
+    assert b.conv1.weight.shape == (64, 3, 7, 7)
+    with pytest.raises(WeightsError, match="missing key"):
+        segzoo.build_backbone("resnet34", weights="weights/r18.pt")
+    with pytest.raises(WeightsError, match="shape mismatch"):
+        segzoo.build_backbone("mobilenet_v2", weights=_save_mismatched(tmp_path))
+    with pytest.raises(WeightsError, match="does not exist.*SEGZOO_DATA"):
+        segzoo.build_backbone("resnet18", weights="weights/nope.pt")
+
+
+def _save_mismatched(tmp_path):
+    state = torchvision.models.mobilenet_v2().features.state_dict()
+    state = {f"features.{k}": v for k, v in state.items()}
+    state["features.0.0.weight"] = torch.zeros(8, 3, 3, 3)
+    path = tmp_path / "mnv2_bad.pt"
+    torch.save(state, path)
+    return str(path)
+
+
+def test_timm_adapter_names_strides_and_errors():
+    assert "tu-resnet18" in BACKBONES and "timm:efficientnet_b0" in BACKBONES
+    assert "tu-not_a_model" not in BACKBONES
+    assert set(BACKBONES.config_params("tu-resnet18")) == {"weights", "output_stride", "out_indices"}
+    b = segzoo.build_backbone("tu-resnet18", output_stride=16)
+    assert b.out_strides == (2, 4, 8, 16, 16) and b.out_channels == (64, 64, 128, 256, 512)
+    assert shapes(b) == [(32, 48), (16, 24), (8, 12), (4, 6), (4, 6)]
+    e = segzoo.build_backbone("timm:efficientnet_b0")
+    assert e.out_strides == (2, 4, 8, 16, 32) and e.out_channels == (16, 24, 40, 112, 320)
+    with pytest.raises(RegistryError, match="did you mean 'tu-resnet18'"):
+        segzoo.build_backbone("tu-resnt18")
+    with pytest.raises(ValueError, match="does not support output_stride=16"):
+        segzoo.build_backbone("timm:vit_tiny_patch16_224", output_stride=16)
+
+
+def test_timm_adapter_loads_full_model_checkpoints(tmp_path):
+    torch.manual_seed(0)
+    full = timm.create_model("resnet18", pretrained=False).eval()
+    torch.save(full.state_dict(), tmp_path / "r18_timm.pt")
+    b = segzoo.build_backbone("tu-resnet18", weights=str(tmp_path / "r18_timm.pt")).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(b(x)[-1], full.forward_features(x), atol=1e-5)
+    # xception's feature wrapper renames modules (stem.0 -> stem_0): still loads
+    xc = timm.create_model("xception41", pretrained=False)
+    torch.save(xc.state_dict(), tmp_path / "xc.pt")
+    b = segzoo.build_backbone("timm:xception41", weights=str(tmp_path / "xc.pt"))
+    assert torch.equal(b.model.state_dict()["stem_0.conv.weight"], xc.state_dict()["stem.0.conv.weight"])
+    with pytest.raises(WeightsError, match="missing key"):
+        segzoo.build_backbone("tu-resnet34", weights=str(tmp_path / "r18_timm.pt"))
+
+
+def test_aligned_xception65_for_deeplabv3plus():
+    b = segzoo.build_backbone("xception65", output_stride=16)
+    assert b.out_strides == (2, 4, 8, 16, 16) and b.out_channels == (128, 256, 728, 1024, 2048)
+    assert shapes(b, (64, 64)) == [(32, 32), (16, 16), (8, 8), (4, 4), (4, 4)]
+
+
+@pytest.mark.parametrize("padding,sizes", [("same", [(64, 96), (32, 48), (16, 24), (8, 12), (4, 6)]),
+                                           ("valid", [(188, 188), (90, 90), (41, 41), (16, 16), (4, 4)])])
+def test_unet_encoder_levels(padding, sizes):
+    b = segzoo.build_backbone("unet_encoder", base_channels=4, padding=padding)
+    assert b.out_channels == (4, 8, 16, 32, 64) and b.out_strides == (1, 2, 4, 8, 16)
+    assert shapes(b, (64, 96) if padding == "same" else (192, 192)) == sizes
