@@ -4,6 +4,9 @@
     segzoo train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
     segzoo eval CONFIG --checkpoint PATH [--set ...] [--out FILE]
     segzoo predict CONFIG --checkpoint PATH --input DIR_OR_FILE --output DIR [--set ...]
+    segzoo export CONFIG --checkpoint PATH --output model.onnx [--size H W]
+    segzoo data check CONFIG [--split train val] [--out report.json]
+    segzoo compare RUN_DIR [RUN_DIR ...] [--out table.md]
     segzoo bench [--models all] [--size H [W]] [--batch 1 8] [--deploy] [--out DIR]
 """
 
@@ -59,26 +62,32 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from segzoo.engine import builder
-    from segzoo.engine.evaluator import evaluate_semantic, format_metrics
+    from segzoo.engine.evaluator import format_metrics
     from segzoo.engine.logger import write_json
     from segzoo.inference import load_trained_model
+    from segzoo.inference.evaluate import evaluate
 
     cfg = _load(args)
     if cfg.data.val is None:
         raise SegzooError("the config has no data.val split to evaluate on")
+    if args.cross_task or cfg.eval.cross_task:
+        from segzoo.inference.compare import enable_instances
+
+        enable_instances(cfg)  # the val dataset returns instance targets if it can
     device = builder.resolve_device(cfg.train.device)
     model, meta = load_trained_model(cfg, args.checkpoint, device)
     dataset = builder.dataset_from_split(cfg, cfg.data.val)
     loader = builder.loader_from_split(cfg, cfg.data.val, dataset, train=False)
-    metrics = evaluate_semantic(model, loader, num_classes=meta["num_classes"],
-                                ignore_index=cfg.data.ignore_index,
-                                class_names=dataset.class_names, device=device)
-    print(format_metrics(metrics))
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else (
         ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent) / f"eval_{ckpt.stem}.json"
+    results = out.with_name(out.stem + "_coco_results.json")
+    metrics = evaluate(model, loader, num_classes=meta["num_classes"], ignore_index=cfg.data.ignore_index,
+                       class_names=dataset.class_names, eval_cfg=cfg.eval,
+                       cross_task=True if args.cross_task else None, device=device, results_path=results)
+    print(format_metrics(metrics))
     write_json(out, {**metrics, "checkpoint": str(ckpt), "config": str(args.config)})
-    print(f"metrics written to {out}")
+    print(f"metrics written to {out}" + (f"; COCO results to {results}" if "mask_AP" in metrics else ""))
     return 0
 
 
@@ -91,9 +100,82 @@ def cmd_predict(args: argparse.Namespace) -> int:
     device = builder.resolve_device(cfg.train.device)
     model, meta = load_trained_model(cfg, args.checkpoint, device)
     records = predict_images(model, cfg, find_images(args.input), args.output,
-                             palette=meta["palette"], device=device)
+                             palette=meta["palette"], class_names=meta["class_names"], device=device,
+                             batch_size=args.batch_size)
     print(f"wrote {len(records)} label PNGs to {Path(args.output) / 'labels'} and overlays to "
           f"{Path(args.output) / 'overlays'}")
+    if (Path(args.output) / "instances.json").is_file():
+        print(f"instance predictions (COCO json): {Path(args.output) / 'instances.json'}")
+    return 0
+
+
+def _export_size(cfg) -> tuple[int, int] | None:
+    """The val pipeline's fixed resize, else the train crop, as (H, W)."""
+    for split, names in ((cfg.data.val, ("resize",)), (cfg.data.train, ("random_crop",))):
+        for t in (split.transforms if split is not None else []):
+            size = t.kwargs.get("size")
+            if t.name in names and isinstance(size, list) and len(size) == 2:
+                return int(size[0]), int(size[1])
+    return None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from segzoo.export import export_onnx
+    from segzoo.inference import load_trained_model
+
+    cfg = _load(args)
+    size = tuple(args.size) if args.size else _export_size(cfg)
+    if size is None:
+        raise SegzooError("cannot tell the input size to export: pass --size H W")
+    model, _ = load_trained_model(cfg, args.checkpoint, "cpu")
+    result = export_onnx(model, args.output, size, opset=args.opset)
+    check = (f"; onnxruntime matches PyTorch (max |diff| {result['max_abs_diff']:.2e})"
+             if result["max_abs_diff"] is not None else "; onnxruntime not installed, not compared")
+    print(f"exported {cfg.model.name} to {result['path']} (input images N x 3 x {size[0]} x {size[1]}, "
+          f"output logits){check}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from segzoo.engine.logger import write_json
+    from segzoo.inference.compare import evaluate_run, format_table
+
+    rows = [evaluate_run(run, checkpoint=args.checkpoint, overrides=args.set or [], device=args.device,
+                         progress=True) for run in args.runs]
+    table = format_table(rows)
+    print(table)
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(table + "\n")
+        write_json(out.with_suffix(".json"), {"rows": rows})
+        print(f"table written to {out} (metrics in {out.with_suffix('.json')})")
+    return 0
+
+
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from segzoo.data.check import check_dataset
+    from segzoo.engine import builder
+    from segzoo.engine.logger import write_json
+
+    cfg = _load(args)
+    splits = args.split or [s for s in ("train", "val") if getattr(cfg.data, s) is not None]
+    reports = []
+    for name in splits:
+        split = getattr(cfg.data, name, None)
+        if split is None:
+            raise SegzooError(f"the config has no data.{name} split")
+        report = check_dataset(lambda split=split: builder.dataset_from_split(cfg, split), name,
+                               max_images=args.max_images, progress=True)
+        print(report.format())
+        reports.append(report)
+    if args.out:
+        write_json(Path(args.out), {r.split: r.to_dict() for r in reports})
+        print(f"report written to {args.out}")
+    bad = sum(len(r.problems) for r in reports)
+    if bad:
+        print(f"segzoo data check: {bad} problem(s) found", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -120,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(p)
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--out", help="metrics JSON path (default: eval_<checkpoint>.json in the run folder)")
+    p.add_argument("--cross-task", action="store_true",
+                   help="also score the other task: semantic models as instances (COCO AP of connected "
+                        "components), instance models as semantic maps (same as eval.cross_task=true)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="write label PNGs and overlays for images")
@@ -127,8 +212,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="output folder")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="images per forward pass (consecutive images of equal size after the val transforms)")
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("export", help="export a semantic model to ONNX (needs segzoo[onnx])")
+    with_config(p)
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--output", required=True, help="the .onnx file to write")
+    p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
+                   help="input size (default: the val resize or train crop size of the config)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("compare", help="semantic-vs-instance table of trained runs (both rows per model)")
+    p.add_argument("runs", nargs="+", help="run folders (config.yaml + checkpoints/)")
+    p.add_argument("--checkpoint", default="last.pt", help="checkpoint file name in checkpoints/ (default last.pt)")
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="config overrides for every run")
+    p.add_argument("--device", help="device (default: the runs' train.device)")
+    p.add_argument("--out", help="write the markdown table here (and the metrics next to it as .json)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("data", help="dataset tools")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("check", help="scan the config's dataset splits: counts, sizes, class "
+                                          "frequencies and problems (exit code 1 if any)")
+    with_config(p)
+    p.add_argument("--split", nargs="+", choices=["train", "val"], help="splits to scan (default: both)")
+    p.add_argument("--max-images", type=int, help="scan only the first N samples of each split")
+    p.add_argument("--out", help="also write the report as JSON")
+    p.set_defaults(func=cmd_data_check)
     # --- bench (issue 7): the subcommand lives in segzoo/bench/cli.py
     from segzoo.bench.cli import add_parser as add_bench_parser
 

@@ -23,7 +23,8 @@ def test_segzoo_commands_parse_and_their_configs_exist():
     parser = build_parser()
     commands = [line.split("#")[0].strip() for block in blocks("bash") for line in block.splitlines()]
     commands = [c for c in commands if c.startswith("segzoo ")]
-    assert {shlex.split(c)[1] for c in commands} == {"list", "train", "eval", "predict"}
+    assert {shlex.split(c)[1] for c in commands} == {"list", "train", "eval", "predict", "compare", "export",
+                                                     "data"}
     for command in commands:
         args = parser.parse_args(shlex.split(command)[1:])
         if hasattr(args, "config"):

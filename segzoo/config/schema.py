@@ -10,6 +10,7 @@ Layout of a config (see configs/ and docs/configs.md)::
     optimizer: {name: sgd, lr: 0.01, ...}
     scheduler: {name: poly, power: 0.9, warmup_iters: 0, ...}
     train:     {max_iters: 1000, eval_interval: 500, amp: bf16, ema: {decay: 0.999}, ...}
+    eval:      {mode: whole, crop_size: null, stride: null, tta: {flip: false, scales: [1.0]}, ...}
     work_dir:  null
 """
 
@@ -96,6 +97,33 @@ class TrainConfig:
     num_vis: int = 4  # prediction overlays written at each evaluation
 
 
+# ---- evaluation and inference (issue 6; docs/evaluation.md) ---------------------------------
+@dataclass
+class TTAConfig:
+    """``eval.tta``: test-time augmentation, logits averaged over every (scale, flip) pass."""
+
+    flip: bool = False  # also predict the left-right mirrored image
+    scales: list[float] = field(default_factory=lambda: [1.0])  # image scale factors
+
+
+@dataclass
+class EvalConfig:
+    """``eval``: how models are run and scored at evaluation, ``segzoo eval`` and ``predict``."""
+
+    mode: Literal["whole", "slide"] = "whole"
+    crop_size: list[int] | None = None  # [H, W] window of slide mode (input tile if valid padding)
+    stride: list[int] | None = None  # [H, W] window step; null: 2/3 of crop_size (output tile if valid)
+    batch_size: int = 8  # windows per forward pass in slide mode
+    tta: TTAConfig = field(default_factory=TTAConfig)
+    original_size: bool = True  # score at the label's original size when the val pipeline resizes
+    boundary_iou: bool = True  # also report boundary IoU (bIoU per class, mBIoU)
+    boundary_dilation_ratio: float = 0.02  # boundary width / image diagonal (detectron2's 0.02)
+    cross_task: bool = False  # also score the other task (semantic <-> instance) at evaluation
+    score_threshold: float = 0.5  # instance -> semantic: detections pasted from this score up
+    min_area: int = 1  # semantic -> instances: smallest connected component kept (pixels)
+    connectivity: Literal[4, 8] = 8  # semantic -> instances: pixel neighbourhood of components
+
+
 @dataclass
 class Config:
     """A complete, validated run configuration."""
@@ -106,6 +134,7 @@ class Config:
     optimizer: Component = registry_field("optimizer", factory=lambda: Component("sgd"))
     scheduler: Component = registry_field("scheduler", factory=lambda: Component("poly"))
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     work_dir: str | None = None
 
     def to_dict(self) -> dict[str, Any]:

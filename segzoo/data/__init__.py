@@ -1,12 +1,16 @@
 """Datasets, joint transforms and loaders. Importing registers every dataset and transform."""
 
+from segzoo.data.ade20k import ADE20K
 from segzoo.data.base import SegDataset
 from segzoo.data.camvid import CamVid
+from segzoo.data.cityscapes import Cityscapes
+from segzoo.data.coco import COCODataset
 from segzoo.data.folder import FolderDataset
 from segzoo.data.loader import build_dataloader, build_train_loader, collate_semantic
 from segzoo.data.paths import data_root, resolve_data_path
 from segzoo.data.shapes import ShapesDataset
 from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
+from segzoo.data.voc import VOCSegmentation
 from segzoo.registry import DATASETS
 
 
@@ -21,12 +25,16 @@ def build_dataset(name: str, **kwargs) -> SegDataset:
 
 
 __all__ = [
+    "ADE20K",
+    "COCODataset",
     "CamVid",
+    "Cityscapes",
     "FolderDataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SegDataset",
     "ShapesDataset",
+    "VOCSegmentation",
     "build_dataloader",
     "build_train_loader",
     "build_dataset",

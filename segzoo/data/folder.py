@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from segzoo.data import problems
 from segzoo.data.base import SegDataset, apply_label_map
 from segzoo.data.io import IMAGE_EXTENSIONS, read_image, read_label
 from segzoo.data.paths import resolve_data_path
@@ -53,7 +54,7 @@ class FolderDataset(SegDataset):
         img_root, ann_root = self.root / img_dir, self.root / ann_dir
         for d in (img_root, ann_root):
             if not d.is_dir():
-                raise DataError(f"folder {d} does not exist; check root/img_dir/ann_dir")
+                raise DataError(problems.missing_folder(d, "check root/img_dir/ann_dir"))
         images = {p.stem: p for p in sorted(img_root.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
         if split_file is not None:
             names = [n.strip() for n in (self.root / split_file).read_text().splitlines() if n.strip()]
@@ -65,11 +66,10 @@ class FolderDataset(SegDataset):
             raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {img_root}")
         self.pairs = [(p, ann_root / f"{stem}{seg_suffix}") for stem, p in images.items()]
         missing = [str(lbl) for _, lbl in self.pairs if not lbl.is_file()]
-        if missing:
-            raise DataError(
-                f"{len(missing)} image(s) in {img_root} have no label in {ann_root}, e.g. "
-                f"{missing[:3]}; add the labels or list only labelled images in split_file"
-            )
+        if missing:  # raises, or (segzoo data check) records and goes on with the complete pairs
+            problems.report(problems.missing_pairs(img_root, ann_root, missing),
+                            kind="missing_pairs", count=len(missing))
+            self.pairs = [(img, lbl) for img, lbl in self.pairs if lbl.is_file()]
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from segzoo.data import problems
 from segzoo.errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -33,12 +34,9 @@ def read_image(path: str | os.PathLike) -> torch.Tensor:
                 im = Image.fromarray((arr * (255.0 / hi)).clip(0, 255).astype(np.uint8))
             arr = np.asarray(im.convert("RGB"))
     except FileNotFoundError:
-        raise DataError(f"image file {path} does not exist; check the dataset root and list") from None
+        raise DataError(problems.missing_file("image", path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(
-            f"cannot read image {path} ({exc}); the file may be corrupt: replace it or remove it "
-            "from the dataset"
-        ) from None
+        raise DataError(problems.unreadable("image", path, exc)) from None
     return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
@@ -55,14 +53,12 @@ def read_label(path: str | os.PathLike) -> torch.Tensor:
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("RGB", "RGBA"):
-                raise DataError(
-                    f"label {path} is a colour ({im.mode}) image; segzoo expects single-channel "
-                    "class-index maps ('L' or palette 'P' PNGs): convert it with the dataset palette"
-                )
+            mode = im.mode
             arr = np.asarray(im)
     except FileNotFoundError:
-        raise DataError(f"label file {path} does not exist; check the dataset root and list") from None
+        raise DataError(problems.missing_file("label", path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"cannot read label {path} ({exc}); the file may be corrupt") from None
+        raise DataError(problems.unreadable("label", path, exc)) from None
+    if mode in ("RGB", "RGBA"):
+        raise DataError(problems.colour_label(path, mode))
     return torch.from_numpy(arr.astype(np.int64))

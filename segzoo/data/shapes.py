@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
-from torchvision import tv_tensors
 
 from segzoo.data.base import SegDataset
+from segzoo.data.instances import instances_from_id_map
 from segzoo.registry import DATASETS
 
 _SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -141,18 +141,6 @@ def instances_from_map(inst: torch.Tensor, classes: list[int]) -> dict:
     """Per-instance targets from an instance-id map (H, W) with ids 1..N (0 = background).
 
     Returns ``{"boxes": BoundingBoxes (N, 4) XYXY in pixel-edge coordinates (x2 = last column + 1),
-    "masks": Mask (N, H, W) uint8, "labels": (N,) int64}``.
+    "masks": Mask (N, H, W) uint8, "labels": (N,) int64, "iscrowd": (N,) int64 zeros}``.
     """
-    n = len(classes)
-    ids = torch.arange(1, n + 1).view(-1, 1, 1)
-    masks = (inst.unsqueeze(0) == ids).to(torch.uint8)
-    boxes = torch.zeros(n, 4)
-    for k in range(n):
-        ys, xs = torch.nonzero(masks[k], as_tuple=True)
-        boxes[k] = torch.stack([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]).float()
-    h, w = inst.shape
-    return {
-        "boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
-        "masks": tv_tensors.Mask(masks),
-        "labels": torch.tensor(classes, dtype=torch.int64),
-    }
+    return instances_from_id_map(inst, {k: c for k, c in enumerate(classes, start=1)})

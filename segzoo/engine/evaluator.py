@@ -7,10 +7,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from segzoo.engine import distributed
-from segzoo.metrics import ConfusionMatrix
+from segzoo.inference.evaluate import evaluate  # issue 6
 
 
 @torch.inference_mode()
@@ -30,31 +29,29 @@ def evaluate_semantic(
     device: torch.device | str = "cpu",
     progress: bool = True,
     desc: str = "eval",
+    eval_cfg=None,
 ) -> dict:
     """Score ``model`` on every batch of ``loader`` (mode restored afterwards).
 
-    Under torch.distributed each rank passes its own share of the data (a shard, no sample
-    twice); the confusion matrices and image counts are summed across ranks, so every rank returns
-    the metrics of the whole split, equal to a single process's.
+    The forward pass runs through :class:`segzoo.inference.modes.SemanticInferencer` set up by
+    ``eval_cfg`` (``cfg.eval``: whole/slide, TTA); metrics are taken at the original label size
+    when the val pipeline resizes (``eval.original_size``). For both rows (semantic and instance)
+    set ``eval.cross_task`` (see :func:`segzoo.inference.evaluate.evaluate`).
 
-    Returns the metrics of :func:`segzoo.metrics.metrics_from_confusion` plus
-    ``"num_images"``.
+    Under torch.distributed each rank passes its own share of the data (a shard, no sample
+    twice); the confusion matrices, boundary counts and image counts are summed across ranks and
+    instance predictions gathered, so every rank returns the metrics of the whole split, equal to a
+    single process's.
+
+    Returns the metrics of :func:`segzoo.metrics.metrics_from_confusion` (plus boundary IoU
+    ``mBIoU``/``bIoU`` unless ``eval.boundary_iou`` is false), ``"num_images"`` and ``"task"``.
     """
-    was_training = model.training
-    model.eval()
-    cm = ConfusionMatrix(num_classes, ignore_index, device=device)
-    n = 0
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
-        images = batch["image"].to(device, non_blocking=True)
-        cm.update(predict_labels(model, images), batch["mask"].to(device, non_blocking=True))
-        n += images.shape[0]
-    model.train(was_training)
-    counts = torch.cat([cm.matrix.reshape(-1), torch.tensor([n], device=cm.matrix.device)])
-    counts = _reduce_counts(counts, device)
-    cm.matrix.copy_(counts[:-1].view_as(cm.matrix))
-    metrics = cm.compute(class_names)
-    metrics["num_images"] = int(counts[-1])
-    return metrics
+    # issue 6: one scoring loop (inference modes, original-size scoring, boundary IoU, cross-task)
+    dist = distributed.info().is_distributed
+    return evaluate(model, loader, num_classes=num_classes, ignore_index=ignore_index,
+                    class_names=class_names, eval_cfg=eval_cfg, device=device, progress=progress,
+                    desc=desc, reduce=(lambda c: _reduce_counts(c, device)) if dist else None,
+                    gather=distributed.all_gather_object if dist else None)
 
 
 def _reduce_counts(counts: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -68,14 +65,21 @@ def format_metrics(metrics: dict) -> str:
     """A table of per-class IoU/accuracy followed by the summary (values in percent)."""
     names = list(metrics["IoU"])
     width = max(8, *(len(n) for n in names))
-    lines = [f"{'class':<{width}}  {'IoU':>6}  {'acc':>6}"]
+    cols = [k for k in ("IoU", "acc", "dice", "bIoU") if k in metrics]  # issue 6: + dice, bIoU
+    lines = [f"{'class':<{width}}  " + "  ".join(f"{k:>6}" for k in cols)]
     for name in names:
-        iou, acc = metrics["IoU"][name], metrics["acc"][name]
-        lines.append(f"{name:<{width}}  {_pct(iou):>6}  {_pct(acc):>6}")
+        lines.append(f"{name:<{width}}  " + "  ".join(f"{_pct(metrics[k][name]):>6}" for k in cols))
     lines.append(
         f"mIoU {_pct(metrics['mIoU'])}  mean_acc {_pct(metrics['mean_acc'])}  "
         f"pixel_acc {_pct(metrics['pixel_acc'])}  ({metrics.get('num_images', '?')} images)"
     )
+    extra = [(k, metrics[k]) for k in ("fwIoU", "mDice", "mBIoU") if k in metrics]  # issue 6
+    if extra:
+        lines.append("  ".join(f"{k} {_pct(v)}" for k, v in extra))
+    if "mask_AP" in metrics or "bbox_AP" in metrics:  # the instance row (cross-task / instance models)
+        from segzoo.metrics.instance import format_instance_metrics
+
+        lines.append(format_instance_metrics(metrics))
     return "\n".join(lines)
 
 

@@ -43,12 +43,13 @@ class SemanticTask:
 
     name = "semantic"
     key_metric = "mIoU"
-    metric_names = ("mIoU", "mean_acc", "pixel_acc")
+    metric_names = ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")  # issue 6: + fwIoU, mDice, mBIoU
 
     def __init__(self, losses: LossSet, *, loss_weights: dict[str, float], num_classes: int,
-                 ignore_index: int, class_names: Sequence[str]) -> None:
+                 ignore_index: int, class_names: Sequence[str], eval_cfg=None) -> None:
         self.loss = losses
         self.loss_weights = dict(loss_weights)
+        self.eval_cfg = eval_cfg  # issue 6: cfg.eval (inference mode, TTA, cross-task)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = list(class_names)
@@ -74,7 +75,7 @@ class SemanticTask:
         share of the val split."""
         return evaluate_semantic(
             model, loader, num_classes=self.num_classes, ignore_index=self.ignore_index,
-            class_names=self.class_names, device=device, progress=progress,
+            class_names=self.class_names, device=device, progress=progress, eval_cfg=self.eval_cfg,
         )
 
     def predict(self, model: nn.Module, images: Tensor) -> Tensor:
@@ -98,11 +99,13 @@ def resolve_loss_weights(model: nn.Module, overrides: dict[str, float] | None) -
 
 
 def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_index: int,
-               class_names: Sequence[str], loss_weights: dict[str, float] | None = None) -> SemanticTask:
+               class_names: Sequence[str], loss_weights: dict[str, float] | None = None,
+               eval_cfg=None) -> SemanticTask:
     """The task adapter for ``model.task`` (semantic by default); ``loss_weights`` override the
-    model's per-output weights."""
+    model's per-output weights; ``eval_cfg`` is ``cfg.eval`` (issue 6)."""
     kind = getattr(model, "task", "semantic")
     if kind != "semantic":
         raise NotImplementedError(f"no engine task for {kind!r} models yet")
     return SemanticTask(losses, loss_weights=resolve_loss_weights(model, loss_weights),
-                        num_classes=num_classes, ignore_index=ignore_index, class_names=class_names)
+                        num_classes=num_classes, ignore_index=ignore_index, class_names=class_names,
+                        eval_cfg=eval_cfg)

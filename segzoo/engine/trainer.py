@@ -132,7 +132,8 @@ class Trainer:
                                            self.work_dir / "label_stats.json", self.notes.append)
         losses = builder.losses_from_config(cfg, num_classes, stats).to(self.device)
         self.task = build_task(self.model, losses, num_classes=num_classes, ignore_index=cfg.data.ignore_index,
-                               class_names=self.train_set.class_names, loss_weights=tc.loss_weights)
+                               class_names=self.train_set.class_names, loss_weights=tc.loss_weights,
+                               eval_cfg=cfg.eval)  # issue 6
         for name, loss in losses.losses.items():
             if getattr(loss, "weight", None) is not None:
                 self.notes.append(f"loss {name}: class weights {[round(w, 4) for w in loss.weight.tolist()]}")

@@ -1,5 +1,24 @@
-"""Inference: loading a trained model and predicting on image files."""
+"""Inference: inference modes (whole, slide, overlap-tile, TTA), scoring loops, and predicting on
+image files. Submodules are imported lazily (the engine imports :mod:`segzoo.inference.evaluate`,
+and :mod:`segzoo.inference.predict` imports the engine)."""
 
-from segzoo.inference.predict import load_trained_model, predict_images
+from __future__ import annotations
 
-__all__ = ["load_trained_model", "predict_images"]
+import importlib
+
+_LAZY = {
+    "load_trained_model": "segzoo.inference.predict",
+    "predict_images": "segzoo.inference.predict",
+    "SemanticInferencer": "segzoo.inference.modes",
+    "evaluate": "segzoo.inference.evaluate",
+    "Scorer": "segzoo.inference.evaluate",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'segzoo.inference' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -1,11 +1,13 @@
-"""``segzoo predict``: label PNGs and colour overlays for image files."""
+"""``segzoo predict``: label PNGs, colour overlays (and COCO json for instance models) for image files."""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import pycocotools.mask as mask_utils
 import torch
 from torch import nn
 from torchvision import tv_tensors
@@ -18,6 +20,10 @@ from segzoo.data.palette import default_palette
 from segzoo.engine import builder
 from segzoo.engine.checkpoint import load_checkpoint
 from segzoo.errors import DataError
+from segzoo.inference.evaluate import model_task, rescale_instances
+from segzoo.inference.modes import SemanticInferencer
+from segzoo.metrics.cross_task import instances_to_semantic
+from segzoo.metrics.instance import encode_masks, xyxy_to_xywh
 from segzoo.models.layers import resize
 from segzoo.visualize import overlay, save_label_png, save_rgb
 
@@ -74,26 +80,86 @@ def predict_images(
     output: str | os.PathLike,
     *,
     palette: list,
+    class_names: Sequence[str] | None = None,
     device: torch.device | str = "cpu",
+    batch_size: int = 1,
     progress: bool = True,
 ) -> list[dict]:
     """Predict each image and write ``output/labels/<name>.png`` (palette PNG of class indices,
-    at the image's own size) and ``output/overlays/<name>.png``.
+    at the image's own size) and ``output/overlays/<name>.png``; for instance models also
+    ``output/instances.json`` (see :func:`write_coco_predictions`).
 
-    The config's val transforms (e.g. a resize) and normalisation are applied; logits are resized
-    back to the original size before the argmax. Returns one record per image.
+    The config's val transforms (e.g. a resize) and normalisation are applied. Semantic models run
+    in the ``eval:`` inference mode (whole/slide, TTA) and their logits are resized back to the
+    original size before the argmax; instance models (``model.task == "instance"``) get a list of
+    images, their boxes/masks are rescaled to the original size and pasted into the label map by
+    descending score (``eval.score_threshold``). Consecutive images of equal (transformed) size are
+    batched up to ``batch_size``. Returns one record per image.
     """
     output = Path(output)
     split = cfg.data.val or cfg.data.train
     specs = split.transforms if split is not None else []
     pipeline = build_pipeline(specs, ignore_index=cfg.data.ignore_index, mean=cfg.data.mean, std=cfg.data.std)
-    records = []
+    task = model_task(model)
+    model.eval()
+    inferencer = SemanticInferencer.from_config(model, cfg.eval) if task == "semantic" else None
+    names = list(class_names) if class_names is not None else [str(i) for i in range(len(palette))]
+    coco: dict = {"images": [], "annotations": [],
+                  "categories": [{"id": c, "name": names[c]} for c in range(1, len(names))]}
+    records: list[dict] = []
+    pending: list[tuple[Path, torch.Tensor, torch.Tensor]] = []
+
+    def flush() -> None:
+        if not pending:
+            return
+        x = torch.stack([t for _, _, t in pending]).to(device)
+        if task == "semantic":
+            logits = inferencer(x)
+            outs = [resize(logits[i:i + 1], raw.shape[-2:]).argmax(1)[0].cpu() for i, (_, raw, _) in enumerate(pending)]
+        else:
+            outs = []
+            for (path, raw, _), pred in zip(pending, model(list(x))):
+                pred = {k: v.cpu() for k, v in rescale_instances(pred, x.shape[-2:], raw.shape[-2:]).items()}
+                outs.append(instances_to_semantic(pred, tuple(raw.shape[-2:]),
+                                                  score_threshold=cfg.eval.score_threshold))
+                _add_coco_image(coco, path, raw.shape[-2:], pred)
+        for (path, raw, _), labels in zip(pending, outs):
+            label_path = save_label_png(labels, palette, output / "labels" / f"{path.stem}.png")
+            overlay_path = save_rgb(overlay(raw, labels, palette), output / "overlays" / f"{path.stem}.png")
+            records.append({"image": str(path), "label": str(label_path), "overlay": str(overlay_path)})
+        pending.clear()
+
     for path in tqdm(list(images), desc="predict", disable=not progress, dynamic_ncols=True):
         raw = read_image(path)
         x = pipeline({"image": tv_tensors.Image(raw)})["image"].as_subclass(torch.Tensor)
-        logits = model(x.unsqueeze(0).to(device))
-        labels = resize(logits, raw.shape[-2:]).argmax(1)[0].cpu()
-        label_path = save_label_png(labels, palette, output / "labels" / f"{path.stem}.png")
-        overlay_path = save_rgb(overlay(raw, labels, palette), output / "overlays" / f"{path.stem}.png")
-        records.append({"image": str(path), "label": str(label_path), "overlay": str(overlay_path)})
+        if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
+            flush()
+        pending.append((path, raw, x))
+    flush()
+    if task == "instance":
+        write_coco_predictions(coco, output / "instances.json")
     return records
+
+
+def _add_coco_image(coco: dict, path: Path, size: Sequence[int], pred: dict) -> None:
+    image_id = len(coco["images"]) + 1
+    coco["images"].append({"id": image_id, "file_name": path.name, "height": int(size[0]), "width": int(size[1])})
+    n = len(coco["annotations"])
+    rles = encode_masks(pred["masks"]) if "masks" in pred else [None] * len(pred["scores"])
+    for j, (box, label, score, rle) in enumerate(zip(xyxy_to_xywh(pred["boxes"]), pred["labels"].tolist(),
+                                                     pred["scores"].tolist(), rles)):
+        ann = {"id": n + j + 1, "image_id": image_id, "category_id": int(label), "bbox": box,
+               "score": float(score), "iscrowd": 0, "area": float(box[2] * box[3])}
+        if rle is not None:
+            ann["segmentation"] = rle
+            ann["area"] = float(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")}))
+        coco["annotations"].append(ann)
+
+
+def write_coco_predictions(coco: dict, path: Path) -> Path:
+    """Write instance predictions as a COCO-format json: ``images`` (id, file_name, height, width),
+    ``categories`` (label i -> class name), ``annotations`` (bbox [x, y, w, h], RLE
+    ``segmentation``, ``score``, ``area``); ``pycocotools.coco.COCO(path)`` loads it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(coco))
+    return path

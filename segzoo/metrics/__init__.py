@@ -1,5 +1,7 @@
-"""Metric suites: semantic (confusion matrix based)."""
+"""Metric suites: semantic (confusion matrix, boundary IoU) and instance (COCO AP)."""
 
+from segzoo.metrics.boundary import BoundaryIoU, boundary_dilation, label_boundary, mask_boundary
 from segzoo.metrics.semantic import ConfusionMatrix, metrics_from_confusion
 
-__all__ = ["ConfusionMatrix", "metrics_from_confusion"]
+__all__ = ["BoundaryIoU", "ConfusionMatrix", "boundary_dilation", "label_boundary", "mask_boundary",
+           "metrics_from_confusion"]

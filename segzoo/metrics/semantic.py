@@ -1,15 +1,23 @@
 """Semantic segmentation metrics from a streaming, dataset-wide confusion matrix.
 
-Definitions (as mmsegmentation; see docs/metrics.md), with ``cm[g, p]`` = pixels of ground-truth
+Definitions (as mmsegmentation; see docs/evaluation.md), with ``cm[g, p]`` = pixels of ground-truth
 class g predicted as p, pixels labelled ``ignore_index`` excluded:
 
 * ``pixel_acc`` = trace(cm) / cm.sum()                (mmsegmentation's aAcc)
 * ``acc[c]``    = cm[c, c] / cm[c, :].sum()           (recall; NaN when c is absent from gt)
 * ``IoU[c]``    = cm[c, c] / (cm[c, :].sum() + cm[:, c].sum() - cm[c, c])
                                                        (NaN when c is absent from gt AND pred)
-* ``mean_acc``, ``mIoU`` = means over the non-NaN classes.
+* ``dice[c]``   = 2 cm[c, c] / (cm[c, :].sum() + cm[:, c].sum())
+                                                       (Dice = F1 of class c; NaN when c is absent
+                                                       from gt AND pred)
+* ``mean_acc``, ``mIoU``, ``mDice`` = means over the non-NaN classes: a class absent from both the
+  ground truth and the predictions of the whole dataset is reported as NaN and left out of the
+  means (mmsegmentation's convention); a class only predicted has IoU = Dice = 0 and counts.
+* ``fwIoU``     = sum_c (cm[c, :].sum() / cm.sum()) * IoU[c]   (frequency weighted IoU, Long et al.
+                                                       2015 sec. 5; classes absent from gt weigh 0)
 
-IoU is computed from counts accumulated over the whole dataset, not averaged per image.
+IoU is computed from counts accumulated over the whole dataset, not averaged per image. Boundary
+IoU lives in :mod:`segzoo.metrics.boundary`.
 """
 
 from __future__ import annotations
@@ -65,8 +73,9 @@ class ConfusionMatrix:
 def metrics_from_confusion(cm: Tensor, class_names: Sequence[str] | None = None) -> dict:
     """Metrics of a (K, K) confusion matrix ``cm[gt, pred]``.
 
-    Returns ``{"pixel_acc", "mean_acc", "mIoU": float, "acc", "IoU": {class name: float}}``;
-    per-class values are NaN where undefined (see module docstring). Values are fractions in [0, 1].
+    Returns ``{"pixel_acc", "mean_acc", "mIoU", "fwIoU", "mDice": float, "acc", "IoU", "dice":
+    {class name: float}}``; per-class values are NaN where undefined (see module docstring).
+    Values are fractions in [0, 1].
     """
     cm = cm.double().cpu()
     k = cm.shape[0]
@@ -80,13 +89,18 @@ def metrics_from_confusion(cm: Tensor, class_names: Sequence[str] | None = None)
     nan = torch.tensor(float("nan"), dtype=torch.float64)
     acc = torch.where(gt > 0, tp / gt.clamp(min=1), nan)
     iou = torch.where(union > 0, tp / union.clamp(min=1), nan)
+    dice = torch.where(gt + pred > 0, 2 * tp / (gt + pred).clamp(min=1), nan)
     total = cm.sum()
+    fwiou = float((gt / total * torch.nan_to_num(iou)).sum()) if total > 0 else float("nan")
     return {
         "pixel_acc": float(tp.sum() / total) if total > 0 else float("nan"),
         "mean_acc": _nanmean(acc),
         "mIoU": _nanmean(iou),
+        "fwIoU": fwiou,
+        "mDice": _nanmean(dice),
         "acc": dict(zip(names, acc.tolist())),
         "IoU": dict(zip(names, iou.tolist())),
+        "dice": dict(zip(names, dice.tolist())),
     }
 
 

@@ -1,0 +1,207 @@
+"""COCO (Lin et al., ECCV 2014): instances from the json through pycocotools, and semantic maps built
+from the instances or read from the panoptic PNGs.
+
+Layout under ``root`` (``split`` e.g. ``train2017``/``val2017``)::
+
+    <split>/<file_name>.jpg                       images (file names from the json)
+    annotations/instances_<split>.json            instances: polygons, RLE, crowd RLE
+    annotations/panoptic_<split>.json             (panoptic) segments_info per image
+    annotations/panoptic_<split>/<file_name>.png  (panoptic) RGB segment ids: R + 256 G + 256^2 B
+
+**Category ids -> contiguous labels.** Categories are sorted by their COCO id; the i-th (1-based)
+becomes instance label i, so COCO's 80 thing categories (ids 1..90 with gaps) are labels 1..80 and
+0 is background, as torchvision's detection models expect. ``dataset.label_to_category[i]`` gives
+the COCO id back (needed to write COCO results); ``dataset.categories`` lists them.
+
+**Samples.** Every image of the json is a sample (images without annotations too: empty targets
+``boxes`` (0, 4), ``masks`` (0, H, W), ``labels`` (0,), ``iscrowd`` (0,)). ``instances`` hold
+``boxes`` (the annotation's ``bbox`` as XYXY; degenerate boxes of zero width or height are dropped
+with their annotation), ``masks`` (polygons and RLE decoded by pycocotools), ``labels``, ``iscrowd``
+(crowd annotations are kept and flagged unless ``include_crowd: false``; training code usually
+drops them, evaluation needs them).
+
+**Semantic map** (``semantic``):
+
+* ``"instances"``: classes are ``background`` + the instance categories (label == class index);
+  non-crowd masks are painted from the largest to the smallest (small objects stay visible), crowd
+  regions become ``ignore_index``, the rest is background 0.
+* ``"panoptic"``: classes are the panoptic categories (things and stuff, 133 for COCO) in id order;
+  unlabelled pixels (segment id 0) become ``ignore_index``. Instances are the thing segments
+  (``thing_classes`` = the semantic indices of thing categories; label i is the i-th of them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pycocotools.mask as mask_utils
+import torch
+from PIL import Image, UnidentifiedImageError
+from pycocotools.coco import COCO
+
+from segzoo.data import problems
+from segzoo.data.base import SegDataset
+from segzoo.data.instances import make_instances
+from segzoo.data.io import read_image
+from segzoo.data.paths import resolve_data_path
+from segzoo.errors import DataError
+from segzoo.registry import DATASETS
+
+
+def load_coco(path: Path) -> COCO:
+    """A pycocotools COCO object (its prints silenced); DataError naming the file if unreadable."""
+    if not path.is_file():
+        raise DataError(problems.missing_file("annotation", path))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return COCO(str(path))
+    except (json.JSONDecodeError, KeyError, TypeError, AssertionError) as exc:
+        raise DataError(problems.unreadable("annotation", path, exc)) from None
+
+
+def annotation_mask(segmentation, height: int, width: int) -> np.ndarray:
+    """(H, W) uint8 mask of a COCO segmentation: polygon list, uncompressed or compressed RLE."""
+    if isinstance(segmentation, list):
+        rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+    elif isinstance(segmentation["counts"], list):
+        rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+        rle = segmentation
+    return mask_utils.decode(rle)
+
+
+@DATASETS.register("coco", task="semantic+instance")
+class COCODataset(SegDataset):
+    """COCO instances (+ semantic maps), see the module docstring.
+
+    Args:
+        root: the COCO folder (relative paths are looked up under the shared data folder too).
+        split: image folder and json suffix, e.g. "train2017", "val2017".
+        semantic: "instances" (semantic map painted from the instances) or "panoptic".
+        include_crowd: keep crowd annotations (flagged ``iscrowd``) in ``instances``.
+        max_images: use only the first N images (in image-id order).
+        ignore_index: value of crowd / unlabelled pixels in the semantic map.
+
+    Raises:
+        DataError: missing or unreadable json or folders (naming them); at load, unreadable images
+            and panoptic PNGs whose size differs from the image's.
+    """
+
+    def __init__(self, *, root: str = "coco", split: str = "val2017",
+                 semantic: Literal["instances", "panoptic"] = "instances", include_crowd: bool = True,
+                 max_images: int | None = None, ignore_index: int = 255) -> None:
+        super().__init__(ignore_index=ignore_index)
+        self.root = resolve_data_path(root)
+        self.img_dir = self.root / split
+        if not self.img_dir.is_dir():
+            raise DataError(problems.missing_folder(self.img_dir, "set data.*.dataset.root and split"))
+        self.semantic, self.include_crowd, self.split = semantic, include_crowd, split
+        if semantic == "instances":
+            self.coco = load_coco(self.root / "annotations" / f"instances_{split}.json")
+            cats = [self.coco.cats[i] for i in sorted(self.coco.getCatIds())]
+            self.image_ids = sorted(self.coco.getImgIds())[:max_images]
+            self.images = {i: self.coco.imgs[i] for i in self.image_ids}
+            self.class_names = ("background", *(c["name"] for c in cats))
+            self.thing_classes = tuple(range(1, len(cats) + 1))
+            thing_cats = cats
+        elif semantic == "panoptic":
+            pan_json = self.root / "annotations" / f"panoptic_{split}.json"
+            if not pan_json.is_file():
+                raise DataError(problems.missing_file("annotation", pan_json))
+            data = json.loads(pan_json.read_text())
+            cats = sorted(data["categories"], key=lambda c: c["id"])
+            self.pan_dir = self.root / "annotations" / f"panoptic_{split}"
+            self.panoptic = {a["image_id"]: a for a in data["annotations"]}
+            self.images = {im["id"]: im for im in data["images"]}
+            self.image_ids = sorted(self.images)[:max_images]
+            self.class_names = tuple(c["name"] for c in cats)
+            self.cat_to_class = {c["id"]: i for i, c in enumerate(cats)}
+            self.thing_classes = tuple(i for i, c in enumerate(cats) if c.get("isthing", 1))
+            thing_cats = [c for c in cats if c.get("isthing", 1)]
+        else:
+            raise DataError(f"coco semantic must be 'instances' or 'panoptic', got {semantic!r}")
+        self.categories = [{"id": int(c["id"]), "name": c["name"]} for c in thing_cats]
+        self.label_to_category = {i: int(c["id"]) for i, c in enumerate(thing_cats, start=1)}
+        self.category_to_label = {c: i for i, c in self.label_to_category.items()}
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def load(self, index: int) -> dict:
+        image_id = self.image_ids[index]
+        info = self.images[image_id]
+        image_path = self.img_dir / info["file_name"]
+        image = read_image(image_path)
+        h, w = image.shape[-2:]
+        meta = {"index": index, "image_id": int(image_id), "image_path": str(image_path), "label_path": ""}
+        if self.semantic == "instances":
+            masks, labels, crowd, boxes = self._instances(image_id, h, w)
+            label = self._paint(masks, labels, crowd, h, w)
+        else:
+            pan_path = self.pan_dir / (Path(info["file_name"]).stem + ".png")
+            meta["label_path"] = str(pan_path)
+            label, masks, labels, crowd, boxes = self._panoptic(image_id, pan_path, h, w)
+        sample = self.make_sample(image, label, meta)
+        keep = [i for i, c in enumerate(crowd) if self.include_crowd or not c]
+        stacked = torch.from_numpy(np.stack([masks[i] for i in keep])) if keep else \
+            torch.zeros(0, h, w, dtype=torch.uint8)
+        sample["instances"] = make_instances(stacked, [labels[i] for i in keep], [crowd[i] for i in keep],
+                                             torch.tensor([boxes[i] for i in keep]).reshape(-1, 4))
+        return sample
+
+    @staticmethod
+    def _xyxy(bbox) -> list[float] | None:
+        x, y, bw, bh = (float(v) for v in bbox)
+        return [x, y, x + bw, y + bh] if bw > 0 and bh > 0 else None
+
+    def _instances(self, image_id: int, h: int, w: int):
+        masks, labels, crowd, boxes = [], [], [], []
+        for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id])):
+            box = self._xyxy(ann["bbox"])
+            if box is None:
+                continue
+            masks.append(annotation_mask(ann["segmentation"], h, w))
+            labels.append(self.category_to_label[ann["category_id"]])
+            crowd.append(int(ann.get("iscrowd", 0)))
+            boxes.append(box)
+        return masks, labels, crowd, boxes
+
+    def _paint(self, masks, labels, crowd, h: int, w: int) -> torch.Tensor:
+        label = np.zeros((h, w), dtype=np.int64)
+        for i in [i for i, c in enumerate(crowd) if c]:
+            label[masks[i] > 0] = self.ignore_index
+        order = sorted((i for i, c in enumerate(crowd) if not c), key=lambda i: -int(masks[i].sum()))
+        for i in order:  # largest first: smaller objects are painted over them
+            label[masks[i] > 0] = labels[i]
+        return torch.from_numpy(label)
+
+    def _panoptic(self, image_id: int, path: Path, h: int, w: int):
+        try:
+            with Image.open(path) as im:
+                rgb = np.asarray(im.convert("RGB"), dtype=np.int64)
+        except FileNotFoundError:
+            raise DataError(problems.missing_file("label", path)) from None
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            raise DataError(problems.unreadable("label", path, exc)) from None
+        ids = rgb[..., 0] + 256 * rgb[..., 1] + 256 * 256 * rgb[..., 2]
+        label = np.full(ids.shape, self.ignore_index, dtype=np.int64)
+        masks, labels, crowd, boxes = [], [], [], []
+        thing_index = {c: i for i, c in enumerate(self.thing_classes, start=1)}
+        for seg in self.panoptic.get(image_id, {}).get("segments_info", []):
+            cls = self.cat_to_class.get(seg["category_id"])
+            if cls is None:
+                continue
+            m = ids == seg["id"]
+            label[m] = cls
+            box = self._xyxy(seg["bbox"])
+            if cls in thing_index and box is not None and m.any():
+                masks.append(m.astype(np.uint8))
+                labels.append(thing_index[cls])
+                crowd.append(int(seg.get("iscrowd", 0)))
+                boxes.append(box)
+        return torch.from_numpy(label), masks, labels, crowd, boxes

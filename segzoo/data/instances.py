@@ -1,0 +1,52 @@
+"""Per-instance targets in torchvision's detection format, built from masks or id maps."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torchvision import tv_tensors
+
+
+def boxes_from_masks(masks: Tensor) -> Tensor:
+    """(N, H, W) masks -> (N, 4) float XYXY in pixel-edge coordinates (x2 = last column + 1);
+    an empty mask gets a zero box."""
+    n, h, w = masks.shape
+    if n == 0:
+        return torch.zeros(0, 4)
+    m = masks.bool()
+    rows, cols = m.any(2), m.any(1)
+    ar_h, ar_w = torch.arange(h), torch.arange(w)
+    y1 = torch.where(rows, ar_h, h).amin(1)
+    y2 = torch.where(rows, ar_h + 1, 0).amax(1)
+    x1 = torch.where(cols, ar_w, w).amin(1)
+    x2 = torch.where(cols, ar_w + 1, 0).amax(1)
+    boxes = torch.stack([x1, y1, x2, y2], 1).float()
+    boxes[~rows.any(1)] = 0
+    return boxes
+
+
+def make_instances(masks: Tensor, labels: Tensor | list[int], iscrowd: Tensor | list[int] | None = None,
+                   boxes: Tensor | None = None) -> dict:
+    """``{"boxes": BoundingBoxes (N, 4) XYXY, "masks": Mask (N, H, W) uint8, "labels": (N,) int64,
+    "iscrowd": (N,) int64}``; boxes from the masks unless given."""
+    masks = torch.as_tensor(masks)
+    n, h, w = masks.shape
+    labels = torch.as_tensor(labels, dtype=torch.int64).reshape(n)
+    iscrowd = torch.zeros(n, dtype=torch.int64) if iscrowd is None else \
+        torch.as_tensor(iscrowd, dtype=torch.int64).reshape(n)
+    boxes = boxes_from_masks(masks) if boxes is None else torch.as_tensor(boxes, dtype=torch.float32).reshape(n, 4)
+    return {"boxes": tv_tensors.BoundingBoxes(boxes, format="XYXY", canvas_size=(h, w)),
+            "masks": tv_tensors.Mask(masks.to(torch.uint8)),
+            "labels": labels, "iscrowd": iscrowd}
+
+
+def instances_from_id_map(ids: Tensor, id_labels: dict[int, int], crowd_ids: set[int] | None = None) -> dict:
+    """Instances of an id map (H, W): one per id in ``id_labels`` (id -> label 1..K), in
+    increasing id order; ids in ``crowd_ids`` are marked ``iscrowd``."""
+    keys = sorted(id_labels)
+    if keys:
+        masks = ids.unsqueeze(0) == torch.tensor(keys).view(-1, 1, 1)
+    else:
+        masks = torch.zeros(0, *ids.shape, dtype=torch.bool)
+    crowd = [int(k in (crowd_ids or set())) for k in keys]
+    return make_instances(masks, [id_labels[k] for k in keys], crowd)

@@ -1,0 +1,42 @@
+"""`segzoo export`: ONNX graphs that onnxruntime runs to PyTorch's logits (skipped without the
+optional onnx packages); the errors without them."""
+
+import numpy as np
+import pytest
+import torch
+
+from segzoo.cli import main
+from segzoo.config import load_config
+from segzoo.export.onnx import ExportError, export_onnx
+from segzoo.inference import load_trained_model
+
+
+def test_export_cli_output_matches_pytorch_in_onnxruntime(tiny_config, tiny_checkpoint, tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from segzoo.export import onnxruntime_logits
+
+    out = tmp_path / "model.onnx"
+    assert main(["export", str(tiny_config), "--checkpoint", str(tiny_checkpoint), "--output", str(out),
+                 "--size", "48", "64"]) == 0
+    assert "onnxruntime matches PyTorch" in capsys.readouterr().out
+    model, _ = load_trained_model(load_config(tiny_config), tiny_checkpoint)
+    x = torch.randn(3, 3, 48, 64, generator=torch.Generator().manual_seed(5))  # another batch size
+    got = onnxruntime_logits(out, x.numpy())
+    with torch.no_grad():
+        ref = model(x).numpy()
+    assert got.shape == (3, 4, 48, 64)
+    np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
+    assert (got.argmax(1) == ref.argmax(1)).mean() > 0.999
+
+
+def test_export_refuses_instance_models_and_needs_a_size(tiny_config, tiny_checkpoint, tmp_path, capsys):
+    class Det(torch.nn.Module):
+        task = "instance"
+
+    with pytest.raises(ExportError, match="only semantic models"):
+        export_onnx(Det(), tmp_path / "x.onnx", (32, 32))
+    # the tiny config has no val resize and no train crop: the size must be given
+    assert main(["export", str(tiny_config), "--checkpoint", str(tiny_checkpoint), "--output",
+                 str(tmp_path / "m.onnx")]) == 2
+    assert "pass --size H W" in capsys.readouterr().err
