@@ -13,11 +13,12 @@ common schedule of :func:`segzoo.bench.runs.common_schedule`; finished runs are 
 ``benchmarks/ablations.py`` share a run folder). Latency: the trained architecture at
 ``--latency-size`` (batch 1, CPU, a fresh worker process, median of ``--latency-repeats``).
 
-Instance metrics. A semantic model's mask AP comes from issue 6's cross-task scoring (connected
-components of its argmax map scored by COCO AP); an instance model (Mask R-CNN, issue 4) gets its
-mIoU from its pasted masks. Both go through ONE integration point, :func:`cross_task_scores`, which
-calls ``segzoo.inference.compare.evaluate_run`` (branch issue6) when it exists and leaves the
-columns "n/a" otherwise.
+Instance metrics. Both rows of every model come from the cross-task scoring of
+``segzoo compare`` (:func:`segzoo.inference.compare.evaluate_run` on the run folder): a semantic
+model's mask AP is the COCO AP of the connected components of its argmax map (score = mean class
+probability, :func:`segzoo.metrics.cross_task.semantic_to_instances`); an instance model (Mask
+R-CNN) gets its mIoU from its masks pasted by descending score
+(:func:`segzoo.metrics.cross_task.instances_to_semantic`).
 """
 
 from __future__ import annotations
@@ -69,20 +70,19 @@ def config_for(model: str) -> str | None:
     return hits[0] if hits else None
 
 
-def cross_task_scores(work_dir: str) -> dict | None:
-    """INTEGRATION POINT (issue 6, branch ``issue6``): both rows of a trained run folder.
+def cross_task_scores(work_dir: str) -> dict:
+    """Both rows of a trained run folder: ``{"task", "mIoU", "pixel_acc", "mask_AP", "mask_AP50",
+    "mask_AP75", "bbox_AP", ...}`` from :func:`segzoo.inference.compare.evaluate_run` (scalars
+    only; NaN, COCO's "no such objects", becomes None)."""
+    from segzoo.inference.compare import evaluate_run
 
-    Returns ``{"mIoU", "pixel_acc", "mask_AP", "mask_AP50", "mask_AP75", ...}`` from
-    ``segzoo.inference.compare.evaluate_run(run_dir)`` (semantic models: connected components of
-    the argmax map scored by COCO mask AP; instance models: pasted masks scored by the semantic
-    metrics), or ``None`` while that module is not merged. Nothing else in this script changes
-    when it lands."""
-    try:
-        from segzoo.inference.compare import evaluate_run
-    except ImportError:
-        return None
     metrics = evaluate_run(work_dir)
-    return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or v is None}
+    out = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            continue
+        out[k] = None if isinstance(v, float) and math.isnan(v) else v
+    return out
 
 
 def model_kwargs_of(rec: dict) -> tuple[str, dict]:
@@ -128,8 +128,10 @@ def run_all(args: argparse.Namespace, log=print) -> dict:
                                                                  args.threads, args.in_process)}
             log(f"  {model}: {rec['latency'].get('latency_ms', rec['latency'].get('error'))} ms "
                 f"at {args.latency_size}x{args.latency_size}")
-        if "cross_task" not in rec or rec["cross_task"] is None:
+        if not rec.get("cross_task"):
             rec["cross_task"] = cross_task_scores(rec["work_dir"])
+            log(f"  {model}: cross-task mask AP {rec['cross_task'].get('mask_AP')}, "
+                f"mIoU {rec['cross_task'].get('mIoU')}")
         cache["runs"][key] = rec
         save_cache(cache_path, cache)
     return load_cache(cache_path)
@@ -145,7 +147,7 @@ def rows(cache: dict, seed: int) -> list[dict]:
         if not key.endswith(f"/seed{seed}"):
             continue
         own, cross = rec["metrics"], rec.get("cross_task") or {}
-        task = "instance" if any(k in own for k in INSTANCE_KEYS) else "semantic"
+        task = cross.get("task") or ("instance" if any(k in own for k in INSTANCE_KEYS) else "semantic")
         row = {"model": rec["model"], "task": task, "params": rec.get("params"), "gflops": rec.get("gflops"),
                "train_seconds": rec.get("train_seconds"), "latency": rec.get("latency", {}),
                "cross_task_available": bool(cross)}
@@ -156,20 +158,21 @@ def rows(cache: dict, seed: int) -> list[dict]:
 
 
 def table(rs: list[dict], latency_size: int) -> str:
-    head = ["model", "task", "mIoU (%)", "pixel acc (%)", "mask AP (%)", "params (M)", "GFLOPs (train size)",
-            f"latency ms ({latency_size}x{latency_size}, b1)", "train time (s)"]
-    lines = ["| " + " | ".join(head) + " |", "|---|---" + "|---:" * (len(head) - 2) + "|"]
+    head = ["model", "task", "mIoU (%)", "pixel acc (%)", "mask AP (%)", "mask AP50 (%)", "params (M)",
+            "GFLOPs (train size)", f"latency ms ({latency_size}x{latency_size}, b1)", "train time (s)",
+            "derived row"]
+    lines = ["| " + " | ".join(head) + " |", "|---|---" + "|---:" * (len(head) - 3) + "|---|"]
     for r in rs:
         lat = r["latency"].get("latency_ms")
-        ap = _pct(r["mask_AP"]) if r["mask_AP"] is not None else (
-            "n/a (issue 6)" if r["task"] == "semantic" and not r["cross_task_available"] else "n/a")
-        miou = _pct(r["mIoU"]) if r["mIoU"] is not None else "n/a (issue 6)"
+        derived = ("instance: connected components" if r["task"] == "semantic" else "semantic: pasted masks")
         lines.append("| " + " | ".join([
-            f"`{r['model']}`", r["task"], miou, _pct(r["pixel_acc"]), ap,
+            f"`{r['model']}`", r["task"], _pct(r["mIoU"]), _pct(r["pixel_acc"]), _pct(r["mask_AP"]),
+            _pct(r["mask_AP50"]),
             f"{r['params'] / 1e6:.1f}" if r["params"] else "n/a",
             f"{r['gflops']:.2f}" if r["gflops"] else "n/a",
             f"{lat:.0f}" if lat else r["latency"].get("error", "n/a"),
-            f"{r['train_seconds']:.0f}" if r["train_seconds"] else "n/a"]) + " |")
+            f"{r['train_seconds']:.0f}" if r["train_seconds"] else "n/a",
+            derived if r["cross_task_available"] else "n/a (not scored)"]) + " |")
     return "\n".join(lines)
 
 
@@ -230,9 +233,10 @@ def report(cache: dict, args: argparse.Namespace, doc: Path) -> str:
         "",
         f"![accuracy vs latency]({rel})" if note is None else f"(plot not written: {note})",
         "",
-        "mask AP: filled in by the cross-task scoring of issue 6 (connected components of the "
-        "semantic argmax scored by COCO AP) once it is merged; instance models (Mask R-CNN, issue 4) "
-        "get their own row and their mIoU from pasted masks the same way.",
+        "Both rows of every model come from `segzoo compare`'s cross-task scoring on the same val "
+        "images: a semantic model's mask AP is COCO AP of the connected components of its argmax "
+        "map (score = mean class probability); an instance model's mIoU and pixel accuracy come "
+        "from its masks pasted by descending score (detections with score >= 0.5).",
     ])
 
 

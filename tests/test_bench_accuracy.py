@@ -1,6 +1,6 @@
 """benchmarks/ablations.py and benchmarks/semantic_vs_instance.py on tiny settings (1 iteration,
 32x32 shapes): runs train through the engine, are cached (a second call trains nothing), and the
-docs sections are written; the issue-6 integration point fills the mask AP column when present."""
+docs sections are written; the cross-task scoring fills both rows of every model."""
 
 import importlib.util
 import json
@@ -68,21 +68,28 @@ def test_a_changed_config_trains_anew_and_a_lost_cache_finds_the_finished_run(tm
     monkeypatch.setattr(segzoo.engine, "Trainer", NoTraining)
     c = train_cached(TrainSpec("k", config, base), tmp_path / "wd", cache, log=lambda s: None)
     assert c["work_dir"] == a["work_dir"] and c["metrics"]["mIoU"] == a["metrics"]["mIoU"]
+    d = train_cached(TrainSpec("k", config, (*base, "eval.batch_size=2")), tmp_path / "wd", cache,
+                     log=lambda s: None)  # evaluation settings do not change what is trained
+    assert d["work_dir"] == a["work_dir"]
 
 
-def test_semantic_vs_instance_table_plot_and_cross_task_integration(tmp_path, monkeypatch):
+def test_semantic_vs_instance_table_plot_and_cross_task_rows(tmp_path, monkeypatch):
     svi = load_script("semantic_vs_instance")
     args = ["--models", "deeplabv3plus", "--iters", "1", "--size", "32",
             "--latency-size", "32", "--latency-repeats", "1", "--in-process",
             "--work-dir", str(tmp_path / "wd"), "--cache", str(tmp_path / "svi.json"),
             "--doc", str(tmp_path / "benchmarks.md"), "--plot", str(tmp_path / "img" / "plot.png"),
             "--set", *TINY]
-    monkeypatch.setitem(sys.modules, "segzoo.inference.compare", None)  # as on main: not merged
     assert svi.main(args) == 0
     doc = (tmp_path / "benchmarks.md").read_text()
-    assert "| `deeplabv3plus` | semantic |" in doc and "n/a (issue 6)" in doc
     rec = json.loads((tmp_path / "svi.json").read_text())["runs"]["shapes/deeplabv3plus/seed0"]
-    assert rec["latency"]["latency_ms"] > 0 and rec["cross_task"] is None
+    assert rec["latency"]["latency_ms"] > 0
+    cross = rec["cross_task"]  # segzoo compare's scoring: the semantic row and the derived instance row
+    assert cross["task"] == "semantic" and cross["mIoU"] == rec["metrics"]["mIoU"]
+    assert 0 <= cross["mask_AP"] <= 1
+    row = next(line for line in doc.splitlines() if line.startswith("| `deeplabv3plus`"))
+    assert "| semantic |" in row and f"| {100 * cross['mask_AP']:.1f} |" in row
+    assert row.endswith("| instance: connected components |")
     try:
         import matplotlib  # noqa: F401
         assert (tmp_path / "img" / "plot.png").stat().st_size > 1000
@@ -90,19 +97,13 @@ def test_semantic_vs_instance_table_plot_and_cross_task_integration(tmp_path, mo
     except ImportError:
         assert "plot not written" in doc
 
-    # issue 6 lands: the same call fills the mask AP column, nothing is retrained
-    seen = []
+    # cached: nothing is trained or scored again
     fake = types.ModuleType("segzoo.inference.compare")
-    fake.evaluate_run = lambda run: seen.append(run) or {"mIoU": 0.5, "mask_AP": 0.25, "mask_AP50": 0.5}
+    fake.evaluate_run = NoTraining
     monkeypatch.setitem(sys.modules, "segzoo.inference.compare", fake)
     monkeypatch.setattr(segzoo.engine, "Trainer", NoTraining)
     assert svi.main(args) == 0
-    assert seen == [rec["work_dir"]]
-    doc = (tmp_path / "benchmarks.md").read_text()
-    row = next(line for line in doc.splitlines() if line.startswith("| `deeplabv3plus`"))
-    assert "| 25.0 |" in row
-    assert f"{100 * rec['metrics']['mIoU']:.1f}" in row  # its own semantic metric wins
-    assert doc.count("<!-- semantic-vs-instance:start -->") == 1
+    assert (tmp_path / "benchmarks.md").read_text().count("<!-- semantic-vs-instance:start -->") == 1
 
 
 def test_every_registered_model_has_a_shapes_config():

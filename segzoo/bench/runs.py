@@ -4,8 +4,8 @@
 A :class:`TrainSpec` is a config file plus ``--set`` overrides. :func:`train_cached` trains it
 through the normal engine (:class:`segzoo.engine.Trainer`) in
 ``<work_root>/<model>-<fingerprint>/`` and records the result in a JSON cache keyed by ``key``;
-the fingerprint is a hash of the resolved config, so a finished run is never trained again while
-its config is unchanged (two benchmarks asking for the same config share one run folder), a
+the fingerprint is a hash of the resolved config less its ``eval`` section (evaluation settings do
+not change what is trained), so a finished run is never trained again while its config is unchanged (two benchmarks asking for the same config share one run folder), a
 changed config trains anew in a new folder, and an interrupted run resumes from its last
 checkpoint (the engine's exact resume).
 """
@@ -60,8 +60,9 @@ def save_cache(path: str | Path, cache: dict) -> None:
 
 
 def fingerprint(cfg_dict: dict) -> str:
-    """A short hash of a resolved config (what decides whether a cached run still stands)."""
-    text = json.dumps(cfg_dict, sort_keys=True, default=str)
+    """A short hash of a resolved config less its ``eval`` section (what decides whether a cached
+    run still stands: evaluation settings do not change the training)."""
+    text = json.dumps({k: v for k, v in cfg_dict.items() if k != "eval"}, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:10]
 
 
