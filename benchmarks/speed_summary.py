@@ -1,10 +1,13 @@
-"""Write the speed section of docs/benchmarks.md from a committed ``segzoo bench`` result.
+"""Write the speed section of docs/benchmarks.md from committed ``segzoo bench`` results.
 
-    python benchmarks/speed_summary.py benchmarks/results/cpu-epyc-2core-512/bench.json
+    python benchmarks/speed_summary.py benchmarks/results/cpu-epyc-2core-512/bench.json \
+        benchmarks/results/cpu-epyc-2core-512-b/bench.json
 
-The section (between ``<!-- speed:start -->`` and ``<!-- speed:end -->``) holds the machine,
-the command, the models table and the ratio against each peer; the full report stays next to the
-JSON as ``bench.md``.
+Several runs on the same machine (say, models benchmarked later with other settings) are merged:
+their model rows and peer pairs side by side, each run's command, date, load average and settings
+listed. The section (between ``<!-- speed:start -->`` and ``<!-- speed:end -->``) holds the machine,
+the commands, the models table, the ratio against each peer and which registered models no run
+covers; each run's full report stays next to its JSON as ``bench.md``.
 """
 
 from __future__ import annotations
@@ -18,16 +21,63 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from segzoo.bench.report import machine_lines, models_table, peers_table, replace_section  # noqa: E402
+from segzoo.registry import MODELS  # noqa: E402
 
 DOC = REPO / "docs" / "benchmarks.md"
 
 
-def section(results: dict, source: str) -> str:
-    s = results["settings"]
+def merge(parts: list[dict]) -> dict:
+    """One results dict of several runs: the first run's machine and settings (batches: the union),
+    every run's model rows and peer pairs (a later run's row or timed pair replaces an earlier one
+    of the same label or key)."""
+    merged = json.loads(json.dumps(parts[0]))
+    batches = sorted({b for p in parts for b in p["settings"]["batches"]})
+    merged["settings"]["batches"] = batches
+    models = {row["label"]: row for p in parts for row in p["models"]}
+    peers: dict[str, dict] = {}
+    for p in parts:
+        for pair in p["peers"]:  # a timed pair replaces an untimed one ("needs maskrcnn"), not vice versa
+            if pair.get("status") == "ready" or peers.get(pair["key"], {}).get("status") != "ready":
+                peers[pair["key"]] = pair
+    merged["models"] = sorted(models.values(), key=lambda r: r["label"])
+    merged["peers"] = list(peers.values())
+    return merged
+
+
+def run_line(i: int, results: dict, source: str) -> str:
+    s, m = results["settings"], results["machine"]
+    extras = []
+    if not s.get("train"):
+        extras.append("no training step")
+    if not s.get("peers"):
+        extras.append("no peers")
+    return (f"* Run {i} ([{Path(source).parent.name}]({source})): `{s.get('command') or 'segzoo bench'}`; "
+            f"{m['date']}, segzoo {m.get('segzoo_commit') or 'n/a'}, load average {m.get('load_average')} "
+            f"-> {m.get('load_average_end')}; input {s['size'][0]}x{s['size'][1]}, batches {s['batches']}, "
+            f"{s['warmup']} warm-up + {s['repeats']} timed runs"
+            + (f" ({s.get('large_batch_repeats')} at larger batches)" if s.get("large_batch_repeats") else "")
+            + (f", training step at batch {s['train_batch']} ({s.get('train_repeats') or s['repeats']} runs)"
+               if s.get("train") else "")
+            + (f"; {', '.join(extras)}" if extras else "") + ".")
+
+
+def coverage(results: dict) -> str:
+    """Which registered models have a row, and which have none."""
+    registered = [n for n in MODELS.names() if not MODELS.entry(n).meta.get("test_only")]
+    have = {row["candidate"]["name"] for row in results["models"] if "error" not in row}
+    missing = [n for n in registered if n not in have]
+    text = f"Registered models benchmarked: {len(registered) - len(missing)} of {len(registered)}"
+    return text + (f" (not benchmarked: {', '.join(f'`{n}`' for n in missing)})." if missing else " (all).")
+
+
+def section(parts: list[dict], sources: list[str]) -> str:
+    results = merge(parts)
+    head = machine_lines(parts[0])[:2]
     return "\n".join([
-        *machine_lines(results),
-        f"* Command: `{s.get('command') or 'segzoo bench'}`",
-        f"* Full results: [{source}]({source}) (JSON: every timed run) and `bench.md` next to it.",
+        *head,
+        *(run_line(i + 1, p, s) for i, (p, s) in enumerate(zip(parts, sources))),
+        "",
+        coverage(results),
         "",
         "#### Models",
         "",
@@ -41,22 +91,23 @@ def section(results: dict, source: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("results", help="bench.json of a segzoo bench run")
+    parser.add_argument("results", nargs="+", help="bench.json of segzoo bench runs (same machine)")
     parser.add_argument("--doc", default=str(DOC))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    path = Path(args.results)
-    results = json.loads(path.read_text())
     doc = Path(args.doc)
-    try:
-        source = str(path.resolve().relative_to(doc.resolve().parent.parent))
-        source = "../" + source
-    except ValueError:
-        source = str(path)
-    replace_section(doc, "speed", section(results, source))
+    parts, sources = [], []
+    for name in args.results:
+        path = Path(name)
+        parts.append(json.loads(path.read_text()))
+        try:
+            sources.append(str(Path("..") / path.resolve().relative_to(doc.resolve().parent.parent)))
+        except ValueError:
+            sources.append(str(path))
+    replace_section(doc, "speed", section(parts, sources))
     print(f"updated {doc}")
     return 0
 
