@@ -68,6 +68,7 @@ def test_a_changed_config_trains_anew_and_a_lost_cache_finds_the_finished_run(tm
     monkeypatch.setattr(segzoo.engine, "Trainer", NoTraining)
     c = train_cached(TrainSpec("k", config, base), tmp_path / "wd", cache, log=lambda s: None)
     assert c["work_dir"] == a["work_dir"] and c["metrics"]["mIoU"] == a["metrics"]["mIoU"]
+    assert c["train_seconds"] == a["train_seconds"] > 0  # kept in the run folder
     d = train_cached(TrainSpec("k", config, (*base, "eval.batch_size=2")), tmp_path / "wd", cache,
                      log=lambda s: None)  # evaluation settings do not change what is trained
     assert d["work_dir"] == a["work_dir"]

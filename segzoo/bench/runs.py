@@ -46,6 +46,9 @@ def common_schedule(dataset: str, iters: int, size: int, seed: int) -> list[str]
     return out
 
 
+RECORD = "bench_run.json"  # in a run folder: this process's training seconds, whether it resumed
+
+
 def load_cache(path: str | Path) -> dict:
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else {"runs": {}}
@@ -93,8 +96,10 @@ def train_cached(spec: TrainSpec, work_root: str | Path, cache_path: str | Path,
                  log: Callable[[str], None] = print, extra_overrides: Sequence[str] = ()) -> dict:
     """Train ``spec`` unless the cache holds it with the same fingerprint; returns its record:
     ``metrics`` (the final evaluation: ``mIoU``, ``pixel_acc``, ... or the instance metrics),
-    ``params``, ``gflops``, ``train_seconds`` (wall time of this process's training; ``resumed``
-    says whether it continued an earlier one), ``work_dir``, ``fingerprint``, ``date``, machine.
+    ``params``, ``gflops``, ``train_seconds`` (wall time of the training process, kept in the
+    run folder's ``bench_run.json`` for other benchmarks sharing the run; ``resumed`` says whether
+    it continued an interrupted one, whose time is not included), ``work_dir``, ``fingerprint``,
+    ``date``, machine.
 
     Raises what the engine raises (bad config, non-finite loss, ...)."""
     from segzoo.config import load_config
@@ -112,14 +117,17 @@ def train_cached(spec: TrainSpec, work_root: str | Path, cache_path: str | Path,
     finished = work_dir / "metrics.json"
     resumed = (work_dir / "checkpoints" / "last.pt").exists()
     t0 = time.perf_counter()
-    if finished.exists():  # trained before, cache lost: read the result
+    if finished.exists():  # trained before (by another benchmark, or the cache was lost): read it
         metrics = json.loads(finished.read_text())
-        seconds = None
+        record = work_dir / RECORD
+        past = json.loads(record.read_text()) if record.exists() else {}
+        seconds, resumed = past.get("train_seconds"), past.get("resumed", resumed)
         log(f"{spec.key}: finished run found in {work_dir}")
     else:
         log(f"{spec.key}: training {spec.config} {' '.join(overrides)} -> {work_dir}")
         metrics = Trainer(cfg, work_dir, progress=False).train().metrics
         seconds = time.perf_counter() - t0
+        (work_dir / RECORD).write_text(json.dumps({"train_seconds": seconds, "resumed": resumed}))
     rec = {"key": spec.key, "config": spec.config, "overrides": overrides, "fingerprint": fp,
            "work_dir": str(work_dir), "metrics": metrics, "train_seconds": seconds,
            "resumed": resumed, "iterations": cfg.train.max_iters, "model": cfg.model.name,
