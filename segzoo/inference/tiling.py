@@ -23,8 +23,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from segzoo.models.layers.padding import mirror_pad
 
 
 def window_starts(size: int, crop: int, stride: int) -> list[int]:
@@ -35,22 +36,6 @@ def window_starts(size: int, crop: int, stride: int) -> list[int]:
     n = max(size - crop + stride - 1, 0) // stride + 1
     return sorted({max(min(i * stride + crop, size) - crop, 0) for i in range(n)})
 
-
-def mirror_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
-    """Extend (B, C, H, W) by mirroring without repeating the edge pixel (``reflect``), repeatedly
-    where the padding exceeds the image; a side of 1 pixel is replicated."""
-    pads = [left, right, top, bottom]
-    if min(pads) < 0:
-        raise ValueError(f"negative padding {pads}")
-    while any(pads):
-        h, w = x.shape[-2:]
-        limits = [w - 1, w - 1, h - 1, h - 1]
-        step = [min(p, m) if m > 0 else 0 for p, m in zip(pads, limits)]
-        if not any(step):  # 1-pixel sides cannot be reflected
-            return F.pad(x, pads, mode="replicate")
-        x = F.pad(x, step, mode="reflect")
-        pads = [p - s for p, s in zip(pads, step)]
-    return x
 
 
 def _run_windows(forward: Callable[[Tensor], Tensor], crops: list[Tensor], batch_size: int) -> list[Tensor]:

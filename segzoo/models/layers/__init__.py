@@ -11,6 +11,7 @@ from segzoo.models.layers.conv import (
     conv_block,
     is_batch_norm,
 )
+from segzoo.models.layers.padding import mirror_pad
 from segzoo.models.layers.ppm import PyramidPooling
 from segzoo.models.layers.upsample import BilinearConvTranspose2d, bilinear_kernel, resize
 
@@ -27,6 +28,7 @@ __all__ = [
     "build_norm",
     "conv_block",
     "is_batch_norm",
+    "mirror_pad",
     "resize",
     "scaled_rates",
 ]

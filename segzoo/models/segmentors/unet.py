@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from segzoo.models.heads.unet_head import UNetHead
+from segzoo.models.layers.padding import mirror_pad
 from segzoo.models.segmentors._build import make_backbone
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
@@ -48,21 +48,6 @@ def valid_output_size(size: int, depth: int = 4) -> int | None:
             return None
     return s
 
-
-def mirror_pad(x: Tensor, top: int, bottom: int, left: int, right: int) -> Tensor:
-    """Extend (B, C, H, W) by mirroring (reflection without repeating the edge), repeatedly where
-    the padding exceeds the image (``F.pad(mode="reflect")`` needs pad < size); edge replication
-    for 1-pixel sides."""
-    pads = [left, right, top, bottom]
-    while any(pads):
-        h, w = x.shape[-2:]
-        lim = [w - 1, w - 1, h - 1, h - 1]
-        if min(lim) < 1:
-            return F.pad(x, pads, mode="replicate")
-        step = [min(p, m) for p, m in zip(pads, lim)]
-        x = F.pad(x, step, mode="reflect")
-        pads = [p - s for p, s in zip(pads, step)]
-    return x
 
 
 class UNet(EncoderDecoder):
