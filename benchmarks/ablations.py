@@ -193,10 +193,11 @@ def report(cache: dict, dataset: str, seeds: list[int], iters: int, size: int, c
                 lines.append(f"| {v.label} | " + " | ".join(["not run"] * (len(head) - 2)) + f" | {v.paper or '-'} |")
                 continue
             found = True
-            times = [r["train_seconds"] for r in recs if r.get("train_seconds")]
+            times = [r["train_seconds"] for r in recs if r.get("train_seconds") and not r.get("resumed")]
             cells = [v.label, *(_fmt([r["metrics"].get(c) for r in recs]) for c in cols),
                      f"{recs[0].get('params', 0) / 1e6:.1f}",
-                     f"{statistics.mean(times):.0f}" if times else "n/a",
+                     f"{statistics.mean(times):.0f}" if times else (
+                         "n/a (resumed)" if any(r.get("resumed") for r in recs) else "n/a"),
                      f"{v.paper}" if v.paper is not None else "-"]
             lines.append("| " + " | ".join(cells) + " |")
         parts += [f"Ours: {dataset}" + (f" {size}x{size}" if dataset == "shapes" else "") +

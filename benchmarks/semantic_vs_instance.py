@@ -149,7 +149,8 @@ def rows(cache: dict, seed: int) -> list[dict]:
         own, cross = rec["metrics"], rec.get("cross_task") or {}
         task = cross.get("task") or ("instance" if any(k in own for k in INSTANCE_KEYS) else "semantic")
         row = {"model": rec["model"], "task": task, "params": rec.get("params"), "gflops": rec.get("gflops"),
-               "train_seconds": rec.get("train_seconds"), "latency": rec.get("latency", {}),
+               "train_seconds": None if rec.get("resumed") else rec.get("train_seconds"),
+               "resumed": rec.get("resumed"), "latency": rec.get("latency", {}),
                "cross_task_available": bool(cross)}
         for k in SEMANTIC_KEYS + INSTANCE_KEYS:
             row[k] = own.get(k) if own.get(k) is not None else cross.get(k)
@@ -171,7 +172,7 @@ def table(rs: list[dict], latency_size: int) -> str:
             f"{r['params'] / 1e6:.1f}" if r["params"] else "n/a",
             f"{r['gflops']:.2f}" if r["gflops"] else "n/a",
             f"{lat:.0f}" if lat else r["latency"].get("error", "n/a"),
-            f"{r['train_seconds']:.0f}" if r["train_seconds"] else "n/a",
+            f"{r['train_seconds']:.0f}" if r["train_seconds"] else ("n/a (resumed)" if r["resumed"] else "n/a"),
             derived if r["cross_task_available"] else "n/a (not scored)"]) + " |")
     return "\n".join(lines)
 
