@@ -13,7 +13,7 @@ from segzoo.bench.candidates import Candidate
 from segzoo.bench.flops import count_flops, count_params
 from segzoo.bench.peers import PAIRS, copy_weights, randomise_bn
 from segzoo.bench.report import ratio_of, replace_section
-from segzoo.bench.runner import BenchSettings, model_specs, run_benchmark
+from segzoo.bench.runner import BenchSettings, at_input_size, model_specs, run_benchmark
 from segzoo.bench.timing import (
     inference_step,
     paired_ratios,
@@ -68,8 +68,9 @@ def test_bench_cli_end_to_end_on_a_tiny_model(tmp_path, capsys):
 
 def test_peer_pair_interleaved_with_copied_weights(tmp_path):
     """A peer pair (run in this process to keep the test short; the CLI test covers workers)."""
-    settings = BenchSettings(models=[], peers=["fcn_resnet50", "maskrcnn", "mobilenet_v3"], size=(32, 32), repeats=2, deploy=True,
-                             in_process=True, threads=1, matmul_size=128)
+    settings = BenchSettings(models=[], peers=["fcn_resnet50", "maskrcnn", "mobilenet_v3"], size=(32, 32),
+                             instance_size=(64, 64), repeats=2, deploy=True, in_process=True, threads=1,
+                             matmul_size=128)
     res = run_benchmark(settings, tmp_path, log=lambda line: None)
     peer, mobile, mask = sorted(res["peers"], key=lambda p: ("fcn" not in p["key"], p["key"]))
     assert peer["key"] == "torchvision fcn_resnet50" and peer["status"] == "ready"
@@ -164,6 +165,14 @@ def test_replace_section(tmp_path):
     text = doc.read_text()
     assert text.count("<!-- speed:start -->") == 1 and "table 2" in text and "table 1" not in text
     assert text.startswith("# Title\n\nintro\n")
+
+
+def test_instance_models_run_at_the_benchmark_size():
+    """Detection models resize inputs themselves (800/1333): timed at a size, they are told it."""
+    tv = at_input_size(Candidate("torchvision", "maskrcnn_resnet50_fpn"), (320, 480))
+    assert tv.kwargs == {"min_size": 320, "max_size": 480}
+    seg = Candidate("torchvision", "fcn_resnet50", {"aux_loss": False})
+    assert at_input_size(seg, (320, 480)) == seg
 
 
 def test_instance_models_follow_the_detection_contract():

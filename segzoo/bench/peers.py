@@ -33,7 +33,8 @@ class PeerPair:
     relation: str                      # equal | similar | not offered | needs <model>
     note: str = ""
     copy: str | None = None            # how the peer's weights go into ours (equal pairs)
-    size: tuple[int, int] | None = None  # input size, when not the run's (Mask R-CNN: 800x1333)
+    size: tuple[int, int] | None = None  # input size, when not the run's (--size, or --instance-size
+                                         # for instance models)
 
     def status(self) -> str:
         """``"ready"``, or why the pair cannot be timed in this environment."""
@@ -69,8 +70,8 @@ PAIRS: list[PeerPair] = [
     PeerPair("torchvision maskrcnn_resnet50_fpn",
              Candidate("segzoo", "maskrcnn", {"backbone": "resnet50"}),
              Candidate("torchvision", "maskrcnn_resnet50_fpn", {}),
-             "needs maskrcnn (issue 4)", "timed at 800x1333 once `maskrcnn` is registered",
-             size=(800, 1333)),
+             "needs maskrcnn (issue 4)", "timed at `--instance-size` (default 800x1333) once `maskrcnn` "
+             "is registered"),
     PeerPair("smp Unet resnet34",
              Candidate("segzoo", "unet", {"backbone": "resnet34"}),
              Candidate("smp", "Unet", {"encoder_name": "resnet34"}, patch={"head_kernel_size": 1}),

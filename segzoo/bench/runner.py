@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import segzoo
@@ -88,6 +88,16 @@ def is_instance(c: Candidate) -> bool:
 
 def size_for(c: Candidate, settings: BenchSettings) -> tuple[int, int]:
     return tuple(settings.instance_size) if is_instance(c) else tuple(settings.size)
+
+
+def at_input_size(c: Candidate, size: Sequence[int]) -> Candidate:
+    """An instance model (segzoo's or torchvision's detection API) resizes its input itself
+    (shorter side to ``min_size``, longer at most ``max_size``: 800/1333 by default); timed at
+    ``size`` it gets ``min_size=min(size), max_size=max(size)`` so that it runs at that size."""
+    if not (is_instance(c) or (c.source == "torchvision" and "rcnn" in c.name)):
+        return c
+    kwargs = {"min_size": min(size), "max_size": max(size), **c.kwargs}
+    return Candidate(c.source, c.name, kwargs, dict(c.patch), c.variant)
 
 
 def static_counts(c: Candidate, size: Sequence[int], num_classes: int) -> dict:
@@ -163,6 +173,7 @@ def bench_model(runner: Runner, c: Candidate) -> dict:
     """Every measurement of one segzoo model (a row of the models table)."""
     s = runner.settings
     size = size_for(c, s)
+    c = at_input_size(c, size)
     row = {"label": c.label, "candidate": c.to_dict(), "size": list(size),
            **static_counts(c, size, s.num_classes)}
     if "error" in row:
@@ -190,8 +201,9 @@ def bench_pair(runner: Runner, pair: PeerPair) -> dict:
     if status != "ready":
         runner.log(f"peer {pair.key}: not timed ({status})")
         return rec
-    size = pair.size or tuple(s.size)
-    rec["size"] = list(size)
+    size = pair.size or size_for(pair.ours, s)
+    pair = replace(pair, ours=at_input_size(pair.ours, size), peer=at_input_size(pair.peer, size))
+    rec.update(ours=pair.ours.to_dict(), peer=pair.peer.to_dict(), size=list(size))
     rec["ours_counts"] = static_counts(pair.ours, size, s.num_classes)
     rec["peer_counts"] = static_counts(pair.peer, size, s.num_classes)
     runner.log(f"peer {pair.key} ({pair.relation})")
