@@ -103,6 +103,7 @@ def test_model_specs_all_backbones_and_kwargs():
     assert [c.label for c in specs] == ["deeplabv3/resnet18", "deeplabv3/mobilenet_v2", "unet/resnet18",
                                         "unet/mobilenet_v2"]
     assert specs[0].kwargs["output_stride"] == 16 and "output_stride" not in specs[2].kwargs
+    assert model_specs(BenchSettings(models=["none"])) == []  # a peers-only run
     with pytest.raises(SegzooError, match="unknown model"):
         model_specs(BenchSettings(models=["fcn9s"]))
 

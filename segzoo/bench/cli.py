@@ -20,7 +20,7 @@ EPILOG = """examples:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="speed benchmark: params, GFLOPs, latency, memory, peers",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["all"], help="registered model names or 'all'")
+    p.add_argument("--models", nargs="+", default=["all"], help="registered model names, 'all', or 'none' (only the --peers pairs)")
     p.add_argument("--backbones", nargs="+", help="benchmark each model with each of these backbones")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", default=[],
                    help="builder keyword arguments (YAML values), given to the models that take them")

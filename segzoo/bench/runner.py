@@ -60,10 +60,12 @@ class BenchSettings:
 
 
 def model_specs(settings: BenchSettings) -> list[Candidate]:
-    """The segzoo candidates: every registered (non test-only) model for ``all``, each with its
-    default backbone or with each of ``settings.backbones``; ``model_kwargs`` go to the builders
-    that take them."""
+    """The segzoo candidates: every registered (non test-only) model for ``all`` (none for
+    ``none``: a peers-only run), each with its default backbone or with each of
+    ``settings.backbones``; ``model_kwargs`` go to the builders that take them."""
     names = settings.models
+    if names in ([], ["none"]):  # peers only
+        return []
     if names == ["all"]:
         names = [n for n in MODELS.names() if not MODELS.entry(n).meta.get("test_only")]
     for n in names:
