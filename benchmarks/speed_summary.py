@@ -46,11 +46,15 @@ def merge(parts: list[dict]) -> dict:
 
 def run_line(i: int, results: dict, source: str) -> str:
     s, m = results["settings"], results["machine"]
+    if not results["models"]:  # a peers-only run (--models none)
+        s = {**s, "batches": [s.get("peer_batch", 1)], "train": False, "large_batch_repeats": None}
     extras = []
     if not s.get("train"):
         extras.append("no training step")
     if not s.get("peers"):
         extras.append("no peers")
+    if not results["models"]:
+        extras.append("peer pairs only")
     return (f"* Run {i} ([{Path(source).parent.name}]({source})): `{s.get('command') or 'segzoo bench'}`; "
             f"{m['date']}, segzoo {m.get('segzoo_commit') or 'n/a'}, load average {m.get('load_average')} "
             f"-> {m.get('load_average_end')}; input {s['size'][0]}x{s['size'][1]}, batches {s['batches']}, "

@@ -123,6 +123,7 @@ def test_documented_benchmark_commands_parse():
     for doc in ("benchmarks.md", "ablations.md"):
         text = (REPO / "docs" / doc).read_text()
         for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+            block = block.replace("\\\n", " ")  # join continued lines
             commands += [line.split("#")[0].strip() for line in block.splitlines() if line.strip()]
     assert any(c.startswith("segzoo bench") for c in commands)
     assert any("ablations.py" in c for c in commands) and any("semantic_vs_instance.py" in c for c in commands)
@@ -135,5 +136,6 @@ def test_documented_benchmark_commands_parse():
             module = load_script(Path(words[1]).stem)
             args = module.build_parser().parse_args(words[2:])
             for value in vars(args).values():
-                if isinstance(value, str) and value.startswith("benchmarks/results/"):
-                    assert (REPO / value).exists(), value
+                for item in value if isinstance(value, list) else [value]:
+                    if isinstance(item, str) and item.startswith("benchmarks/results/"):
+                        assert (REPO / item).exists(), item
