@@ -185,20 +185,28 @@ def plot(rs: list[dict], path: Path, latency_size: int) -> str | None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import NullFormatter, ScalarFormatter
+        from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
     except ImportError:
         return "matplotlib is not installed (pip install -e '.[bench]'): no plot"
-    pts = [r for r in rs if r["mIoU"] is not None and r["latency"].get("latency_ms")]
+    pts = sorted((r for r in rs if r["mIoU"] is not None and r["latency"].get("latency_ms")),
+                 key=lambda r: r["latency"]["latency_ms"])
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    span = max([100 * r["mIoU"] for r in pts] or [1]) - min([100 * r["mIoU"] for r in pts] or [0]) or 1
+    placed: list[tuple[float, float]] = []
     for r in pts:
+        x, y = r["latency"]["latency_ms"], 100 * r["mIoU"]
         size = 20 + 4 * (r["params"] or 0) / 1e6
         color = "tab:orange" if r["task"] == "instance" else "tab:blue"
-        ax.scatter(r["latency"]["latency_ms"], 100 * r["mIoU"], s=size, color=color, alpha=0.7,
-                   edgecolor="black", linewidth=0.5)
-        ax.annotate(r["model"], (r["latency"]["latency_ms"], 100 * r["mIoU"]), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
+        ax.scatter(x, y, s=size, color=color, alpha=0.7, edgecolor="black", linewidth=0.5,
+                   label=r["task"] if r["task"] not in ax.get_legend_handles_labels()[1] else None)
+        crowded = any(abs(math.log(x / px)) < 0.15 and abs(y - py) < 0.06 * span for px, py in placed)
+        ax.annotate(r["model"], (x, y), textcoords="offset points", xytext=(5, -11 if crowded else 4), fontsize=8)
+        placed.append((x, y))
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
     ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.margins(x=0.1, y=0.08)
+    ax.legend(loc="best", fontsize=8)
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"CPU latency, ms per {latency_size}x{latency_size} image (batch 1, log scale)")
     ax.set_ylabel("mIoU on shapes val (%)")
@@ -219,7 +227,7 @@ def report(cache: dict, args: argparse.Namespace, doc: Path) -> str:
         rel = rel.resolve().relative_to(doc.resolve().parent)
     except ValueError:
         pass
-    loads = sorted({str(r["latency"].get("load_average")) for r in rs if r["latency"].get("load_average")})
+    loads = [r["latency"]["load_average"][0] for r in rs if r["latency"].get("load_average")]
     return "\n".join([
         f"Runs: `python benchmarks/semantic_vs_instance.py --iters {args.iters} --size {args.size} "
         f"--seed {args.seed} --latency-size {args.latency_size}"
@@ -227,8 +235,8 @@ def report(cache: dict, args: argparse.Namespace, doc: Path) -> str:
         "`benchmarks/results/semantic_vs_instance.json`). Each model: its shapes config (built-in "
         f"synthetic data, {args.size}x{args.size}, 4 classes), {args.iters} iterations, from scratch; "
         "mIoU / pixel accuracy on the 64-image val split. Latency: the trained architecture on "
-        f"this CPU, fresh process, median of {args.latency_repeats}, load average at the "
-        f"measurements {', '.join(loads) or 'n/a'}.",
+        f"this CPU, fresh process, median of {args.latency_repeats}, 1-minute load average "
+        + (f"{min(loads):.1f}-{max(loads):.1f}" if loads else "n/a") + " at the measurements.",
         "",
         table(rs, args.latency_size),
         "",
