@@ -13,7 +13,7 @@ from segzoo.bench.candidates import Candidate
 from segzoo.bench.flops import count_flops, count_params
 from segzoo.bench.peers import PAIRS, copy_weights, randomise_bn
 from segzoo.bench.report import ratio_of, replace_section
-from segzoo.bench.runner import BenchSettings, at_input_size, model_specs, run_benchmark
+from segzoo.bench.runner import BenchSettings, for_timing, model_specs, run_benchmark
 from segzoo.bench.timing import (
     inference_step,
     paired_ratios,
@@ -119,13 +119,14 @@ def test_peer_pairs_cover_the_issue_and_equal_pairs_have_equal_parameter_counts(
     if "maskrcnn" not in segzoo.list_models():
         assert by_key["torchvision maskrcnn_resnet50_fpn"].status().startswith("needs maskrcnn")
     for p in PAIRS:
-        if p.relation != "equal":
+        if p.relation != "equal" or p.status().startswith("needs maskrcnn"):
             continue
         if p.peer.source == "smp":
             pytest.importorskip("segmentation_models_pytorch")
         ours, peer = p.ours.build_meta(21), p.peer.build_meta(21)
         assert count_params(ours) == count_params(peer), p.key
-        assert count_flops(ours, 64) == count_flops(peer, 64), p.key
+        if "rcnn" not in p.peer.name:  # detection models: parameters only (data-dependent RoI counts)
+            assert count_flops(ours, 64) == count_flops(peer, 64), p.key
 
 
 def test_smp_unet_equals_ours_after_copying_weights():
@@ -170,10 +171,10 @@ def test_replace_section(tmp_path):
 
 def test_instance_models_run_at_the_benchmark_size():
     """Detection models resize inputs themselves (800/1333): timed at a size, they are told it."""
-    tv = at_input_size(Candidate("torchvision", "maskrcnn_resnet50_fpn"), (320, 480))
-    assert tv.kwargs == {"min_size": 320, "max_size": 480}
+    tv = for_timing(Candidate("torchvision", "maskrcnn_resnet50_fpn"), (320, 480))
+    assert tv.kwargs == {"min_size": 320, "max_size": 480, "box_score_thresh": 0.0}
     seg = Candidate("torchvision", "fcn_resnet50", {"aux_loss": False})
-    assert at_input_size(seg, (320, 480)) == seg
+    assert for_timing(seg, (320, 480)) == seg
 
 
 def test_instance_models_follow_the_detection_contract():

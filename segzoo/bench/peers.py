@@ -8,9 +8,9 @@
 * ``"similar"``: the same kind of network with documented differences (``note``); the ratio is
   reported, labelled "similar, not equal", next to both FLOP counts.
 * ``"not offered"``: a peer with no segzoo counterpart; listed, not timed.
-* ``"needs <model>"``: our side is not registered yet (Mask R-CNN, issue 4); listed with that
-  note and timed automatically once the model is registered (integration point: the pair's
-  ``ours`` candidate and ``size``).
+
+A pair whose segzoo side is not registered in this installation (or whose peer library is not
+installed) is listed with :meth:`PeerPair.status` ("needs ...") and not timed.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class PeerPair:
     key: str
     ours: Candidate | None
     peer: Candidate
-    relation: str                      # equal | similar | not offered | needs <model>
+    relation: str                      # equal | similar | not offered
     note: str = ""
     copy: str | None = None            # how the peer's weights go into ours (equal pairs)
     size: tuple[int, int] | None = None  # input size, when not the run's (--size, or --instance-size
@@ -70,8 +70,10 @@ PAIRS: list[PeerPair] = [
     PeerPair("torchvision maskrcnn_resnet50_fpn",
              Candidate("segzoo", "maskrcnn", {"backbone": "resnet50"}),
              Candidate("torchvision", "maskrcnn_resnet50_fpn", {}),
-             "needs maskrcnn (issue 4)", "timed at `--instance-size` (default 800x1333) once `maskrcnn` "
-             "is registered"),
+             "equal", "ResNet-50-FPN Mask R-CNN, torchvision's weights loaded through "
+             "`from_torchvision(arch='maskrcnn')`; timed at `--instance-size` (default 800x1333), "
+             "both with `box_score_thresh=0` (the mask head runs on the top 100 boxes)",
+             copy="from_torchvision:maskrcnn"),
     PeerPair("smp Unet resnet34",
              Candidate("segzoo", "unet", {"backbone": "resnet34"}),
              Candidate("smp", "Unet", {"encoder_name": "resnet34"}, patch={"head_kernel_size": 1}),
