@@ -28,12 +28,16 @@ DOC = REPO / "docs" / "benchmarks.md"
 
 def merge(parts: list[dict]) -> dict:
     """One results dict of several runs: the first run's machine and settings (batches: the union),
-    every run's model rows and peer pairs (a later run's row or timed pair replaces an earlier one
-    of the same label or key)."""
+    every run's model rows and peer pairs (a later run's measurements of a model, batch by batch,
+    and a later timed pair replace an earlier one of the same label or key)."""
     merged = json.loads(json.dumps(parts[0]))
     batches = sorted({b for p in parts for b in p["settings"]["batches"]})
     merged["settings"]["batches"] = batches
-    models = {row["label"]: row for p in parts for row in p["models"]}
+    models: dict[str, dict] = {}
+    for p in parts:  # a later run adds to (or replaces) an earlier row's measurements
+        for row in p["models"]:
+            old = models.get(row["label"], {})
+            models[row["label"]] = {**old, **row, "infer": {**(old.get("infer") or {}), **(row.get("infer") or {})}}
     peers: dict[str, dict] = {}
     for p in parts:
         for pair in p["peers"]:  # a timed pair replaces an untimed one ("needs maskrcnn"), not vice versa

@@ -139,3 +139,22 @@ def test_documented_benchmark_commands_parse():
                 for item in value if isinstance(value, list) else [value]:
                     if isinstance(item, str) and item.startswith("benchmarks/results/"):
                         assert (REPO / item).exists(), item
+
+
+def test_speed_summary_merges_runs_of_one_machine():
+    """benchmarks/speed_summary.py: a later run adds batches/training to a model's row and a timed
+    pair replaces an untimed one; registered models without a row are named."""
+    ss = load_script("speed_summary")
+    row = {"label": "unet/unet_encoder", "candidate": {"name": "unet"}, "params": 1, "gflops": 1.0}
+    a = {"models": [{**row, "infer": {"1": {"b1": True}}, "deploy": {"d": 1}}],
+         "peers": [{"key": "p", "status": "needs x"}, {"key": "q", "status": "ready", "run": 1}],
+         "settings": {"batches": [1]}, "machine": {}}
+    b = {"models": [{**row, "infer": {"8": {"b8": True}}, "train": {"t": 1}}],
+         "peers": [{"key": "p", "status": "ready", "run": 2}, {"key": "q", "status": "needs y"}],
+         "settings": {"batches": [8]}, "machine": {}}
+    m = ss.merge([a, b])
+    (only,) = m["models"]
+    assert set(only["infer"]) == {"1", "8"} and only["train"] == {"t": 1} and only["deploy"] == {"d": 1}
+    assert m["settings"]["batches"] == [1, 8]
+    assert {p["key"]: p.get("run") for p in m["peers"]} == {"p": 2, "q": 1}
+    assert "not benchmarked: " in ss.coverage(m) and "`unet`" not in ss.coverage(m)
