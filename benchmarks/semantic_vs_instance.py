@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO))
 
 from segzoo.bench.candidates import Candidate  # noqa: E402
 from segzoo.bench.report import replace_section  # noqa: E402
-from segzoo.bench.runner import BenchSettings, Runner  # noqa: E402
+from segzoo.bench.runner import BenchSettings, Runner, for_timing  # noqa: E402
 from segzoo.bench.runs import TrainSpec, common_schedule, load_cache, save_cache, train_cached  # noqa: E402
 from segzoo.registry import MODELS  # noqa: E402
 
@@ -99,7 +99,8 @@ def measure_latency(rec: dict, size: int, repeats: int, threads: int | None, in_
     name, kwargs = model_kwargs_of(rec)
     settings = BenchSettings(models=[], repeats=repeats, warmup=1, threads=threads,
                              num_classes=rec.get("num_classes", 4), in_process=in_process)
-    job = Runner(settings, log=lambda line: None).job([Candidate("segzoo", name, kwargs)], "infer", 1, (size, size))
+    cand = for_timing(Candidate("segzoo", name, kwargs), (size, size))  # Mask R-CNN: run at `size`
+    job = Runner(settings, log=lambda line: None).job([cand], "infer", 1, (size, size))
     if "error" in job:
         return {"error": job["error"]}
     return {"latency_ms": job["candidates"][0]["seconds"]["median"] * 1e3,

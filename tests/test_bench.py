@@ -175,6 +175,8 @@ def test_instance_models_run_at_the_benchmark_size():
     assert tv.kwargs == {"min_size": 320, "max_size": 480, "box_score_thresh": 0.0}
     seg = Candidate("torchvision", "fcn_resnet50", {"aux_loss": False})
     assert for_timing(seg, (320, 480)) == seg
+    ours = for_timing(Candidate("torchvision", "maskrcnn_resnet50_fpn", {"min_size": 64}), (320, 320))
+    assert ours.kwargs["min_size"] == 320  # the timing size wins over a config's training size
 
 
 def test_instance_models_follow_the_detection_contract():

@@ -101,7 +101,7 @@ def for_timing(c: Candidate, size: Sequence[int]) -> Candidate:
     ``detections_per_img`` (100) boxes, the paper's inference. Semantic models pass unchanged."""
     if not (is_instance(c) or (c.source == "torchvision" and "rcnn" in c.name)):
         return c
-    kwargs = {"min_size": min(size), "max_size": max(size), "box_score_thresh": 0.0, **c.kwargs}
+    kwargs = {"box_score_thresh": 0.0, **c.kwargs, "min_size": min(size), "max_size": max(size)}
     return Candidate(c.source, c.name, kwargs, dict(c.patch), c.variant)
 
 
