@@ -146,7 +146,11 @@ class Runner:
         if s.in_process:
             from segzoo.bench.worker import run_job
 
-            result = run_job(job)
+            try:
+                result = run_job(job)
+            except Exception as exc:  # as a failed worker: reported in the results, not fatal
+                self.log(f"    failed: {type(exc).__name__}: {exc}")
+                return {"error": f"{type(exc).__name__}: {exc}"}
             result["in_process"] = True
             self._done(result, t0)
             return result
