@@ -25,6 +25,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segzoo.data.instances import SanitizeInstances  # issue 4
 from segzoo.registry import TRANSFORMS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,7 +109,9 @@ def build_pipeline(
     std: Sequence[float] = IMAGENET_STD,
 ) -> v2.Compose:
     """Build a joint transform from specs (dicts or objects with ``name`` and ``kwargs``),
-    ending with float conversion (0..1) and normalisation of the image.
+    ending with float conversion (0..1) and normalisation of the image. Samples with instances
+    then drop the boxes the transforms left under 1 pixel wide or high
+    (:class:`~segzoo.data.instances.SanitizeInstances`).
 
     Raises:
         RegistryError: an unknown transform name (close matches are listed).
@@ -122,6 +125,7 @@ def build_pipeline(
     steps += [
         v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
         v2.Normalize(mean=list(mean), std=list(std)),
+        SanitizeInstances(),  # issue 4: instance targets stay valid after crops
     ]
     return v2.Compose(steps)
 
