@@ -65,15 +65,23 @@ def instances_from_id_map(ids: Tensor, id_labels: dict[int, int], crowd_ids: set
 
 
 class SanitizeInstances(nn.Module):
-    """Pipeline step (appended by :func:`segzoo.data.transforms.build_pipeline`): drop the instances
-    whose box has become smaller than ``min_size`` pixels in width or height (cropped away, or
-    degenerate in the annotation), with their masks, labels and ``iscrowd`` flags, through
-    ``v2.SanitizeBoundingBoxes`` applied to the ``instances`` dict only (the semantic mask is never
-    touched). The number dropped is added to ``meta["dropped_boxes"]``, so the training engine can
-    report it. Samples without instances pass through."""
+    """Pipeline step (appended by :func:`segzoo.data.transforms.build_pipeline`) that keeps instance
+    targets valid after geometric transforms; the semantic mask is never touched.
 
-    def __init__(self, min_size: float = 1.0) -> None:
+    * ``recompute_boxes=True`` (build_pipeline sets it when the specs crop or rotate): each box
+      becomes the tight box of its transformed mask, as detectron2's ``recompute_boxes`` does with
+      crops (a cropped or rotated box is no longer the box of the object's visible part).
+    * Instances whose mask became empty, or whose box is smaller than ``min_size`` pixels in width
+      or height (cropped away, or degenerate in the annotation), are dropped with their masks,
+      labels and ``iscrowd`` flags (``v2.SanitizeBoundingBoxes`` on the ``instances`` dict). The
+      number dropped is added to ``meta["dropped_boxes"]``, so the training engine can report it.
+
+    Samples without instances pass through.
+    """
+
+    def __init__(self, min_size: float = 1.0, recompute_boxes: bool = False) -> None:
         super().__init__()
+        self.recompute_boxes = recompute_boxes
         self.sanitize = v2.SanitizeBoundingBoxes(min_size=min_size,
                                                  labels_getter=lambda d: (d["labels"], d["iscrowd"]))
 
@@ -81,8 +89,17 @@ class SanitizeInstances(nn.Module):
         inst = sample.get("instances") if isinstance(sample, dict) else None
         if inst is None:
             return sample
+        inst = dict(inst)
         before = len(inst["labels"])
-        inst = self.sanitize(dict(inst))
+        masks = inst.get("masks")
+        if masks is not None and before:
+            boxes = inst["boxes"]
+            empty = ~masks.as_subclass(Tensor).flatten(1).bool().any(1)
+            new = boxes_from_masks(masks.as_subclass(Tensor)) if self.recompute_boxes else \
+                boxes.as_subclass(Tensor).clone()
+            new[empty] = 0  # zero width: dropped below
+            inst["boxes"] = tv_tensors.wrap(new.to(boxes.dtype), like=boxes)
+        inst = self.sanitize(inst)
         dropped = before - len(inst["labels"])
         if dropped and isinstance(sample.get("meta"), dict):
             sample["meta"]["dropped_boxes"] = sample["meta"].get("dropped_boxes", 0) + dropped

@@ -110,22 +110,25 @@ def build_pipeline(
 ) -> v2.Compose:
     """Build a joint transform from specs (dicts or objects with ``name`` and ``kwargs``),
     ending with float conversion (0..1) and normalisation of the image. Samples with instances
-    then drop the boxes the transforms left under 1 pixel wide or high
-    (:class:`~segzoo.data.instances.SanitizeInstances`).
+    then drop the instances the transforms left empty or under 1 pixel wide or high; after a
+    ``random_crop`` or ``random_rotation`` their boxes are recomputed as the tight boxes of the
+    transformed masks (:class:`~segzoo.data.instances.SanitizeInstances`).
 
     Raises:
         RegistryError: an unknown transform name (close matches are listed).
     """
     ctx = PipelineContext(ignore_index)
-    steps = []
+    steps, names = [], []
     for spec in specs:
         name, kwargs = (spec["name"], {k: v for k, v in spec.items() if k != "name"}) \
             if isinstance(spec, dict) else (spec.name, dict(spec.kwargs))
         steps.append(TRANSFORMS.build(name, ctx, **kwargs))
+        names.append(name)
+    cuts = any(n in ("random_crop", "random_rotation") for n in names)
     steps += [
         v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
         v2.Normalize(mean=list(mean), std=list(std)),
-        SanitizeInstances(),  # issue 4: instance targets stay valid after crops
+        SanitizeInstances(recompute_boxes=cuts),  # issue 4: instance targets stay valid after crops
     ]
     return v2.Compose(steps)
 
