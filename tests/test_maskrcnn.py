@@ -192,9 +192,8 @@ def test_multiscale_roipool_uses_roialigns_level_mapping():
 
 
 def test_frozen_bn_and_trainable_layers_follow_torchvision(tmp_path):
-    from torchvision.ops import FrozenBatchNorm2d
-
     import torchvision
+    from torchvision.ops import FrozenBatchNorm2d
 
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pt")
     model = tiny(weights_backbone=str(tmp_path / "r18.pt"))

@@ -14,7 +14,13 @@ from segzoo.models.backbones.resnet import ResNetBackbone
 from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
 from segzoo.models.detectors.transform import RCNNTransform
 from segzoo.models.necks.fpn import FPN
-from segzoo.models.roi_heads import MaskRCNNRoIHeads, MLPMaskHead, MLPMaskPredictor, MultiScaleRoIPool, Res5BoxHead
+from segzoo.models.roi_heads import (
+    MaskRCNNRoIHeads,
+    MLPMaskHead,
+    MLPMaskPredictor,
+    MultiScaleRoIPool,
+    Res5BoxHead,
+)
 from segzoo.models.segmentors._build import make_backbone
 from segzoo.registry import MODELS
 

@@ -27,7 +27,6 @@ from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead
 
 from segzoo.models.backbones.base import Backbone
-from segzoo.models.necks.fpn import FPN
 
 
 class MaskRCNN(nn.Module):
