@@ -1,4 +1,4 @@
-"""``instance_folder``: images + instance-id PNGs (issue 4), on hand-made folders and on nuclei."""
+"""``instance_folder``: images + instance-id PNGs, on hand-made folders and on nuclei."""
 
 import json
 import shutil

@@ -1,4 +1,4 @@
-"""Instance overlays (issue 4): one colour per instance for its mask and box, captions, thresholds."""
+"""Instance overlays: one colour per instance for its mask and box, captions, thresholds."""
 
 import numpy as np
 import torch

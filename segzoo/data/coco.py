@@ -133,7 +133,7 @@ class COCODataset(SegDataset):
             thing_cats = [c for c in cats if c.get("isthing", 1)]
         else:
             raise DataError(f"coco semantic must be 'instances' or 'panoptic', got {semantic!r}")
-        if semantic == "instances":  # issue 4: say how many annotations are left out, once
+        if semantic == "instances":  # say how many annotations are left out, once
             ids = set(self.image_ids)
             bad = sum(1 for a in self.coco.dataset.get("annotations", [])
                       if a["image_id"] in ids and self._xyxy(a["bbox"]) is None)

@@ -24,7 +24,7 @@ def collate_semantic(samples: list[dict[str, Any]]) -> dict[str, Any]:
             batch_size 1 for evaluation on images of varying size).
     """
     sizes = {tuple(s["image"].shape[-2:]) for s in samples}
-    if len(sizes) > 1 and all("instances" in s for s in samples):  # issue 4: instance batches
+    if len(sizes) > 1 and all("instances" in s for s in samples):  # instance batches
         return {"image": [s["image"].as_subclass(torch.Tensor) for s in samples],
                 "mask": [s["mask"].as_subclass(torch.Tensor).long() for s in samples],
                 "meta": [s["meta"] for s in samples], "instances": [s["instances"] for s in samples]}

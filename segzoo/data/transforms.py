@@ -25,7 +25,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
-from segzoo.data.instances import SanitizeInstances  # issue 4
+from segzoo.data.instances import SanitizeInstances
 from segzoo.registry import TRANSFORMS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -128,7 +128,7 @@ def build_pipeline(
     steps += [
         v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
         v2.Normalize(mean=list(mean), std=list(std)),
-        SanitizeInstances(recompute_boxes=cuts),  # issue 4: instance targets stay valid after crops
+        SanitizeInstances(recompute_boxes=cuts),  # instance targets stay valid after crops
     ]
     return v2.Compose(steps)
 

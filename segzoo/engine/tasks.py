@@ -43,13 +43,13 @@ class SemanticTask:
 
     name = "semantic"
     key_metric = "mIoU"
-    metric_names = ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")  # issue 6: + fwIoU, mDice, mBIoU
+    metric_names = ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")
 
     def __init__(self, losses: LossSet, *, loss_weights: dict[str, float], num_classes: int,
                  ignore_index: int, class_names: Sequence[str], eval_cfg=None) -> None:
         self.loss = losses
         self.loss_weights = dict(loss_weights)
-        self.eval_cfg = eval_cfg  # issue 6: cfg.eval (inference mode, TTA, cross-task)
+        self.eval_cfg = eval_cfg  # cfg.eval (inference mode, TTA, cross-task)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = list(class_names)
@@ -103,9 +103,9 @@ def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_in
                eval_cfg=None, thing_classes: Sequence[int] | None = None, results_path=None,
                data_mean: Sequence[float] | None = None, data_std: Sequence[float] | None = None):
     """The task adapter for ``model.task`` (semantic by default); ``loss_weights`` override the
-    model's per-output weights; ``eval_cfg`` is ``cfg.eval`` (issue 6).
+    model's per-output weights; ``eval_cfg`` is ``cfg.eval``.
 
-    Instance models (issue 4) get an :class:`~segzoo.engine.instance_task.InstanceTask` (``losses``
+    Instance models get an :class:`~segzoo.engine.instance_task.InstanceTask` (``losses``
     is not used: their losses are the model's own), which writes COCO results to ``results_path``;
     ``data_mean``/``data_std`` are checked against models that normalise their input themselves.
 
@@ -115,7 +115,7 @@ def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_in
         NotImplementedError: an unknown ``model.task``.
     """
     kind = getattr(model, "task", "semantic")
-    if kind == "instance":  # issue 4
+    if kind == "instance":
         from segzoo.engine.instance_task import InstanceTask, check_input_normalization
 
         if data_mean is not None and data_std is not None:

@@ -116,7 +116,7 @@ class Scorer:
         self.boundary = BoundaryIoU(num_classes, ignore_index, device=device,
                                     dilation_ratio=getattr(eval_cfg, "boundary_dilation_ratio", 0.02)) \
             if getattr(eval_cfg, "boundary_iou", True) else None
-        if categories and label_to_category:  # issue 4: COCO category ids in the results
+        if categories and label_to_category:  # COCO category ids in the results
             self.instances = InstanceEvaluator(list(categories), label_to_category=label_to_category) \
                 if instance else None
         else:
@@ -188,7 +188,7 @@ class Scorer:
         """Predict one collated batch with ``model`` and accumulate it."""
         metas = batch["meta"]
         need_inst = self.instances is not None
-        if model_task(model) == "instance":  # a list of images, of varying sizes (issue 4)
+        if model_task(model) == "instance":  # a list of images, of varying sizes
             images = [im.to(device, non_blocking=True) for im in batch["image"]]
             preds = model(images)
             for i, pred in enumerate(preds):

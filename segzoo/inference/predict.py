@@ -53,7 +53,7 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
     meta.setdefault("class_names", [str(i) for i in range(meta["num_classes"])])
     meta.setdefault("palette", default_palette(meta["num_classes"]))
     model = builder.model_from_config(cfg)
-    if model_task(model) == "instance":  # issue 4: a model that normalises its 0..1 input itself
+    if model_task(model) == "instance":  # a model that normalises its 0..1 input itself
         from segzoo.engine.instance_task import check_input_normalization
 
         check_input_normalization(model, cfg.data.mean, cfg.data.std)
@@ -132,7 +132,7 @@ def predict_images(
                 panels.append(draw_instances(raw, pred, names, score_threshold=cfg.eval.score_threshold))
         for j, ((path, raw, _), labels) in enumerate(zip(pending, outs)):
             label_path = save_label_png(labels, palette, output / "labels" / f"{path.stem}.png")
-            # instance models: per-instance colours, boxes and "class score" captions (issue 4)
+            # instance models: per-instance colours, boxes and "class score" captions
             shown = panels[j] if task == "instance" else overlay(raw, labels, palette)
             overlay_path = save_rgb(shown, output / "overlays" / f"{path.stem}.png")
             records.append({"image": str(path), "label": str(label_path), "overlay": str(overlay_path)})
