@@ -67,3 +67,46 @@ def save_label_png(labels: torch.Tensor | np.ndarray, palette: Sequence[Sequence
     im.putpalette(flat + [255] * (768 - len(flat)))
     im.save(path)
     return path
+
+
+def instance_colors(n: int) -> list[tuple[int, int, int]]:
+    """``n`` distinct, saturated colours (golden-ratio hues), one per instance."""
+    import colorsys
+
+    return [tuple(int(255 * v) for v in colorsys.hsv_to_rgb((0.1 + i * 0.618034) % 1.0, 0.85, 0.95))
+            for i in range(n)]
+
+
+def draw_instances(image: torch.Tensor, prediction: dict, class_names: Sequence[str], *,
+                   score_threshold: float = 0.5, mask_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarray:
+    """Overlay of instance detections: each instance's mask in its own colour, its box in the same
+    colour and a ``"<class name> <score>"`` caption (torchvision's ``draw_segmentation_masks`` and
+    ``draw_bounding_boxes``); detections below ``score_threshold`` are left out.
+
+    Args:
+        image: (3, H, W) uint8.
+        prediction: ``{"boxes" (N, 4) XYXY, "labels" (N,), "scores" (N,), "masks" (N, 1, H, W)
+            probabilities or (N, H, W) bool}`` at the image's size.
+        class_names: name of each label (label i -> ``class_names[i]``).
+
+    Returns:
+        (H, W, 3) uint8.
+    """
+    from torchvision.utils import draw_bounding_boxes, draw_segmentation_masks
+
+    from segzoo.metrics.instance import binary_masks
+
+    img = torch.as_tensor(image).cpu()
+    keep = torch.as_tensor(prediction["scores"]).cpu() >= score_threshold
+    boxes = torch.as_tensor(prediction["boxes"]).cpu().float()[keep]
+    labels = torch.as_tensor(prediction["labels"]).cpu()[keep].tolist()
+    scores = torch.as_tensor(prediction["scores"]).cpu()[keep].tolist()
+    if not labels:
+        return img.permute(1, 2, 0).numpy().copy()
+    colors = instance_colors(len(labels))
+    if "masks" in prediction:
+        masks = binary_masks(prediction["masks"], mask_threshold)[keep]
+        img = draw_segmentation_masks(img, masks, alpha=alpha, colors=colors)
+    names = [f"{class_names[c] if 0 <= c < len(class_names) else c} {s:.2f}" for c, s in zip(labels, scores)]
+    img = draw_bounding_boxes(img, boxes, labels=names, colors=colors, width=1)
+    return img.permute(1, 2, 0).numpy().copy()

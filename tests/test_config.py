@@ -146,14 +146,18 @@ TINY_RUN = ["data.train.dataset.num_images=2", "data.train.dataset.size=[32, 32]
             "train.device=cpu", "scheduler.warmup_iters=0"]
 
 
-def test_every_registered_model_has_a_shapes_and_a_camvid_config():
+def test_every_registered_model_has_a_shapes_and_a_real_data_config():
     from segzoo.registry import MODELS
 
     registered = set(MODELS.names(test_only=None))  # tests register test-only models
     models = {load_config(p).model.name for p in CONFIGS.rglob("*.yaml") if "_base_" not in p.parts}
     shapes = {load_config(p).model.name for p in SHAPES_CONFIGS}
     camvid = {load_config(p).model.name for p in CONFIGS.rglob("*_camvid-*.yaml")}
-    assert registered == models == shapes == camvid
+    coco = {load_config(p).model.name for p in CONFIGS.rglob("*_coco128-*.yaml")}
+    semantic = set(MODELS.names(task="semantic", test_only=None))
+    instance = set(MODELS.names(task="instance", test_only=None))
+    assert registered == models == shapes == semantic | instance
+    assert camvid == semantic and coco == instance  # instance models: coco128 (CamVid has no instances)
 
 
 @pytest.mark.parametrize("path", SHAPES_CONFIGS, ids=lambda p: p.name)

@@ -62,3 +62,28 @@ def test_random_resize_scale_is_height_width_for_non_square_targets():
     # a 40x56 image fitted into [20, 100] (H, W): the height limits, ratio 0.5 -> 20x28
     pipe = build_pipeline([{"name": "random_resize", "scale": [20, 100], "ratio_range": [1.0, 1.0]}])
     assert pipe(coded_sample())["image"].shape[-2:] == (20, 28)
+
+
+def test_scale_jitter_crop_and_flip_keep_instance_boxes_on_their_masks():
+    """Issue 4: boxes and masks move together (tv_tensors); instances cropped away are dropped."""
+    from segzoo.data import ShapesDataset
+    from segzoo.data.instances import boxes_from_masks
+
+    ds = ShapesDataset(split="val", num_images=12, with_instances=True, min_shapes=3, max_shapes=4)
+    ds.transforms = build_pipeline([{"name": "random_resize", "scale": [64, 64], "ratio_range": [0.5, 2.0]},
+                                    {"name": "random_crop", "size": [48, 48]}, {"name": "random_flip", "p": 0.5}],
+                                   mean=(0, 0, 0), std=(1, 1, 1))
+    torch.manual_seed(0)
+    total, dropped = 0, 0
+    for i in range(len(ds)):
+        s = ds[i]
+        inst = s["instances"]
+        n = len(inst["labels"])
+        assert s["image"].shape[-2:] == (48, 48) and inst["masks"].shape == (n, 48, 48)
+        assert len(inst["boxes"]) == len(inst["iscrowd"]) == n
+        # after a crop each box is the tight box of its mask (detectron2's recompute_boxes)
+        assert torch.equal(inst["boxes"].as_subclass(torch.Tensor), boxes_from_masks(inst["masks"]))
+        assert (inst["masks"].sum((1, 2)) > 0).all()
+        assert set(s["mask"][inst["masks"].any(0) == 0].unique().tolist()) <= {0, 255}
+        total, dropped = total + n, dropped + s["meta"].get("dropped_boxes", 0)
+    assert total > 0 and dropped > 0  # some shapes were cropped away and dropped with their masks

@@ -97,7 +97,7 @@ class TrainConfig:
     num_vis: int = 4  # prediction overlays written at each evaluation
 
 
-# ---- evaluation and inference (issue 6; docs/evaluation.md) ---------------------------------
+# ---- evaluation and inference (docs/evaluation.md) ---------------------------------
 @dataclass
 class TTAConfig:
     """``eval.tta``: test-time augmentation, logits averaged over every (scale, flip) pass."""

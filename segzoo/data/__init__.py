@@ -6,6 +6,7 @@ from segzoo.data.camvid import CamVid
 from segzoo.data.cityscapes import Cityscapes
 from segzoo.data.coco import COCODataset
 from segzoo.data.folder import FolderDataset
+from segzoo.data.instance_folder import InstanceFolderDataset
 from segzoo.data.loader import build_dataloader, build_train_loader, collate_semantic
 from segzoo.data.paths import data_root, resolve_data_path
 from segzoo.data.shapes import ShapesDataset
@@ -30,6 +31,7 @@ __all__ = [
     "CamVid",
     "Cityscapes",
     "FolderDataset",
+    "InstanceFolderDataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SegDataset",

@@ -17,8 +17,9 @@ the COCO id back (needed to write COCO results); ``dataset.categories`` lists th
 ``boxes`` (0, 4), ``masks`` (0, H, W), ``labels`` (0,), ``iscrowd`` (0,)). ``instances`` hold
 ``boxes`` (the annotation's ``bbox`` as XYXY; degenerate boxes of zero width or height are dropped
 with their annotation), ``masks`` (polygons and RLE decoded by pycocotools), ``labels``, ``iscrowd``
-(crowd annotations are kept and flagged unless ``include_crowd: false``; training code usually
-drops them, evaluation needs them).
+(crowd annotations are kept and flagged unless ``include_crowd: false``; segzoo's instance
+training drops them from the targets, evaluation needs them). Annotations with a zero-width or
+zero-height box are counted once, with a warning, when the dataset is built.
 
 **Semantic map** (``semantic``):
 
@@ -35,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -75,6 +77,10 @@ def annotation_mask(segmentation, height: int, width: int) -> np.ndarray:
     return mask_utils.decode(rle)
 
 
+def _window(ids: list[int], skip: int, count: int | None) -> list[int]:
+    return ids[skip:] if count is None else ids[skip:skip + count]
+
+
 @DATASETS.register("coco", task="semantic+instance")
 class COCODataset(SegDataset):
     """COCO instances (+ semantic maps), see the module docstring.
@@ -84,7 +90,9 @@ class COCODataset(SegDataset):
         split: image folder and json suffix, e.g. "train2017", "val2017".
         semantic: "instances" (semantic map painted from the instances) or "panoptic".
         include_crowd: keep crowd annotations (flagged ``iscrowd``) in ``instances``.
-        max_images: use only the first N images (in image-id order).
+        max_images: use only the first N images (in image-id order, after ``skip_images``).
+        skip_images: leave out the first N images (in image-id order): with ``max_images`` a
+            deterministic split of one json, e.g. coco128 = first 96 (train) + last 32 (val).
         ignore_index: value of crowd / unlabelled pixels in the semantic map.
 
     Raises:
@@ -94,7 +102,7 @@ class COCODataset(SegDataset):
 
     def __init__(self, *, root: str = "coco", split: str = "val2017",
                  semantic: Literal["instances", "panoptic"] = "instances", include_crowd: bool = True,
-                 max_images: int | None = None, ignore_index: int = 255) -> None:
+                 max_images: int | None = None, skip_images: int = 0, ignore_index: int = 255) -> None:
         super().__init__(ignore_index=ignore_index)
         self.root = resolve_data_path(root)
         self.img_dir = self.root / split
@@ -104,7 +112,7 @@ class COCODataset(SegDataset):
         if semantic == "instances":
             self.coco = load_coco(self.root / "annotations" / f"instances_{split}.json")
             cats = [self.coco.cats[i] for i in sorted(self.coco.getCatIds())]
-            self.image_ids = sorted(self.coco.getImgIds())[:max_images]
+            self.image_ids = _window(sorted(self.coco.getImgIds()), skip_images, max_images)
             self.images = {i: self.coco.imgs[i] for i in self.image_ids}
             self.class_names = ("background", *(c["name"] for c in cats))
             self.thing_classes = tuple(range(1, len(cats) + 1))
@@ -118,13 +126,20 @@ class COCODataset(SegDataset):
             self.pan_dir = self.root / "annotations" / f"panoptic_{split}"
             self.panoptic = {a["image_id"]: a for a in data["annotations"]}
             self.images = {im["id"]: im for im in data["images"]}
-            self.image_ids = sorted(self.images)[:max_images]
+            self.image_ids = _window(sorted(self.images), skip_images, max_images)
             self.class_names = tuple(c["name"] for c in cats)
             self.cat_to_class = {c["id"]: i for i, c in enumerate(cats)}
             self.thing_classes = tuple(i for i, c in enumerate(cats) if c.get("isthing", 1))
             thing_cats = [c for c in cats if c.get("isthing", 1)]
         else:
             raise DataError(f"coco semantic must be 'instances' or 'panoptic', got {semantic!r}")
+        if semantic == "instances":  # say how many annotations are left out, once
+            ids = set(self.image_ids)
+            bad = sum(1 for a in self.coco.dataset.get("annotations", [])
+                      if a["image_id"] in ids and self._xyxy(a["bbox"]) is None)
+            if bad:
+                warnings.warn(f"{self.root / 'annotations' / f'instances_{split}.json'}: {bad} annotation(s) "
+                              "with a zero-width or zero-height box are dropped", stacklevel=2)
         self.categories = [{"id": int(c["id"]), "name": c["name"]} for c in thing_cats]
         self.label_to_category = {i: int(c["id"]) for i, c in enumerate(thing_cats, start=1)}
         self.category_to_label = {c: i for i, c in self.label_to_category.items()}

@@ -13,13 +13,21 @@ from segzoo.errors import DataError
 
 
 def collate_semantic(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples into ``{"image": (B, 3, H, W) float, "mask": (B, H, W) int64, "meta": list}``.
+    """Stack samples into ``{"image": (B, 3, H, W) float, "mask": (B, H, W) int64, "meta": list}``
+    (plus ``"instances"``: the list of per-image target dicts, when the samples have them).
+
+    Instance samples of different sizes (detection models take lists of images) are not stacked:
+    ``"image"`` and ``"mask"`` are then lists of (3, H_i, W_i) and (H_i, W_i) tensors.
 
     Raises:
-        DataError: samples of different sizes (add a resize/random_crop transform, or use
+        DataError: semantic samples of different sizes (add a resize/random_crop transform, or use
             batch_size 1 for evaluation on images of varying size).
     """
     sizes = {tuple(s["image"].shape[-2:]) for s in samples}
+    if len(sizes) > 1 and all("instances" in s for s in samples):  # instance batches
+        return {"image": [s["image"].as_subclass(torch.Tensor) for s in samples],
+                "mask": [s["mask"].as_subclass(torch.Tensor).long() for s in samples],
+                "meta": [s["meta"] for s in samples], "instances": [s["instances"] for s in samples]}
     if len(sizes) > 1:
         raise DataError(
             f"a batch mixes image sizes {sorted(sizes)}; add a resize or random_crop transform, "

@@ -25,6 +25,7 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segzoo.data.instances import SanitizeInstances
 from segzoo.registry import TRANSFORMS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -108,20 +109,26 @@ def build_pipeline(
     std: Sequence[float] = IMAGENET_STD,
 ) -> v2.Compose:
     """Build a joint transform from specs (dicts or objects with ``name`` and ``kwargs``),
-    ending with float conversion (0..1) and normalisation of the image.
+    ending with float conversion (0..1) and normalisation of the image. Samples with instances
+    then drop the instances the transforms left empty or under 1 pixel wide or high; after a
+    ``random_crop`` or ``random_rotation`` their boxes are recomputed as the tight boxes of the
+    transformed masks (:class:`~segzoo.data.instances.SanitizeInstances`).
 
     Raises:
         RegistryError: an unknown transform name (close matches are listed).
     """
     ctx = PipelineContext(ignore_index)
-    steps = []
+    steps, names = [], []
     for spec in specs:
         name, kwargs = (spec["name"], {k: v for k, v in spec.items() if k != "name"}) \
             if isinstance(spec, dict) else (spec.name, dict(spec.kwargs))
         steps.append(TRANSFORMS.build(name, ctx, **kwargs))
+        names.append(name)
+    cuts = any(n in ("random_crop", "random_rotation") for n in names)
     steps += [
         v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
         v2.Normalize(mean=list(mean), std=list(std)),
+        SanitizeInstances(recompute_boxes=cuts),  # instance targets stay valid after crops
     ]
     return v2.Compose(steps)
 

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from segzoo.engine import distributed
-from segzoo.inference.evaluate import evaluate  # issue 6
+from segzoo.inference.evaluate import evaluate
 
 
 @torch.inference_mode()
@@ -46,7 +46,7 @@ def evaluate_semantic(
     Returns the metrics of :func:`segzoo.metrics.metrics_from_confusion` (plus boundary IoU
     ``mBIoU``/``bIoU`` unless ``eval.boundary_iou`` is false), ``"num_images"`` and ``"task"``.
     """
-    # issue 6: one scoring loop (inference modes, original-size scoring, boundary IoU, cross-task)
+    # one scoring loop (inference modes, original-size scoring, boundary IoU, cross-task)
     dist = distributed.info().is_distributed
     return evaluate(model, loader, num_classes=num_classes, ignore_index=ignore_index,
                     class_names=class_names, eval_cfg=eval_cfg, device=device, progress=progress,
@@ -65,7 +65,7 @@ def format_metrics(metrics: dict) -> str:
     """A table of per-class IoU/accuracy followed by the summary (values in percent)."""
     names = list(metrics["IoU"])
     width = max(8, *(len(n) for n in names))
-    cols = [k for k in ("IoU", "acc", "dice", "bIoU") if k in metrics]  # issue 6: + dice, bIoU
+    cols = [k for k in ("IoU", "acc", "dice", "bIoU") if k in metrics]
     lines = [f"{'class':<{width}}  " + "  ".join(f"{k:>6}" for k in cols)]
     for name in names:
         lines.append(f"{name:<{width}}  " + "  ".join(f"{_pct(metrics[k][name]):>6}" for k in cols))
@@ -73,7 +73,7 @@ def format_metrics(metrics: dict) -> str:
         f"mIoU {_pct(metrics['mIoU'])}  mean_acc {_pct(metrics['mean_acc'])}  "
         f"pixel_acc {_pct(metrics['pixel_acc'])}  ({metrics.get('num_images', '?')} images)"
     )
-    extra = [(k, metrics[k]) for k in ("fwIoU", "mDice", "mBIoU") if k in metrics]  # issue 6
+    extra = [(k, metrics[k]) for k in ("fwIoU", "mDice", "mBIoU") if k in metrics]
     if extra:
         lines.append("  ".join(f"{k} {_pct(v)}" for k, v in extra))
     if "mask_AP" in metrics or "bbox_AP" in metrics:  # the instance row (cross-task / instance models)

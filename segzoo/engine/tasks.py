@@ -2,9 +2,9 @@
 
 A model declares its kind with ``model.task``: ``"semantic"`` models follow the contract of
 :mod:`segzoo.models.segmentors.encoder_decoder` (training-mode dict of logits, weighted by
-``model.loss_weights``); ``"instance"`` models will follow torchvision's detection contract
-(``model(images, targets)`` -> loss dict; eval: list of per-image dicts). The trainer only sees
-this interface, so an instance task plugs in without touching the loop:
+``model.loss_weights``); ``"instance"`` models follow torchvision's detection contract
+(``model(images, targets)`` -> loss dict; eval: list of per-image dicts) through
+:class:`~segzoo.engine.instance_task.InstanceTask`. The trainer only sees this interface:
 
 * ``name``, ``key_metric`` (higher is better), ``metric_names`` (scalars usable as
   ``train.best_metric``);
@@ -12,7 +12,7 @@ this interface, so an instance task plugs in without touching the loop:
   a DDP or compiled wrapper; the loop runs this call under autocast and sums the terms);
 * ``evaluate(model, loader, device, progress) -> metrics`` over this rank's share of the val
   split, reduced across ranks inside (every rank gets the same metrics): a semantic task sums
-  its confusion matrix; an instance task would gather its detections;
+  its confusion matrix; an instance task gathers its detections;
 * ``predict(model, images) -> labels`` for the overlays.
 """
 
@@ -43,13 +43,13 @@ class SemanticTask:
 
     name = "semantic"
     key_metric = "mIoU"
-    metric_names = ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")  # issue 6: + fwIoU, mDice, mBIoU
+    metric_names = ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")
 
     def __init__(self, losses: LossSet, *, loss_weights: dict[str, float], num_classes: int,
                  ignore_index: int, class_names: Sequence[str], eval_cfg=None) -> None:
         self.loss = losses
         self.loss_weights = dict(loss_weights)
-        self.eval_cfg = eval_cfg  # issue 6: cfg.eval (inference mode, TTA, cross-task)
+        self.eval_cfg = eval_cfg  # cfg.eval (inference mode, TTA, cross-task)
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.class_names = list(class_names)
@@ -100,10 +100,29 @@ def resolve_loss_weights(model: nn.Module, overrides: dict[str, float] | None) -
 
 def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_index: int,
                class_names: Sequence[str], loss_weights: dict[str, float] | None = None,
-               eval_cfg=None) -> SemanticTask:
+               eval_cfg=None, thing_classes: Sequence[int] | None = None, results_path=None,
+               data_mean: Sequence[float] | None = None, data_std: Sequence[float] | None = None):
     """The task adapter for ``model.task`` (semantic by default); ``loss_weights`` override the
-    model's per-output weights; ``eval_cfg`` is ``cfg.eval`` (issue 6)."""
+    model's per-output weights; ``eval_cfg`` is ``cfg.eval``.
+
+    Instance models get an :class:`~segzoo.engine.instance_task.InstanceTask` (``losses``
+    is not used: their losses are the model's own), which writes COCO results to ``results_path``;
+    ``data_mean``/``data_std`` are checked against models that normalise their input themselves.
+
+    Raises:
+        ConfigError: a loss weight for an output the model does not have; normalised images for a
+            model that normalises them itself.
+        NotImplementedError: an unknown ``model.task``.
+    """
     kind = getattr(model, "task", "semantic")
+    if kind == "instance":
+        from segzoo.engine.instance_task import InstanceTask, check_input_normalization
+
+        if data_mean is not None and data_std is not None:
+            check_input_normalization(model, data_mean, data_std)
+        return InstanceTask(loss_weights=resolve_loss_weights(model, loss_weights), num_classes=num_classes,
+                            ignore_index=ignore_index, class_names=class_names, thing_classes=thing_classes,
+                            eval_cfg=eval_cfg, results_path=results_path)
     if kind != "semantic":
         raise NotImplementedError(f"no engine task for {kind!r} models yet")
     return SemanticTask(losses, loss_weights=resolve_loss_weights(model, loss_weights),

@@ -133,7 +133,9 @@ class Trainer:
         losses = builder.losses_from_config(cfg, num_classes, stats).to(self.device)
         self.task = build_task(self.model, losses, num_classes=num_classes, ignore_index=cfg.data.ignore_index,
                                class_names=self.train_set.class_names, loss_weights=tc.loss_weights,
-                               eval_cfg=cfg.eval)  # issue 6
+                               eval_cfg=cfg.eval,
+                               thing_classes=self.train_set.things(), data_mean=cfg.data.mean,
+                               data_std=cfg.data.std, results_path=self.work_dir / "coco_results.json")
         for name, loss in losses.losses.items():
             if getattr(loss, "weight", None) is not None:
                 self.notes.append(f"loss {name}: class weights {[round(w, 4) for w in loss.weight.tolist()]}")

@@ -24,17 +24,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from segzoo.data.instances import SanitizeInstances
 from segzoo.errors import ConfigError, DataError
 from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics import BoundaryIoU, ConfusionMatrix
 from segzoo.metrics.cross_task import instances_to_semantic, semantic_to_instances
 from segzoo.metrics.instance import InstanceEvaluator
 
-_RESIZE_ONLY = (v2.Resize, v2.ToDtype, v2.Normalize, v2.ToImage, v2.ToPureTensor)
+_RESIZE_ONLY = (v2.Resize, v2.ToDtype, v2.Normalize, v2.ToImage, v2.ToPureTensor, SanitizeInstances)
 
 
 def model_task(model: nn.Module) -> str:
@@ -96,11 +97,15 @@ class Scorer:
         eval_cfg: an ``EvalConfig`` (boundary IoU, thresholds); None for the defaults.
         instance: also accumulate COCO AP (needs instance targets in the batches).
         device: where the confusion matrix lives.
+        categories, label_to_category: COCO categories (``{"id", "name"}``) and instance label ->
+            category id (a COCO dataset's), so the results json carries the dataset's category ids;
+            default: ids = labels 1..K named after the thing classes.
     """
 
     def __init__(self, *, num_classes: int, ignore_index: int, class_names: Sequence[str] | None = None,
                  thing_classes: Sequence[int] | None = None, eval_cfg: Any = None, instance: bool = False,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", categories: Sequence[dict] | None = None,
+                 label_to_category: dict[int, int] | None = None) -> None:
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.things = list(thing_classes) if thing_classes is not None else list(range(1, num_classes))
@@ -111,7 +116,11 @@ class Scorer:
         self.boundary = BoundaryIoU(num_classes, ignore_index, device=device,
                                     dilation_ratio=getattr(eval_cfg, "boundary_dilation_ratio", 0.02)) \
             if getattr(eval_cfg, "boundary_iou", True) else None
-        self.instances = InstanceEvaluator([self.class_names[c] for c in self.things]) if instance else None
+        if categories and label_to_category:  # COCO category ids in the results
+            self.instances = InstanceEvaluator(list(categories), label_to_category=label_to_category) \
+                if instance else None
+        else:
+            self.instances = InstanceEvaluator([self.class_names[c] for c in self.things]) if instance else None
         self.num_images = 0
         self._next_id = 1
 
@@ -177,16 +186,17 @@ class Scorer:
     def update(self, model: nn.Module, batch: dict, device: torch.device | str,
                inferencer: SemanticInferencer | None = None) -> None:
         """Predict one collated batch with ``model`` and accumulate it."""
-        images = batch["image"].to(device, non_blocking=True)
         metas = batch["meta"]
         need_inst = self.instances is not None
-        if model_task(model) == "instance":
-            preds = model(list(images))
+        if model_task(model) == "instance":  # a list of images, of varying sizes
+            images = [im.to(device, non_blocking=True) for im in batch["image"]]
+            preds = model(images)
             for i, pred in enumerate(preds):
                 mask, inst = self._targets(batch, i, need_inst)
-                pred = rescale_instances(pred, images.shape[-2:], mask.shape[-2:])
+                pred = rescale_instances(pred, images[i].shape[-2:], mask.shape[-2:])
                 self.add_instances(pred, mask.to(device), inst, self._image_id(metas[i]))
             return
+        images = batch["image"].to(device, non_blocking=True)
         logits = (inferencer or SemanticInferencer(model))(images)
         if not need_inst and not any("orig_mask" in m for m in metas):  # the fast, batched path
             self._semantic(logits.argmax(1), batch["mask"].to(device, non_blocking=True))
@@ -262,11 +272,15 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
         cross_task = bool(getattr(eval_cfg, "cross_task", False))
     want_instances = cross_task or task == "instance"
     dataset = loader.dataset
+    while isinstance(dataset, Subset):  # a distributed shard of the val set
+        dataset = dataset.dataset
     prepare_eval_dataset(dataset, getattr(eval_cfg, "original_size", True))
     inferencer = SemanticInferencer.from_config(model, eval_cfg) if task == "semantic" else None
     scorer = Scorer(num_classes=num_classes, ignore_index=ignore_index, class_names=class_names,
                     thing_classes=dataset.things() if hasattr(dataset, "things") else None,
-                    eval_cfg=eval_cfg, instance=want_instances, device=device)
+                    eval_cfg=eval_cfg, instance=want_instances, device=device,
+                    categories=getattr(dataset, "categories", None),
+                    label_to_category=getattr(dataset, "label_to_category", None))
     was_training = model.training
     model.eval()
     try:

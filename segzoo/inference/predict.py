@@ -25,7 +25,7 @@ from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics.cross_task import instances_to_semantic
 from segzoo.metrics.instance import encode_masks, xyxy_to_xywh
 from segzoo.models.layers import resize
-from segzoo.visualize import overlay, save_label_png, save_rgb
+from segzoo.visualize import draw_instances, overlay, save_label_png, save_rgb
 
 
 def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
@@ -53,6 +53,10 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
     meta.setdefault("class_names", [str(i) for i in range(meta["num_classes"])])
     meta.setdefault("palette", default_palette(meta["num_classes"]))
     model = builder.model_from_config(cfg)
+    if model_task(model) == "instance":  # a model that normalises its 0..1 input itself
+        from segzoo.engine.instance_task import check_input_normalization
+
+        check_input_normalization(model, cfg.data.mean, cfg.data.std)
     ema = state.get("ema")
     model.load_state_dict(ema["module"] if ema else state["model"])
     meta["weights"] = "ema" if ema else "model"
@@ -86,8 +90,9 @@ def predict_images(
     progress: bool = True,
 ) -> list[dict]:
     """Predict each image and write ``output/labels/<name>.png`` (palette PNG of class indices,
-    at the image's own size) and ``output/overlays/<name>.png``; for instance models also
-    ``output/instances.json`` (see :func:`write_coco_predictions`).
+    at the image's own size) and ``output/overlays/<name>.png`` (semantic models: class colours;
+    instance models: one colour per instance, its box and a "class score" caption); for instance
+    models also ``output/instances.json`` (see :func:`write_coco_predictions`).
 
     The config's val transforms (e.g. a resize) and normalisation are applied. Semantic models run
     in the ``eval:`` inference mode (whole/slide, TTA) and their logits are resized back to the
@@ -113,6 +118,7 @@ def predict_images(
         if not pending:
             return
         x = torch.stack([t for _, _, t in pending]).to(device)
+        panels: list = []
         if task == "semantic":
             logits = inferencer(x)
             outs = [resize(logits[i:i + 1], raw.shape[-2:]).argmax(1)[0].cpu() for i, (_, raw, _) in enumerate(pending)]
@@ -123,9 +129,12 @@ def predict_images(
                 outs.append(instances_to_semantic(pred, tuple(raw.shape[-2:]),
                                                   score_threshold=cfg.eval.score_threshold))
                 _add_coco_image(coco, path, raw.shape[-2:], pred)
-        for (path, raw, _), labels in zip(pending, outs):
+                panels.append(draw_instances(raw, pred, names, score_threshold=cfg.eval.score_threshold))
+        for j, ((path, raw, _), labels) in enumerate(zip(pending, outs)):
             label_path = save_label_png(labels, palette, output / "labels" / f"{path.stem}.png")
-            overlay_path = save_rgb(overlay(raw, labels, palette), output / "overlays" / f"{path.stem}.png")
+            # instance models: per-instance colours, boxes and "class score" captions
+            shown = panels[j] if task == "instance" else overlay(raw, labels, palette)
+            overlay_path = save_rgb(shown, output / "overlays" / f"{path.stem}.png")
             records.append({"image": str(path), "label": str(label_path), "overlay": str(overlay_path)})
         pending.clear()
 

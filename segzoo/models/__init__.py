@@ -1,9 +1,10 @@
 """Models of the zoo. Importing this package registers every backbone, head and model."""
 
-from segzoo.models import backbones, heads, segmentors  # noqa: F401  (registration)
+from segzoo.models import backbones, detectors, heads, segmentors  # noqa: F401  (registration)
 from segzoo.models.api import build_model, list_backbones, list_models
 from segzoo.models.backbones import Backbone, build_backbone
 from segzoo.models.convert import from_torchvision
+from segzoo.models.detectors import MaskRCNN, maskrcnn
 from segzoo.models.segmentors import (
     EncoderDecoder,
     UNet,
@@ -25,6 +26,7 @@ from segzoo.models.segmentors import (
 __all__ = [
     "Backbone",
     "EncoderDecoder",
+    "MaskRCNN",
     "UNet",
     "build_backbone",
     "build_model",
@@ -42,6 +44,7 @@ __all__ = [
     "from_torchvision",
     "list_backbones",
     "list_models",
+    "maskrcnn",
     "pspnet",
     "unet",
 ]

@@ -14,6 +14,12 @@ head names differ. With internet access, its published COCO-with-VOC-labels weig
     model.load_state_dict(from_torchvision(tv_state, arch="deeplabv3"))
 
 The outputs then equal torchvision's (max abs difference ~1e-6 in float32).
+
+``arch="maskrcnn"`` converts ``torchvision.models.detection.maskrcnn_resnet50_fpn`` checkpoints for
+``segzoo.models.maskrcnn(backbone="resnet50", num_classes=...)`` (91 for torchvision's COCO weights):
+``backbone.body.*`` becomes ``backbone.*``, ``backbone.fpn.*`` becomes ``neck.*``, the RPN and RoI
+heads keep their names, and BatchNorm counters absent from FrozenBatchNorm checkpoints are added.
+The detections then equal torchvision's on the same images (``tests/test_maskrcnn_convert.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import re
 from collections.abc import Mapping
 from typing import Literal
 
+import torch
 from torch import Tensor
 
 from segzoo.models.weights import WeightsError
@@ -42,10 +49,32 @@ _HEAD_DEEPLABV3 = [
     (r"^{src}\.2\.", "{dst}.bottleneck.1."),
     (r"^{src}\.4\.", "{dst}.conv_seg."),
 ]
-_ARCHS = {"fcn": _HEAD_FCN, "deeplabv3": _HEAD_DEEPLABV3}
+_ARCHS = {"fcn": _HEAD_FCN, "deeplabv3": _HEAD_DEEPLABV3, "maskrcnn": []}
+_MASKRCNN_PREFIXES = ("rpn.", "roi_heads.")  # same names in torchvision's MaskRCNN and ours
 
 
-def from_torchvision(state_dict: Mapping[str, Tensor], arch: Literal["fcn", "deeplabv3"]) -> dict[str, Tensor]:
+def _maskrcnn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    out, unknown = {}, []
+    for key, value in state_dict.items():
+        if key.startswith("backbone.body."):
+            out["backbone." + key[len("backbone.body."):]] = value
+        elif key.startswith("backbone.fpn."):
+            out["neck." + key[len("backbone.fpn."):]] = value
+        elif key.startswith(_MASKRCNN_PREFIXES):
+            out[key] = value
+        else:
+            unknown.append(key)
+    if unknown:
+        raise WeightsError(f"from_torchvision(arch='maskrcnn'): {len(unknown)} key(s) it does not know: "
+                           f"{', '.join(unknown[:6])}; is this a torchvision maskrcnn_resnet50_fpn checkpoint?")
+    for key in [k for k in out if k.startswith("backbone.") and k.endswith(".running_mean")]:
+        counter = key[: -len("running_mean")] + "num_batches_tracked"
+        out.setdefault(counter, torch.zeros((), dtype=torch.long))  # FrozenBatchNorm2d has none
+    return out
+
+
+def from_torchvision(state_dict: Mapping[str, Tensor],
+                     arch: Literal["fcn", "deeplabv3", "maskrcnn"]) -> dict[str, Tensor]:
     """Rename a torchvision segmentation state dict to segzoo's keys.
 
     Args:
@@ -56,13 +85,17 @@ def from_torchvision(state_dict: Mapping[str, Tensor], arch: Literal["fcn", "dee
     Returns:
         A state dict for :func:`~segzoo.models.fcn_resnet50` / ``fcn_resnet101`` /
         :func:`~segzoo.models.deeplabv3_resnet50` / ``deeplabv3_resnet101`` (built with
-        ``aux_loss=True`` when the checkpoint has an ``aux_classifier``).
+        ``aux_loss=True`` when the checkpoint has an ``aux_classifier``), or, for ``"maskrcnn"``
+        (``maskrcnn_resnet50_fpn``), for :func:`~segzoo.models.maskrcnn` with ``backbone="resnet50"``
+        and the checkpoint's ``num_classes`` (counting the background).
 
     Raises:
         WeightsError: an unknown ``arch``, or keys this converter does not know (listed).
     """
     if arch not in _ARCHS:
         raise WeightsError(f"unknown arch {arch!r}; from_torchvision converts {sorted(_ARCHS)}")
+    if arch == "maskrcnn":
+        return _maskrcnn(state_dict)
     rules = [(re.compile(p.format(src=r"classifier")), r.format(dst="decode_head"))
              for p, r in _ARCHS[arch]]
     rules += [(re.compile(p.format(src=r"aux_classifier")), r.format(dst="auxiliary_head"))

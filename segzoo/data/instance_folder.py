@@ -1,0 +1,120 @@
+"""``instance_folder``: images plus instance-id label PNGs (microscopy, custom annotation tools).
+
+Layout under ``root``::
+
+    images/<name>.<png|jpg|tif|...>      the images (16-bit grey images are scaled to 8 bits)
+    instances/<name>.png                 one id per pixel (8- or 16-bit): 0 = background, any other
+                                         value an object; ids need not be consecutive
+    instances/<name>.json                (optional, ``class_suffix: .json``) {"<id>": class, ...}
+
+Every non-zero id of a label PNG is one instance. Its class is ``instance_class`` (one-class
+data such as cell nuclei), or the id's entry in the per-image json mapping (ids missing from the
+mapping take ``instance_class``). The semantic mask is the class of each pixel's instance.
+Instance labels are class indices (``thing_classes`` = every class but background 0).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import torch
+
+from segzoo.data import problems
+from segzoo.data.base import SegDataset
+from segzoo.data.instances import instances_from_id_map
+from segzoo.data.io import IMAGE_EXTENSIONS, read_image, read_label
+from segzoo.data.paths import resolve_data_path
+from segzoo.errors import DataError
+from segzoo.registry import DATASETS
+
+
+@DATASETS.register("instance_folder", task="semantic+instance")
+class InstanceFolderDataset(SegDataset):
+    """Images + instance-id PNGs (see the module docstring).
+
+    Args:
+        root: dataset folder (relative paths are looked up under the shared data folder too).
+        class_names: one name per class, background first (default: background, object).
+        img_dir, ann_dir: sub-folders of images and id maps.
+        seg_suffix: id-map file name ending.
+        split_file: optional text file (relative to ``root``) of image names (stems) to use.
+        instance_class: class of every instance (or of ids missing from the json mapping).
+        class_suffix: file name ending of a per-image json ``{"<id>": class}`` next to the id map
+            (e.g. ``".json"``); None: every instance is ``instance_class``.
+        palette: RGB colour per class.
+        ignore_index: kept for the common dataset interface.
+
+    Raises:
+        DataError: missing folders, no images, images without an id map, an id map whose size
+            differs from its image's, or a class outside 1..num_classes-1 (naming the file).
+    """
+
+    def __init__(self, *, root: str, class_names: Sequence[str] = ("background", "object"),
+                 img_dir: str = "images", ann_dir: str = "instances", seg_suffix: str = ".png",
+                 split_file: str | None = None, instance_class: int = 1, class_suffix: str | None = None,
+                 palette: Sequence[Sequence[int]] | None = None, ignore_index: int = 255) -> None:
+        super().__init__(ignore_index=ignore_index)
+        self.root = resolve_data_path(root)
+        self.class_names = tuple(class_names)
+        if not 1 <= instance_class < len(self.class_names):
+            raise ValueError(f"instance_class must lie in 1..{len(self.class_names) - 1}, got {instance_class}")
+        if palette is not None:
+            self.palette = [tuple(int(v) for v in c) for c in palette]
+        self.instance_class, self.class_suffix = instance_class, class_suffix
+        img_root, self.ann_root = self.root / img_dir, self.root / ann_dir
+        for d in (img_root, self.ann_root):
+            if not d.is_dir():
+                raise DataError(problems.missing_folder(d, "check root/img_dir/ann_dir"))
+        images = {p.stem: p for p in sorted(img_root.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+        if split_file is not None:
+            names = [n.strip() for n in (self.root / split_file).read_text().splitlines() if n.strip()]
+            unknown = [n for n in names if n not in images]
+            if unknown:
+                raise DataError(f"{split_file} names images not in {img_root}: {unknown[:5]}")
+            images = {n: images[n] for n in names}
+        if not images:
+            raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {img_root}")
+        self.pairs = [(p, self.ann_root / f"{stem}{seg_suffix}") for stem, p in images.items()]
+        missing = [str(lbl) for _, lbl in self.pairs if not lbl.is_file()]
+        if missing:
+            problems.report(problems.missing_pairs(img_root, self.ann_root, missing),
+                            kind="missing_pairs", count=len(missing))
+            self.pairs = [(img, lbl) for img, lbl in self.pairs if lbl.is_file()]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def _classes(self, ids: list[int], label_path) -> dict[int, int]:
+        mapping: dict[int, int] = {}
+        if self.class_suffix is not None:
+            path = label_path.with_name(label_path.name[: -len(label_path.suffix)] + self.class_suffix)
+            if path.is_file():
+                try:
+                    mapping = {int(k): int(v) for k, v in json.loads(path.read_text()).items()}
+                except (ValueError, AttributeError) as exc:
+                    raise DataError(problems.unreadable("class mapping", path, exc)) from None
+        classes = {i: mapping.get(i, self.instance_class) for i in ids}
+        bad = sorted({c for c in classes.values() if not 1 <= c < self.num_classes})
+        if bad:
+            raise DataError(f"{label_path}: instance classes {bad} outside 1..{self.num_classes - 1} "
+                            f"(class_names has {self.num_classes} entries)")
+        return classes
+
+    def load(self, index: int) -> dict:
+        image_path, label_path = self.pairs[index]
+        image, ids = read_image(image_path), read_label(label_path)
+        meta = {"index": index, "image_path": str(image_path), "label_path": str(label_path)}
+        if ids.shape != image.shape[-2:]:
+            problems.report(problems.size_mismatch(str(label_path), ids.shape, str(image_path), image.shape[-2:]))
+        present = [int(i) for i in torch.unique(ids).tolist() if i != 0]
+        classes = self._classes(present, label_path)
+        lut = torch.zeros(int(ids.max()) + 1 if ids.numel() else 1, dtype=torch.int64)
+        for i, c in classes.items():
+            lut[i] = c
+        sample = self.make_sample(image, lut[ids], meta)
+        sample["instances"] = instances_from_id_map(ids, classes)
+        return sample
+
+
+__all__ = ["InstanceFolderDataset"]

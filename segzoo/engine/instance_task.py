@@ -1,0 +1,134 @@
+"""The task adapter of instance models (``model.task == "instance"``: Mask R-CNN), torchvision's
+detection contract (see :mod:`segzoo.engine.tasks` for the interface the trainer uses).
+
+* **Training**: ``model(images, targets)`` returns the loss dict (``loss_classifier``,
+  ``loss_box_reg``, ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg``), each weighted by
+  ``model.loss_weights`` / ``train.loss_weights`` (1 by default). The targets are the batch's
+  instances, with **crowd annotations dropped** (detectron2's choice: a crowd region is neither an
+  object to find nor background to learn) and **boxes of zero width or height dropped** with a
+  warning that counts them (those the pipeline's sanitising step removed after crops included).
+* **Evaluation**: COCO box and mask AP (pycocotools, RLE-encoded predictions; crowd ground truth
+  matched the COCO way) of every rank's share of the val split, gathered across ranks, plus the
+  semantic row of the masks pasted by descending score; the COCO results json is written to
+  ``results_path`` (the run folder's ``coco_results.json``). Key metric ``mask_AP``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from segzoo.engine import distributed
+from segzoo.engine.evaluator import _reduce_counts
+from segzoo.errors import ConfigError
+from segzoo.inference.evaluate import evaluate
+from segzoo.metrics.cross_task import instances_to_semantic
+
+
+def check_input_normalization(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    """Refuse to feed normalised images to a model that normalises them itself.
+
+    Models with ``normalizes_input = True`` (segzoo's Mask R-CNN, like torchvision's detection
+    models) take 0..1 images; their configs set ``data.mean: [0, 0, 0]`` and ``data.std: [1, 1, 1]``.
+
+    Raises:
+        ConfigError: other ``data.mean``/``data.std`` for such a model.
+    """
+    if not getattr(model, "normalizes_input", False):
+        return
+    if any(float(m) != 0.0 for m in mean) or any(float(s) != 1.0 for s in std):
+        raise ConfigError(
+            f"'data.mean'/'data.std' are {list(mean)}/{list(std)}, but {type(model).__name__} normalises its "
+            "0..1 input images itself (torchvision's detection convention; model.image_mean/image_std); "
+            "set data.mean: [0, 0, 0] and data.std: [1, 1, 1]")
+
+
+def training_targets(instances: Sequence[dict], device: torch.device | str) -> tuple[list[dict[str, Tensor]], int]:
+    """torchvision detection targets from a batch's instance dicts: crowd annotations and boxes of
+    zero width or height dropped; returns (targets, number of degenerate boxes dropped)."""
+    targets, dropped = [], 0
+    for inst in instances:
+        boxes = inst["boxes"].as_subclass(Tensor).to(device, torch.float32).reshape(-1, 4)
+        crowd = inst.get("iscrowd")
+        keep = torch.ones(len(boxes), dtype=torch.bool, device=device) if crowd is None else \
+            crowd.to(device) == 0
+        good = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        dropped += int((keep & ~good).sum())
+        keep &= good
+        targets.append({"boxes": boxes[keep], "labels": inst["labels"].to(device, torch.int64)[keep],
+                        "masks": inst["masks"].as_subclass(Tensor).to(device, torch.uint8)[keep]})
+    return targets, dropped
+
+
+class InstanceTask:
+    """Training losses and evaluation of instance models (see the module docstring).
+
+    Args:
+        loss_weights: weight per loss term (missing terms weigh 1).
+        num_classes, ignore_index, class_names: of the data (``num_classes`` counts the background).
+        thing_classes: semantic class of each instance label 1..K (for the pasted semantic maps).
+        eval_cfg: ``cfg.eval`` (``score_threshold`` of the pasted maps, boundary IoU, ...).
+        results_path: where each evaluation writes the COCO results json (None: not written).
+    """
+
+    name = "instance"
+    key_metric = "mask_AP"
+    metric_names = ("mask_AP", "mask_AP50", "mask_AP75", "bbox_AP", "bbox_AP50", "bbox_AP75",
+                    "mIoU", "mean_acc", "pixel_acc")
+
+    def __init__(self, *, loss_weights: dict[str, float], num_classes: int, ignore_index: int,
+                 class_names: Sequence[str], thing_classes: Sequence[int] | None = None, eval_cfg=None,
+                 results_path: str | Path | None = None) -> None:
+        self.loss_weights = dict(loss_weights)
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.class_names = list(class_names)
+        self.thing_classes = list(thing_classes) if thing_classes is not None else None
+        self.eval_cfg = eval_cfg
+        self.results_path = Path(results_path) if results_path is not None else None
+        self.dropped_boxes = 0
+        self._warn_at = 1
+
+    def losses(self, model: nn.Module, batch: dict, device: torch.device) -> dict[str, Tensor]:
+        """Weighted loss terms of one training batch (the model's loss dict)."""
+        images = [im.to(device, non_blocking=True) for im in batch["image"]]
+        targets, dropped = training_targets(batch["instances"], device)
+        self._count_dropped(dropped + sum(int(m.get("dropped_boxes", 0)) for m in batch["meta"]))
+        losses = model(images, targets)
+        return {k: self.loss_weights.get(k, 1.0) * v for k, v in losses.items()}
+
+    def _count_dropped(self, n: int) -> None:
+        if not n:
+            return
+        self.dropped_boxes += n
+        if self.dropped_boxes >= self._warn_at:  # at 1, 2, 4, 8, ... dropped boxes: not every batch
+            warnings.warn(f"dropped {n} box(es) of zero width or height from this training batch "
+                          f"({self.dropped_boxes} so far): degenerate annotations, or objects the "
+                          "transforms cropped away", stacklevel=2)
+            self._warn_at = 2 ** math.ceil(math.log2(self.dropped_boxes + 1))
+
+    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, progress: bool = True) -> dict:
+        """COCO box/mask AP (and the pasted semantic row) over every rank's share of the val split."""
+        dist = distributed.info().is_distributed
+        main = distributed.info().is_main
+        return evaluate(model, loader, num_classes=self.num_classes, ignore_index=self.ignore_index,
+                        class_names=self.class_names, eval_cfg=self.eval_cfg, device=device, progress=progress,
+                        results_path=self.results_path if main else None,
+                        reduce=(lambda c: _reduce_counts(c, device)) if dist else None,
+                        gather=distributed.all_gather_object if dist else None)
+
+    @torch.inference_mode()
+    def predict(self, model: nn.Module, images: Tensor) -> Tensor:
+        """Semantic labels (B, H, W) int64 of the detections' masks pasted by descending score
+        (``eval.score_threshold``), for the overlays."""
+        preds = model(list(images))
+        thr = getattr(self.eval_cfg, "score_threshold", 0.5)
+        return torch.stack([instances_to_semantic({k: v.cpu() for k, v in p.items()}, tuple(images.shape[-2:]),
+                                                  score_threshold=thr, thing_classes=self.thing_classes,
+                                                  num_classes=self.num_classes)
+                            for p in preds]).to(images.device)
