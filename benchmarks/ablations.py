@@ -201,7 +201,7 @@ def report(cache: dict, dataset: str, seeds: list[int], iters: int, size: int, c
             found = True
             times = [r["train_seconds"] for r in recs if r.get("train_seconds") and not r.get("resumed")]
             cells = [v.label, *(_fmt([r["metrics"].get(c) for r in recs]) for c in cols),
-                     f"{recs[0].get('params', 0) / 1e6:.1f}",
+                     f"{recs[0]['params'] / 1e6:.1f}" if recs[0].get("params") else "n/a",
                      f"{statistics.mean(times):.0f}" if times else (
                          "n/a (resumed)" if any(r.get("resumed") for r in recs) else "n/a"),
                      f"{v.paper}" if v.paper is not None else "-"]

@@ -74,22 +74,25 @@ def _slug(key: str) -> str:
 
 
 def _counts(cfg, num_classes: int) -> dict:
-    """Parameters and GFLOPs (one image at the training crop size) of the config's model."""
+    """Parameters and GFLOPs (one image at the training crop size) of the config's model; either
+    is left out with a ``counts_error`` when it cannot be computed (informative only)."""
     import torch
 
     from segzoo.bench.flops import count_flops, count_params
     from segzoo.registry import MODELS
 
+    out: dict = {}
     try:
         kwargs = {"num_classes": num_classes, **cfg.model.kwargs}
         with torch.device("meta"):
             model = MODELS.build(cfg.model.name, **kwargs)
+        out["params"] = count_params(model)
         size = cfg.data.train.dataset.kwargs.get("size") if cfg.data.train else None
         size = tuple(size) if size else (64, 64)
-        return {"params": count_params(model), "gflops": count_flops(model, size) / 1e9,
-                "flops_size": list(size)}
-    except Exception as exc:  # counting is informative only
-        return {"counts_error": f"{type(exc).__name__}: {exc}"}
+        out.update(gflops=count_flops(model, size) / 1e9, flops_size=list(size))
+    except Exception as exc:  # e.g. detection models cannot run on the meta device
+        out["counts_error"] = f"{type(exc).__name__}: {exc}"
+    return out
 
 
 def train_cached(spec: TrainSpec, work_root: str | Path, cache_path: str | Path,
