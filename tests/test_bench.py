@@ -89,6 +89,9 @@ def test_peer_pair_interleaved_with_copied_weights(tmp_path):
     assert "| torchvision deeplabv3_mobilenet_v3_large | not offered |" in md
     if "maskrcnn" not in segzoo.list_models():
         assert mask["status"].startswith("needs maskrcnn") and "not timed: needs maskrcnn" in md
+    else:  # torchvision's weights in ours: the same detections, timed at --instance-size
+        assert mask["status"] == "ready" and mask["size"] == [64, 64]
+        assert mask["run"]["output_max_abs_diff"] < 1e-3
 
 
 def test_model_specs_all_backbones_and_kwargs():
