@@ -48,6 +48,13 @@ def merge(parts: list[dict]) -> dict:
     return merged
 
 
+def sizes(results: dict) -> str:
+    """The input sizes a run used (instance models run at ``--instance-size``)."""
+    found = {tuple(r["size"]) for r in [*results["models"], *results["peers"]] if r.get("size")}
+    found = found or {tuple(results["settings"]["size"])}
+    return ", ".join(f"{h}x{w}" for h, w in sorted(found))
+
+
 def run_line(i: int, results: dict, source: str) -> str:
     s, m = results["settings"], results["machine"]
     if not results["models"]:  # a peers-only run (--models none)
@@ -61,7 +68,7 @@ def run_line(i: int, results: dict, source: str) -> str:
         extras.append("peer pairs only")
     return (f"* Run {i} ([{Path(source).parent.name}]({source})): `{s.get('command') or 'segzoo bench'}`; "
             f"{m['date']}, segzoo {m.get('segzoo_commit') or 'n/a'}, load average {m.get('load_average')} "
-            f"-> {m.get('load_average_end')}; input {s['size'][0]}x{s['size'][1]}, batches {s['batches']}, "
+            f"-> {m.get('load_average_end')}; input {sizes(results)}, batches {s['batches']}, "
             f"{s['warmup']} warm-up + {s['repeats']} timed runs"
             + (f" ({s.get('large_batch_repeats')} at larger batches)" if s.get("large_batch_repeats") else "")
             + (f", training step at batch {s['train_batch']} ({s.get('train_repeats') or s['repeats']} runs)"

@@ -23,7 +23,12 @@ def _num(x, fmt: str = "{:.1f}") -> str:
 
 
 def _err(job: dict | None) -> str | None:
-    return job.get("error") if isinstance(job, dict) else None
+    """A failed job's error as one short table cell (its last line, no ``|``)."""
+    err = job.get("error") if isinstance(job, dict) else None
+    if not err:
+        return None
+    last = err.split(" | ")[-1].strip().replace("|", "/")
+    return "failed: " + (last if len(last) <= 90 else last[:87] + "...")
 
 
 def _cand(job: dict | None, i: int = 0) -> dict | None:
