@@ -7,8 +7,8 @@
 
 Groups: FCN-32s vs 16s vs 8s; DeepLab v2 (summed ASPP) vs v3 (concatenated ASPP + image pooling,
 and without image pooling) vs v3+ (decoder); PSPNet with vs without the auxiliary loss; Mask
-R-CNN RoIAlign vs RoIPool and sigmoid vs softmax masks (skipped with a note until ``maskrcnn`` is
-registered, issue 4). Every run trains through the normal engine from the model's own config with
+R-CNN RoIAlign vs RoIPool and sigmoid vs softmax masks (a group whose model is not registered is
+listed, not run). Every run trains through the normal engine from the model's own config with
 one common schedule (``--iters``, the config's optimizer and poly schedule, ``--size`` on shapes)
 and is cached in ``benchmarks/results/ablations.json`` (:mod:`segzoo.bench.runs`): finished runs
 are not rerun, interrupted ones resume. The doc's generated section sits between
@@ -110,7 +110,7 @@ GROUPS = (
                                            "pspnet_resnet50_camvid-480x360.yaml"),
                       overrides=("model.aux_head=false",), label="no auxiliary loss"),
           ), note="ResNet-18, output stride 8 on shapes", extra_metrics=("pixel_acc",)),
-    # Mask R-CNN (issue 4): options model.roi_op and model.mask_loss; skipped while `maskrcnn` is
+    # Mask R-CNN: options model.roi_op and model.mask_loss; skipped while `maskrcnn` is
     # not registered.
     Group("maskrcnn", "Mask R-CNN: RoIAlign vs RoIPool, sigmoid vs softmax masks", "mask_AP",
           "mask AP, COCO minival, ResNet-50-C4 (He et al. 2017, Table 2)", (

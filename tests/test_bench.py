@@ -183,7 +183,7 @@ def test_instance_models_run_at_the_benchmark_size():
 
 
 def test_instance_models_follow_the_detection_contract():
-    """The path segzoo's Mask R-CNN will take (issue 4), exercised with torchvision's."""
+    """The detection contract of instance models, exercised with torchvision's Mask R-CNN."""
     cand = Candidate("torchvision", "maskrcnn_resnet50_fpn",
                      {"min_size": 64, "max_size": 64})
     model = cand.build(3)

@@ -35,7 +35,7 @@ class NoTraining:
 
 def test_ablations_run_cache_and_report(tmp_path, monkeypatch):
     ab = load_script("ablations")
-    # a group whose model is not registered is listed, not run (as maskrcnn before issue 4)
+    # a group whose model is not registered is listed, not run
     monkeypatch.setattr(ab, "GROUPS", tuple(dataclasses.replace(g, requires="no_such_model")
                                             if g.key == "maskrcnn" else g for g in ab.GROUPS))
     args = ["--only", "pspnet_aux", "maskrcnn", "--iters", "1", "--size", "32",
