@@ -50,7 +50,10 @@ def n_bn(model: nn.Module, skip: str = "auxiliary_head") -> int:
 
 
 def test_every_registered_model_is_covered():
-    registered = {n for n in MODELS.names() if not MODELS.entry(n).meta.get("test_only")}
+    # semantic models; deploy mode is not claimed for instance models (Mask R-CNN): fused boxes
+    # move by ~1e-3 px through box decoding, beyond the 1e-4 check (docs/benchmarks.md)
+    registered = {n for n in MODELS.names() if not MODELS.entry(n).meta.get("test_only")
+                  and MODELS.entry(n).meta.get("task") != "instance"}
     assert registered <= set(TINY), f"add tiny settings for {sorted(registered - set(TINY))}"
 
 
