@@ -21,12 +21,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import segzoo  # noqa: E402
+from segzoo.bench.flops import count_flops, count_params  # noqa: E402
+from segzoo.bench.machine import cpu_model  # noqa: E402
 from segzoo.registry import MODELS  # noqa: E402
 
 NUM_CLASSES = 21  # PASCAL VOC, as the papers' headline numbers
@@ -70,14 +71,9 @@ ROWS = [
 def measure(model: nn.Module, size: int = 512) -> tuple[int, int]:
     """(parameters, FLOPs) of one eval forward of a (1, 3, size, size) input; FLOPs = 2 x MACs.
 
-    Works on meta-device models (nothing is computed)."""
-    params = sum(p.numel() for p in model.parameters())
-    device = next(model.parameters()).device
-    x = torch.zeros(1, 3, size, size, device=device)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model.eval()(x)
-    return params, counter.get_total_flops()
+    Works on meta-device models (nothing is computed). Counted by :mod:`segzoo.bench.flops`,
+    which ``segzoo bench`` uses too."""
+    return count_params(model), count_flops(model, size)
 
 
 def build(row: Row, num_classes: int = NUM_CLASSES) -> nn.Module:
@@ -107,15 +103,7 @@ def table(rows: list[Row], num_classes: int = NUM_CLASSES) -> str:
 
 def machine() -> str:
     """Host, CPU model and versions, for the table's provenance line."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"host `{platform.node() or 'unknown'}` ({cpu}, {platform.system()}), "
+    return (f"host `{platform.node() or 'unknown'}` ({cpu_model()}, {platform.system()}), "
             f"Python {platform.python_version()}, torch {torch.__version__}")
 
 

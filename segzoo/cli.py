@@ -7,6 +7,7 @@
     segzoo export CONFIG --checkpoint PATH --output model.onnx [--size H W]
     segzoo data check CONFIG [--split train val] [--out report.json]
     segzoo compare RUN_DIR [RUN_DIR ...] [--out table.md]
+    segzoo bench [--models all] [--size H [W]] [--batch 1 8] [--deploy] [--out DIR]
 """
 
 from __future__ import annotations
@@ -241,6 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, help="scan only the first N samples of each split")
     p.add_argument("--out", help="also write the report as JSON")
     p.set_defaults(func=cmd_data_check)
+    # --- bench (issue 7): the subcommand lives in segzoo/bench/cli.py
+    from segzoo.bench.cli import add_parser as add_bench_parser
+
+    add_bench_parser(sub)
+    # --- end bench
     return parser
 
 
