@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from segzoo.data import problems
 from segzoo.data.base import SegDataset, apply_label_map
@@ -51,25 +52,7 @@ class FolderDataset(SegDataset):
                 raise ValueError(f"palette has {len(palette)} colours for {len(class_names)} classes")
             self.palette = [tuple(int(v) for v in c) for c in palette]
         self.label_map = {int(k): int(v) for k, v in (label_map or {}).items()}
-        img_root, ann_root = self.root / img_dir, self.root / ann_dir
-        for d in (img_root, ann_root):
-            if not d.is_dir():
-                raise DataError(problems.missing_folder(d, "check root/img_dir/ann_dir"))
-        images = {p.stem: p for p in sorted(img_root.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
-        if split_file is not None:
-            names = [n.strip() for n in (self.root / split_file).read_text().splitlines() if n.strip()]
-            unknown = [n for n in names if n not in images]
-            if unknown:
-                raise DataError(f"{split_file} names images not in {img_root}: {unknown[:5]}")
-            images = {n: images[n] for n in names}
-        if not images:
-            raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {img_root}")
-        self.pairs = [(p, ann_root / f"{stem}{seg_suffix}") for stem, p in images.items()]
-        missing = [str(lbl) for _, lbl in self.pairs if not lbl.is_file()]
-        if missing:  # raises, or (segzoo data check) records and goes on with the complete pairs
-            problems.report(problems.missing_pairs(img_root, ann_root, missing),
-                            kind="missing_pairs", count=len(missing))
-            self.pairs = [(img, lbl) for img, lbl in self.pairs if lbl.is_file()]
+        self.pairs = image_label_pairs(self.root, img_dir, ann_dir, seg_suffix, split_file)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -82,3 +65,36 @@ class FolderDataset(SegDataset):
 
 
 __all__ = ["FolderDataset"]
+
+
+def image_label_pairs(root: Path, img_dir: str, ann_dir: str, seg_suffix: str,
+                      split_file: str | None) -> list[tuple[Path, Path]]:
+    """(image, label) paths pairing ``root/img_dir/<name>.<image ext>`` with
+    ``root/ann_dir/<name><seg_suffix>``, sorted by name, restricted to the names listed in
+    ``split_file`` (one stem per line, relative to ``root``) when given.
+
+    Raises:
+        DataError: a missing folder, a split file naming unknown images, no images; images without a
+            label raise too, except under ``segzoo data check``, which records them and goes on with
+            the complete pairs.
+    """
+    img_root, ann_root = root / img_dir, root / ann_dir
+    for d in (img_root, ann_root):
+        if not d.is_dir():
+            raise DataError(problems.missing_folder(d, "check root/img_dir/ann_dir"))
+    images = {p.stem: p for p in sorted(img_root.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
+    if split_file is not None:
+        names = [n.strip() for n in (root / split_file).read_text().splitlines() if n.strip()]
+        unknown = [n for n in names if n not in images]
+        if unknown:
+            raise DataError(f"{split_file} names images not in {img_root}: {unknown[:5]}")
+        images = {n: images[n] for n in names}
+    if not images:
+        raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {img_root}")
+    pairs = [(p, ann_root / f"{stem}{seg_suffix}") for stem, p in images.items()]
+    missing = [str(lbl) for _, lbl in pairs if not lbl.is_file()]
+    if missing:
+        problems.report(problems.missing_pairs(img_root, ann_root, missing),
+                        kind="missing_pairs", count=len(missing))
+        pairs = [(img, lbl) for img, lbl in pairs if lbl.is_file()]
+    return pairs

@@ -22,8 +22,9 @@ import torch
 
 from segzoo.data import problems
 from segzoo.data.base import SegDataset
+from segzoo.data.folder import image_label_pairs
 from segzoo.data.instances import instances_from_id_map
-from segzoo.data.io import IMAGE_EXTENSIONS, read_image, read_label
+from segzoo.data.io import read_image, read_label
 from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
 from segzoo.registry import DATASETS
@@ -62,25 +63,7 @@ class InstanceFolderDataset(SegDataset):
         if palette is not None:
             self.palette = [tuple(int(v) for v in c) for c in palette]
         self.instance_class, self.class_suffix = instance_class, class_suffix
-        img_root, self.ann_root = self.root / img_dir, self.root / ann_dir
-        for d in (img_root, self.ann_root):
-            if not d.is_dir():
-                raise DataError(problems.missing_folder(d, "check root/img_dir/ann_dir"))
-        images = {p.stem: p for p in sorted(img_root.iterdir()) if p.suffix.lower() in IMAGE_EXTENSIONS}
-        if split_file is not None:
-            names = [n.strip() for n in (self.root / split_file).read_text().splitlines() if n.strip()]
-            unknown = [n for n in names if n not in images]
-            if unknown:
-                raise DataError(f"{split_file} names images not in {img_root}: {unknown[:5]}")
-            images = {n: images[n] for n in names}
-        if not images:
-            raise DataError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {img_root}")
-        self.pairs = [(p, self.ann_root / f"{stem}{seg_suffix}") for stem, p in images.items()]
-        missing = [str(lbl) for _, lbl in self.pairs if not lbl.is_file()]
-        if missing:
-            problems.report(problems.missing_pairs(img_root, self.ann_root, missing),
-                            kind="missing_pairs", count=len(missing))
-            self.pairs = [(img, lbl) for img, lbl in self.pairs if lbl.is_file()]
+        self.pairs = image_label_pairs(self.root, img_dir, ann_dir, seg_suffix, split_file)
 
     def __len__(self) -> int:
         return len(self.pairs)
