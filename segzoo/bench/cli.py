@@ -14,6 +14,7 @@ EPILOG = """examples:
   segzoo bench --models all --size 512 --out benchmarks/results/cpu
   segzoo bench --models deeplabv3plus --backbones mobilenet_v2 resnet50 --batch 1 8 --deploy
   segzoo bench --models unet --set base_channels=8 depth=2 --size 64 --repeats 1 --no-peers
+  segzoo bench --device cuda --dtype bf16 --deploy --no-train --in-process --out bench_gpu
 """
 
 
@@ -46,6 +47,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="torch threads in every worker (default: torch's)")
     p.add_argument("--num-classes", type=int, default=21)
     p.add_argument("--timeout", type=float, default=3600, help="seconds per measurement")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every measurement in this process instead of a fresh worker each "
+                        "(saves the interpreter and CUDA start-up per job; peak RSS is then the run's, "
+                        "peak CUDA memory stays per job)")
     p.add_argument("--matmul-size", type=int, help="side of the matmul that measures GFLOP/s "
                    "(default 2048 on CPU, 8192 on CUDA)")
     p.add_argument("--out", default="bench_results", help="output folder (bench.json, bench.md)")
@@ -76,6 +81,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         train_batch=args.train_batch, train_repeats=args.train_repeats, deploy=args.deploy,
         peers=[] if args.no_peers else args.peers, peer_batch=args.peer_batch, threads=args.threads,
         num_classes=args.num_classes, timeout=args.timeout, matmul_size=args.matmul_size,
+        in_process=args.in_process,
         command="segzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"]
         else "segzoo bench (Python API)")
     run_benchmark(settings, args.out, log=lambda line: print(line, flush=True))

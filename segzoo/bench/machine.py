@@ -57,9 +57,36 @@ def machine_info(device: str = "cpu") -> dict:
             info[name] = None
     info["segzoo_commit"] = _git_commit()
     if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-        info["cuda"] = torch.version.cuda
+        info.update(gpu_info(torch.device(device)))
     return info
+
+
+def gpu_info(device: torch.device) -> dict:
+    """The GPU's name, memory, compute capability, driver, CUDA and cuDNN versions, and the TF32
+    switches in force (``fp32`` convolutions use TF32 tensor cores when cuDNN's is on, torch's
+    default; matrix products only when ``matmul.allow_tf32`` is)."""
+    props = torch.cuda.get_device_properties(device)
+    return {
+        "gpu": torch.cuda.get_device_name(device),
+        "gpu_memory_gib": round(props.total_memory / 2**30, 1),
+        "gpu_capability": f"{props.major}.{props.minor}",
+        "gpu_driver": _nvidia_driver(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32},
+    }
+
+
+def _nvidia_driver() -> str | None:
+    """The NVIDIA driver version (``nvidia-smi``), None where it cannot be asked."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
 
 
 def _git_commit() -> str | None:

@@ -55,6 +55,9 @@ def machine_lines(results: dict) -> list[str]:
     m = results["machine"]
     s = results["settings"]
     gpu = m.get("gpu") or "none (CPU only)"
+    if m.get("gpu") and m.get("gpu_memory_gib"):
+        gpu += (f" ({m['gpu_memory_gib']} GiB, driver {m.get('gpu_driver')}, CUDA {m.get('cuda')}, "
+                f"cuDNN {m.get('cudnn')}, TF32 {m.get('tf32')})")
     libs = ", ".join(f"{k} {m[k]}" for k in ("torch", "torchvision", "timm", "segmentation_models_pytorch")
                      if m.get(k))
     return [
@@ -109,7 +112,10 @@ def models_table(results: dict) -> str:
         cells += [_num(floor, "{:.0f}"), _num(med * 1e3 / floor if floor and med else None, "{:.2f}")]
         ct = _cand(row.get("train"))
         cells.append(_ms(ct["seconds"]) if ct else (_err(row.get("train")) or "-"))
-        cells.append(f"{b1['peak_rss_mb']:.0f} ({b1['rss_before_mb']:.0f})" if c1 and b1.get("rss_before_mb") else "n/a")
+        if c1 and b1.get("cuda_peak_mb") is not None:
+            cells.append(f"{b1['cuda_peak_mb']:.0f} (CUDA)")
+        else:
+            cells.append(f"{b1['peak_rss_mb']:.0f} ({b1['rss_before_mb']:.0f})" if c1 and b1.get("rss_before_mb") else "n/a")
         dep = row.get("deploy")
         if _cand(dep):
             diff = max((dep.get("deploy_max_abs_diff") or {"": float("nan")}).values())
@@ -163,14 +169,18 @@ def markdown(results: dict) -> str:
         f"* Command: `{s.get('command') or 'segzoo bench'}`",
         "",
         "Latencies are the median and interquartile range of the timed runs after warm-up, each "
-        "measurement in a fresh process (`python -m segzoo.bench.worker`), eval mode under "
+        + ("measurement in the bench process itself (`--in-process`), " if s.get("in_process") else
+           "measurement in a fresh process (`python -m segzoo.bench.worker`), ")
+        + "eval mode under "
         "`torch.inference_mode`. GFLOPs per image from `torch.utils.flop_counter` (FLOPs = 2 x "
         "multiply-accumulates of convolutions and matrix products). The floor is GFLOPs divided by "
-        "the machine's matmul speed (a 2048x2048 product on CPU, timed in every worker before and after "
-        "its model; the fastest of the run is used); "
+        "the machine's matmul speed (a 2048x2048 product on CPU, 8192x8192 on CUDA, timed in every "
+        "worker before and after its model; the fastest of the run is used); "
         "`x floor` = latency / floor. Peak RSS is the worker's `ru_maxrss` at batch 1 (the "
         "interpreter and libraries included; in brackets the RSS after building the model, before "
-        "the first forward). The training step is forward + cross-entropy + backward + SGD step. "
+        "the first forward); on CUDA the column holds `torch.cuda.max_memory_allocated` of the "
+        "timed runs instead. CUDA timings synchronize the device before and after each run. "
+        "The training step is forward + cross-entropy + backward + SGD step. "
         "Deploy speedup = eager / deploy latency (conv+BN fused, channels_last; "
         "`segzoo.models.deploy.optimize_for_inference`), from runs interleaved in one process.",
         "",

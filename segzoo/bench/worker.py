@@ -57,14 +57,23 @@ def peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
+def build_on(c: Candidate, num_classes: int, device: torch.device) -> torch.nn.Module:
+    """``c`` built and moved to ``device``; on a GPU its parameters are created there directly
+    (CPU initialisation of a large model such as VGG-16's FCN takes seconds per job)."""
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        with torch.device(device):
+            return c.build(num_classes).to(device)
+    return c.build(num_classes).to(device)
+
+
 def build_models(cands: list[Candidate], job: dict, device: torch.device) -> tuple[list, dict]:
     """Build every candidate (deploy variants from their eager twin after any weight copy)."""
     num_classes = job["num_classes"]
     models: list = [None] * len(cands)
     for i, c in enumerate(cands):
         if c.variant == "eager":
-            torch.manual_seed(0)
-            models[i] = c.build(num_classes).to(device)
+            models[i] = build_on(c, num_classes, device)
     info: dict = {}
     copy = job.get("copy")
     if copy:
@@ -78,7 +87,7 @@ def build_models(cands: list[Candidate], job: dict, device: torch.device) -> tup
             continue
         twin = next((j for j, d in enumerate(cands)
                      if d.variant == "eager" and (d.source, d.name, d.kwargs) == (c.source, c.name, c.kwargs)), None)
-        base = models[twin] if twin is not None else c.with_variant("eager").build(num_classes).to(device)
+        base = models[twin] if twin is not None else build_on(c.with_variant("eager"), num_classes, device)
         side = max(32, min(h, w, 64))
         example = model_inputs(base, torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device))
         dtype = job.get("dtype") if job.get("dtype") != "fp32" else None
@@ -94,7 +103,9 @@ def run_job(job: dict) -> dict:
     try:
         return _run_job(job)
     finally:
-        torch.set_num_threads(threads)  # in-process callers (tests) keep their setting
+        torch.set_num_threads(threads)  # in-process callers (tests, --in-process) keep their setting
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()  # the next in-process job starts from the same free memory
 
 
 def _run_job(job: dict) -> dict:
