@@ -2,7 +2,7 @@
 
 Layout under ``root``::
 
-    images/<name>.<png|jpg|tif|...>      the images (16-bit grey images are scaled to 8 bits)
+    images/<name>.<png|jpg|tif|...>      the images (16-bit grey: see segzoo.data.intensity)
     instances/<name>.png                 one id per pixel (8- or 16-bit): 0 = background, any other
                                          value an object; ids need not be consecutive
     instances/<name>.json                (optional, ``class_suffix: .json``) {"<id>": class, ...}
@@ -24,6 +24,7 @@ from segzoo.data import problems
 from segzoo.data.base import SegDataset
 from segzoo.data.folder import image_label_pairs
 from segzoo.data.instances import instances_from_id_map
+from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import read_image, read_label
 from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
@@ -37,24 +38,30 @@ class InstanceFolderDataset(SegDataset):
     Args:
         root: dataset folder (relative paths are looked up under the shared data folder too).
         class_names: one name per class, background first (default: background, object).
-        img_dir, ann_dir: sub-folders of images and id maps.
+        img_dir, ann_dir: folders of images and id maps, relative to ``root``.
+        img_suffix: image file name ending (e.g. ``"_img.tif"``); None: any image extension.
         seg_suffix: id-map file name ending.
-        split_file: optional text file (relative to ``root``) of image names (stems) to use.
+        split_file: optional text file (relative to ``root``) of image names to use.
         instance_class: class of every instance (or of ids missing from the json mapping).
         class_suffix: file name ending of a per-image json ``{"<id>": class}`` next to the id map
             (e.g. ``".json"``); None: every instance is ``instance_class``.
         palette: RGB colour per class.
+        image_range, image_percentiles: how single-channel 8/16/32-bit and float images map to
+            8 bits (see :mod:`segzoo.data.intensity`; default: by bit depth).
         ignore_index: kept for the common dataset interface.
 
     Raises:
-        DataError: missing folders, no images, images without an id map, an id map whose size
-            differs from its image's, or a class outside 1..num_classes-1 (naming the file).
+        DataError: missing folders, no images, two images of one name, images without an id map,
+            an id map whose size differs from its image's, or a class outside 1..num_classes-1
+            (naming the file).
     """
 
     def __init__(self, *, root: str, class_names: Sequence[str] = ("background", "object"),
-                 img_dir: str = "images", ann_dir: str = "instances", seg_suffix: str = ".png",
-                 split_file: str | None = None, instance_class: int = 1, class_suffix: str | None = None,
-                 palette: Sequence[Sequence[int]] | None = None, ignore_index: int = 255) -> None:
+                 img_dir: str = "images", ann_dir: str = "instances", img_suffix: str | None = None,
+                 seg_suffix: str = ".png", split_file: str | None = None, instance_class: int = 1,
+                 class_suffix: str | None = None, palette: Sequence[Sequence[int]] | None = None,
+                 image_range: Sequence[float] | None = None, image_percentiles: Sequence[float] | None = None,
+                 ignore_index: int = 255) -> None:
         super().__init__(ignore_index=ignore_index)
         self.root = resolve_data_path(root)
         self.class_names = tuple(class_names)
@@ -63,7 +70,8 @@ class InstanceFolderDataset(SegDataset):
         if palette is not None:
             self.palette = [tuple(int(v) for v in c) for c in palette]
         self.instance_class, self.class_suffix = instance_class, class_suffix
-        self.pairs = image_label_pairs(self.root, img_dir, ann_dir, seg_suffix, split_file)
+        self.grey = GreyMapping.from_options(image_range, image_percentiles)
+        self.pairs = image_label_pairs(self.root, img_dir, ann_dir, seg_suffix, split_file, img_suffix)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -86,10 +94,8 @@ class InstanceFolderDataset(SegDataset):
 
     def load(self, index: int) -> dict:
         image_path, label_path = self.pairs[index]
-        image, ids = read_image(image_path), read_label(label_path)
+        image, ids = read_image(image_path, self.grey), read_label(label_path)
         meta = {"index": index, "image_path": str(image_path), "label_path": str(label_path)}
-        if ids.shape != image.shape[-2:]:
-            problems.report(problems.size_mismatch(str(label_path), ids.shape, str(image_path), image.shape[-2:]))
         present = [int(i) for i in torch.unique(ids).tolist() if i != 0]
         classes = self._classes(present, label_path)
         lut = torch.zeros(int(ids.max()) + 1 if ids.numel() else 1, dtype=torch.int64)

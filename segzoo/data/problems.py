@@ -14,6 +14,7 @@ import contextvars
 import os
 from collections.abc import Iterator, Sequence
 
+from segzoo.data import exif
 from segzoo.errors import DataError
 
 
@@ -66,10 +67,20 @@ def colour_label(path: str | os.PathLike, mode: str) -> str:
             "maps ('L' or palette 'P' PNGs): convert it with the dataset palette")
 
 
+def multichannel_label(path: str | os.PathLike, mode: str) -> str:
+    """A label image with more than one channel (grey + alpha, palette + alpha, CMYK, ...)."""
+    what = {"LA": "grey + alpha (LA)", "La": "grey + alpha (La)", "PA": "palette + alpha (PA)"}.get(mode, mode)
+    fix = "save it without the alpha channel" if "A" in mode.upper() else "convert it"
+    return (f"label {path} is a {what} image; a label must be a single-channel class-index map "
+            f"('L', palette 'P' or 16-bit PNG): {fix}")
+
+
 def size_mismatch(label: str, label_shape: Sequence[int], image: str, image_shape: Sequence[int]) -> str:
-    """A label whose size differs from its image's."""
+    """A label whose size differs from its image's (saying so when the image's EXIF orientation
+    explains it, see :mod:`segzoo.data.exif`)."""
     return (f"label {label} is {tuple(label_shape)} (H, W) but its image {image} is "
-            f"{tuple(image_shape)}; labels must match their image's size")
+            f"{tuple(image_shape)}; labels must match their image's size"
+            f"{exif.mismatch_hint(image, label_shape, image_shape)}")
 
 
 def bad_values(label: str, values: Sequence[int], num_classes: int, ignore_index: int) -> str:
@@ -84,6 +95,14 @@ def missing_pairs(images: str | os.PathLike, labels: str | os.PathLike, missing:
     """Images without a label file (every one is named)."""
     return (f"{len(missing)} image(s) in {images} have no label in {labels}: "
             f"{', '.join(str(m) for m in missing)}; {hint}")
+
+
+def duplicate_names(duplicates: dict[str, Sequence[str | os.PathLike]]) -> str:
+    """Images that share a name (``x.png`` and ``x.jpg``): labels are paired by name."""
+    listed = "; ".join(" and ".join(str(p) for p in paths) for paths in list(duplicates.values())[:10])
+    more = f" (and {len(duplicates) - 10} more names)" if len(duplicates) > 10 else ""
+    return (f"{len(duplicates)} image name(s) are used by more than one file: {listed}{more}; labels are "
+            "paired with images by name, so keep one file per name (remove or rename the others)")
 
 
 def missing_folder(path: str | os.PathLike, hint: str) -> str:

@@ -43,7 +43,7 @@ def read_name_list(path: Path, hint: str) -> list[str]:
         raise DataError(problems.missing_file("split list", path) + f" ({hint})")
     names = [n.strip() for n in path.read_text().splitlines() if n.strip()]
     if not names:
-        raise DataError(f"split list {path} is empty")
+        raise DataError(f"split list {path} is empty; list the image names to use, one per line")
     return names
 
 
