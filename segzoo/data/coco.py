@@ -1,12 +1,15 @@
 """COCO (Lin et al., ECCV 2014): instances from the json through pycocotools, and semantic maps built
 from the instances or read from the panoptic PNGs.
 
-Layout under ``root`` (``split`` e.g. ``train2017``/``val2017``)::
+Default layout under ``root`` (``split`` e.g. ``train2017``/``val2017``), each path replaceable by
+an option relative to ``root`` (in parentheses), for COCO-format data as exports ship it (Roboflow's
+``valid/_annotations.coco.json``, CVAT's ``annotations/instances_default.json`` with ``images/``)::
 
-    <split>/<file_name>.jpg                       images (file names from the json)
-    annotations/instances_<split>.json            instances: polygons, RLE, crowd RLE
-    annotations/panoptic_<split>.json             (panoptic) segments_info per image
-    annotations/panoptic_<split>/<file_name>.png  (panoptic) RGB segment ids: R + 256 G + 256^2 B
+    <split>/<file_name>                           images, file names from the json (img_dir)
+    annotations/instances_<split>.json            instances: polygons, RLE, crowd RLE (ann_file)
+    annotations/panoptic_<split>.json             (panoptic) segments_info per image (panoptic_json)
+    annotations/panoptic_<split>/<name>.png       (panoptic) RGB segment ids: R + 256 G + 256^2 B
+                                                  (panoptic_dir; <name>: the annotation's file_name)
 
 **Category ids -> contiguous labels.** Categories are sorted by their COCO id; the i-th (1-based)
 becomes instance label i, so COCO's 80 thing categories (ids 1..90 with gaps) are labels 1..80 and
@@ -37,6 +40,7 @@ import contextlib
 import io
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -49,6 +53,7 @@ from pycocotools.coco import COCO
 from segzoo.data import problems
 from segzoo.data.base import SegDataset
 from segzoo.data.instances import make_instances
+from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import read_image
 from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
@@ -93,6 +98,12 @@ class COCODataset(SegDataset):
         max_images: use only the first N images (in image-id order, after ``skip_images``).
         skip_images: leave out the first N images (in image-id order): with ``max_images`` a
             deterministic split of one json, e.g. coco128 = first 96 (train) + last 32 (val).
+        ann_file: instances json, relative to ``root`` (default ``annotations/instances_<split>.json``).
+        img_dir: image folder, relative to ``root`` (default ``<split>``).
+        panoptic_json, panoptic_dir: (panoptic) json and PNG folder, relative to ``root`` (default
+            ``annotations/panoptic_<split>.json`` and ``annotations/panoptic_<split>``).
+        image_range, image_percentiles: how single-channel 16-bit/float images map to 8 bits (see
+            :mod:`segzoo.data.intensity`; default: by bit depth).
         ignore_index: value of crowd / unlabelled pixels in the semantic map.
 
     Raises:
@@ -102,15 +113,22 @@ class COCODataset(SegDataset):
 
     def __init__(self, *, root: str = "coco", split: str = "val2017",
                  semantic: Literal["instances", "panoptic"] = "instances", include_crowd: bool = True,
-                 max_images: int | None = None, skip_images: int = 0, ignore_index: int = 255) -> None:
+                 max_images: int | None = None, skip_images: int = 0, ann_file: str | None = None,
+                 img_dir: str | None = None, panoptic_json: str | None = None, panoptic_dir: str | None = None,
+                 image_range: Sequence[float] | None = None, image_percentiles: Sequence[float] | None = None,
+                 ignore_index: int = 255) -> None:
         super().__init__(ignore_index=ignore_index)
         self.root = resolve_data_path(root)
-        self.img_dir = self.root / split
+        self.img_dir = self.root / (img_dir if img_dir is not None else split)
         if not self.img_dir.is_dir():
-            raise DataError(problems.missing_folder(self.img_dir, "set data.*.dataset.root and split"))
+            hint = "set data.*.dataset.img_dir (relative to root)" if img_dir is not None else \
+                "set data.*.dataset.root and split, or img_dir"
+            raise DataError(problems.missing_folder(self.img_dir, hint))
         self.semantic, self.include_crowd, self.split = semantic, include_crowd, split
+        self.grey = GreyMapping.from_options(image_range, image_percentiles)
+        self.ann_file = self.root / (ann_file or f"annotations/instances_{split}.json")
         if semantic == "instances":
-            self.coco = load_coco(self.root / "annotations" / f"instances_{split}.json")
+            self.coco = load_coco(self.ann_file)
             cats = [self.coco.cats[i] for i in sorted(self.coco.getCatIds())]
             self.image_ids = _window(sorted(self.coco.getImgIds()), skip_images, max_images)
             self.images = {i: self.coco.imgs[i] for i in self.image_ids}
@@ -118,12 +136,18 @@ class COCODataset(SegDataset):
             self.thing_classes = tuple(range(1, len(cats) + 1))
             thing_cats = cats
         elif semantic == "panoptic":
-            pan_json = self.root / "annotations" / f"panoptic_{split}.json"
+            pan_json = self.root / (panoptic_json or f"annotations/panoptic_{split}.json")
             if not pan_json.is_file():
                 raise DataError(problems.missing_file("annotation", pan_json))
-            data = json.loads(pan_json.read_text())
+            try:
+                data = json.loads(pan_json.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                raise DataError(problems.unreadable("annotation", pan_json, exc)) from None
             cats = sorted(data["categories"], key=lambda c: c["id"])
-            self.pan_dir = self.root / "annotations" / f"panoptic_{split}"
+            self.pan_dir = self.root / (panoptic_dir or f"annotations/panoptic_{split}")
+            if not self.pan_dir.is_dir():
+                raise DataError(problems.missing_folder(self.pan_dir, "set data.*.dataset.panoptic_dir "
+                                                        "(the panoptic PNG folder, relative to root)"))
             self.panoptic = {a["image_id"]: a for a in data["annotations"]}
             self.images = {im["id"]: im for im in data["images"]}
             self.image_ids = _window(sorted(self.images), skip_images, max_images)
@@ -138,7 +162,7 @@ class COCODataset(SegDataset):
             bad = sum(1 for a in self.coco.dataset.get("annotations", [])
                       if a["image_id"] in ids and self._xyxy(a["bbox"]) is None)
             if bad:
-                warnings.warn(f"{self.root / 'annotations' / f'instances_{split}.json'}: {bad} annotation(s) "
+                warnings.warn(f"{self.ann_file}: {bad} annotation(s) "
                               "with a zero-width or zero-height box are dropped", stacklevel=2)
         self.categories = [{"id": int(c["id"]), "name": c["name"]} for c in thing_cats]
         self.label_to_category = {i: int(c["id"]) for i, c in enumerate(thing_cats, start=1)}
@@ -151,14 +175,15 @@ class COCODataset(SegDataset):
         image_id = self.image_ids[index]
         info = self.images[image_id]
         image_path = self.img_dir / info["file_name"]
-        image = read_image(image_path)
+        image = read_image(image_path, self.grey)
         h, w = image.shape[-2:]
         meta = {"index": index, "image_id": int(image_id), "image_path": str(image_path), "label_path": ""}
         if self.semantic == "instances":
             masks, labels, crowd, boxes = self._instances(image_id, h, w)
             label = self._paint(masks, labels, crowd, h, w)
         else:
-            pan_path = self.pan_dir / (Path(info["file_name"]).stem + ".png")
+            pan_name = self.panoptic.get(image_id, {}).get("file_name") or Path(info["file_name"]).stem + ".png"
+            pan_path = self.pan_dir / pan_name
             meta["label_path"] = str(pan_path)
             label, masks, labels, crowd, boxes = self._panoptic(image_id, pan_path, h, w)
         sample = self.make_sample(image, label, meta)
