@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from torch.utils.data import DataLoader
 
-from segzoo.data import FolderDataset, build_dataloader
+from segzoo.data import FolderDataset, build_dataloader, collate_semantic
 from segzoo.data.io import read_image, read_label
 from segzoo.errors import DataError
 
@@ -79,6 +80,11 @@ def test_non_finite_float_image_names_the_file(tmp_path):
     root = make_pairs(tmp_path / "nan", {"n": arr}, ext=".tif")
     with pytest.raises(DataError, match=r"n\.tif.*1 non-finite"):
         FolderDataset(root=str(root), class_names=CLASSES, image_range=[0, 1]).load(0)
+    # raised in a dataloader worker, it reaches the main process naming the file
+    loader = DataLoader(FolderDataset(root=str(root), class_names=CLASSES), batch_size=1, num_workers=2,
+                        collate_fn=collate_semantic, timeout=60)
+    with pytest.raises(DataError, match=r"n\.tif.*non-finite"):
+        next(iter(loader))
     arr[3, 4] = np.inf
     Image.fromarray(arr).save(tmp_path / "inf.tif")
     with pytest.raises(DataError, match=r"inf\.tif.*non-finite"):

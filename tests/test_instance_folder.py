@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 
 from segzoo.data import InstanceFolderDataset
+from segzoo.data.check import check_dataset
 from segzoo.errors import DataError
 
 
@@ -68,3 +69,11 @@ def test_nuclei_in_the_folder_layout(shared_data, tmp_path):
     assert s["image"].shape == (3, 512, 512) and s["image"].dtype == torch.uint8  # 16-bit grey -> 8-bit RGB
     assert len(s["instances"]["labels"]) == 125 and set(s["instances"]["labels"].tolist()) == {1}
     assert int(s["instances"]["masks"].sum()) == int((s["mask"] == 1).sum())
+    # its 16-bit values are 0..235: the default mapping by bit depth leaves it dark (0..1) and data
+    # check says so; a fixed image_range gives the stored values back
+    raw = np.asarray(Image.open(shared_data / "nuclei" / "image.png"))
+    assert int(s["image"].max()) == round(int(raw.max()) / 257) == 1
+    ranged = InstanceFolderDataset(root=str(tmp_path), image_range=[0, 255]).load(0)["image"]
+    assert torch.equal(ranged, torch.from_numpy(raw.astype(np.uint8)).expand(3, -1, -1))
+    report = check_dataset(lambda: InstanceFolderDataset(root=str(tmp_path)))
+    assert report.ok and "16-bit grey images hold only 0..235" in report.format()
