@@ -23,3 +23,16 @@ class ConfigError(SegzooError, ValueError):
 
 class DataError(SegzooError, ValueError):
     """A dataset file is missing, unreadable or inconsistent (names the file)."""
+
+
+class CheckpointError(SegzooError, ValueError):
+    """A checkpoint file is missing, unreadable, or does not fit the config."""
+
+
+class NonFiniteError(SegzooError, FloatingPointError):
+    """Training produced a NaN or inf loss or weights (subclass of ``FloatingPointError``)."""
+
+
+class EvaluationError(SegzooError, RuntimeError):
+    """Evaluation during training failed; the training state was saved before it (the message
+    names the checkpoint and how to evaluate it once the cause is fixed)."""

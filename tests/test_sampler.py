@@ -73,19 +73,22 @@ def test_eval_shards_cover_every_sample_once():
     assert sorted(i for s in shards for i in s) == list(range(7))
 
 
-def test_dataloader_workers_ignore_stop_signals():
+def test_dataloader_workers_ignore_ctrl_c_but_not_sigterm():
     import signal
 
     from segzoo.data import build_dataloader
-    from segzoo.data.loader import ignore_stop_signals
+    from segzoo.data.loader import ignore_interrupt
 
     ds = ShapesDataset(num_images=2, size=(32, 32))
-    assert build_train_loader(ds, batch_size=1).worker_init_fn is ignore_stop_signals
-    assert build_dataloader(ds, batch_size=1, shuffle=False).worker_init_fn is ignore_stop_signals
+    assert build_train_loader(ds, batch_size=1).worker_init_fn is ignore_interrupt
+    assert build_dataloader(ds, batch_size=1, shuffle=False).worker_init_fn is ignore_interrupt
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        ignore_stop_signals(0)  # what a worker runs first (also under the spawn start method)
-        assert all(signal.getsignal(s) == signal.SIG_IGN for s in saved)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        ignore_interrupt(0)  # what a worker runs first (also under the spawn start method)
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        # SIGTERM is how workers are stopped at exit: ignoring it hangs every error path
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         for s, h in saved.items():
             signal.signal(s, h)

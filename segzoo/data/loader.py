@@ -43,12 +43,16 @@ def collate_semantic(samples: list[dict[str, Any]]) -> dict[str, Any]:
     return batch
 
 
-def ignore_stop_signals(worker_id: int) -> None:
-    """``worker_init_fn``: dataloader workers ignore SIGINT and SIGTERM. Ctrl-C in a terminal
-    reaches every process of the group; the training process then saves a checkpoint and shuts
-    its workers down itself, instead of finding them dead mid-batch."""
+def ignore_interrupt(worker_id: int) -> None:
+    """``worker_init_fn``: dataloader workers ignore SIGINT. Ctrl-C in a terminal reaches every
+    process of the group; the training process then finishes its iteration, saves a checkpoint and
+    shuts its workers down itself, instead of finding them dead mid-batch.
+
+    SIGTERM keeps its default action (the worker ends): it is how the loader, and Python's exit
+    handler, stop workers once the main process is done or has failed. A worker that ignored it
+    would make every error path hang at exit.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 def build_dataloader(
@@ -70,7 +74,7 @@ def build_dataloader(
         drop_last=drop_last,
         collate_fn=collate_semantic,
         generator=generator,
-        worker_init_fn=ignore_stop_signals,
+        worker_init_fn=ignore_interrupt,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )
@@ -98,6 +102,6 @@ def build_train_loader(
         num_workers=num_workers,
         collate_fn=collate_semantic,
         generator=torch.Generator().manual_seed(seed + rank),
-        worker_init_fn=ignore_stop_signals,
+        worker_init_fn=ignore_interrupt,
         pin_memory=torch.cuda.is_available(),
     )

@@ -26,11 +26,10 @@ from typing import Any
 
 import torch
 
-from segzoo.errors import SegzooError
+from segzoo.errors import CheckpointError, NonFiniteError
 
-
-class CheckpointError(SegzooError, ValueError):
-    """A checkpoint file is missing or unreadable."""
+__all__ = ["CheckpointError", "check_finite", "load_checkpoint", "save_checkpoint", "snapshot",
+           "describe_checkpoint"]
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
@@ -50,14 +49,28 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
     return path
 
 
+def describe_checkpoint(path: Path) -> str:
+    """What exists on disk to resume from: ``"the last checkpoint is <path> (iteration N)"``, or
+    that none has been written yet."""
+    if not path.is_file():
+        return (f"no checkpoint has been written yet ({path} does not exist; set "
+                "train.checkpoint_interval to save more often)")
+    try:
+        iteration = torch.load(path, map_location="cpu", weights_only=False).get("iteration")
+    except Exception:  # unreadable: still name it
+        iteration = None
+    return f"the last checkpoint is {path}" + (f" (iteration {iteration})" if iteration is not None else "")
+
+
 def check_finite(weights: dict[str, torch.Tensor], when: str, last_good: Path) -> None:
-    """Raise FloatingPointError naming the first non-finite entries of ``weights`` (checked
-    before saving, so a checkpoint never holds NaN or inf weights)."""
+    """Raise :class:`~segzoo.errors.NonFiniteError` naming the first non-finite entries of
+    ``weights`` (checked before saving, so a checkpoint never holds NaN or inf weights), and what
+    checkpoint ``last_good`` exists."""
     bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())]
     if bad:
-        raise FloatingPointError(
-            f"non-finite weights {when} ({', '.join(bad[:5])}); not saved; the last good checkpoint "
-            f"is {last_good}; lower the learning rate or set train.clip_grad_norm")
+        raise NonFiniteError(
+            f"non-finite weights {when} ({', '.join(bad[:5])}); not saved; "
+            f"{describe_checkpoint(last_good)}; lower the learning rate or set train.clip_grad_norm")
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

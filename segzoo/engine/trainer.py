@@ -36,6 +36,7 @@ from segzoo.engine import accel, builder, distributed
 from segzoo.engine.checkpoint import (
     CheckpointError,
     check_finite,
+    describe_checkpoint,
     load_checkpoint,
     save_checkpoint,
     snapshot,
@@ -47,7 +48,7 @@ from segzoo.engine.optim import base_lr
 from segzoo.engine.reproducibility import Determinism, rng_state, seed_everything, set_rng_state
 from segzoo.engine.signals import GracefulStop
 from segzoo.engine.tasks import build_task
-from segzoo.errors import ConfigError, SegzooError
+from segzoo.errors import ConfigError, EvaluationError, NonFiniteError, SegzooError
 
 
 class RunExistsError(SegzooError, FileExistsError):
@@ -310,16 +311,27 @@ class Trainer:
                 last = self.iteration == tc.max_iters
                 do_eval = self.val_loader is not None and (
                     last or (tc.eval_interval and self.iteration % tc.eval_interval == 0))
-                if do_eval:
-                    self._evaluate()
+                # save first: an evaluation that fails must not lose the training before it
                 if last or do_eval or stopping or (
                         tc.checkpoint_interval and self.iteration % tc.checkpoint_interval == 0):
                     path = self.save()
+                if do_eval:
+                    self._evaluate_saved(path)
                 if stopping and not last:
                     self.logger.info(f"{stop.name or 'stop signal'} at iteration {self.iteration}; "
                                      f"saved {path}; run the same command again to resume")
                     graceful = True
                     raise KeyboardInterrupt(stop.name)
+        except Exception as exc:
+            if not stop.requested:
+                raise
+            # SIGTERM sent to the whole process group (a cluster stopping the job) also ends the
+            # dataloader workers, so the iteration in flight cannot finish: stop without saving it
+            self.logger.info(f"{stop.name} during iteration {self.iteration + 1} also ended "
+                             f"{type(exc).__name__}: {exc}; not saved; "
+                             f"{describe_checkpoint(self.ckpt_dir / 'last.pt')}; run the same "
+                             "command again to resume")
+            raise KeyboardInterrupt(stop.name) from exc
         except KeyboardInterrupt:
             if not graceful:  # a second Ctrl-C, or no handler: the state may be mid-step
                 self.logger.info(f"interrupted during iteration {self.iteration + 1}; not saved; "
@@ -328,7 +340,7 @@ class Trainer:
         finally:
             bar.close()
         if self.val_loader is not None and not self.last_metrics:  # resumed after the last step
-            self._evaluate()
+            self._evaluate_saved(self.ckpt_dir / "last.pt")
         metrics = dict(self.last_metrics) if self.val_loader is not None else {}
         metrics.update({"iteration": self.iteration, "model": cfg.model.name})
         if self.world.is_main:
@@ -370,10 +382,10 @@ class Trainer:
         values = {k: float(v) / self.world.world_size for k, v in zip(names, packed[:-1].tolist())}
         bad = [k for k in names if not math.isfinite(values[k])]
         if bad:
-            raise FloatingPointError(
-                f"non-finite loss at iteration {self.iteration + 1} ({', '.join(bad)}); the last "
-                f"good checkpoint is {self.ckpt_dir / 'last.pt'}; lower the learning rate, set "
-                "train.clip_grad_norm, or check the data"
+            raise NonFiniteError(
+                f"non-finite loss at iteration {self.iteration + 1} ({', '.join(bad)}); nothing "
+                f"saved; {describe_checkpoint(self.ckpt_dir / 'last.pt')}; lower the learning "
+                "rate, set train.clip_grad_norm, or check the data"
             )
         values["loss"] = sum(values[k] for k in names)
         if tc.clip_grad_norm is not None:
@@ -387,6 +399,30 @@ class Trainer:
         return values, n_images, t_data, bool(packed[-1] > 0)
 
     # ----------------------------------------------------------------- evaluation
+    def _evaluate_saved(self, checkpoint: Path) -> dict:
+        """Evaluate the state just saved to ``checkpoint``, leaving the RNG streams as they were
+        (so a run resumed from that checkpoint continues exactly as this one does).
+
+        Raises:
+            EvaluationError: evaluation failed (bad val data, ...); the reason, the saved
+                checkpoint and how to evaluate it are logged to train.log first.
+        """
+        rng = rng_state()
+        try:
+            return self._evaluate()
+        except Exception as exc:
+            message = (
+                f"evaluation at iteration {self.iteration} failed: {type(exc).__name__}: {exc}\n"
+                f"the training state is saved in {checkpoint}; once the cause is fixed, run the "
+                f"same train command again (it evaluates the saved state and goes on), or "
+                f"evaluate it alone: segzoo eval {self.work_dir / 'config.yaml'} --checkpoint "
+                f"{checkpoint}")
+            self.logger.info(message)
+            raise EvaluationError(message) from exc
+        finally:
+            set_rng_state(rng)
+            self.model.train()
+
     def _evaluate(self) -> dict:
         """Evaluate on every rank's shard; rank 0 logs, keeps best.pt and writes overlays."""
         with self.precision.autocast():
