@@ -164,3 +164,18 @@ def test_dataset_snippets_in_the_docs_are_valid(tmp_path):
         ds = yaml.safe_load(text)["dataset"]
         params = DATASETS.config_params(ds.pop("name"))
         assert set(ds) <= set(params), f"{text}: {set(ds) - set(params)}"
+
+
+def test_coco_image_size_must_match_the_json(tmp_path):
+    root = make_coco(tmp_path / "coco")
+    # an image re-saved at another size than its json entry says: polygons would land elsewhere
+    save(root / "val2017" / "000000000007.jpg", np.zeros((32, 24, 3), np.uint8))
+    ds = COCODataset(root=str(root), split="val2017")
+    with pytest.raises(DataError, match=r"instances_val2017\.json.*image id 7.*\(24, 32\).*000000000007\.jpg is \(32, 24\)"):
+        ds[0]
+    # a phone photo stored turned, with EXIF orientation 6: the json gives the displayed size
+    im = Image.fromarray(np.zeros((32, 24, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    im.save(root / "val2017" / "000000000007.jpg", exif=exif)
+    assert ds[0]["image"].shape == (3, 24, 32) and ds[0]["instances"]["masks"].shape[-2:] == (24, 32)

@@ -107,8 +107,9 @@ class COCODataset(SegDataset):
         ignore_index: value of crowd / unlabelled pixels in the semantic map.
 
     Raises:
-        DataError: missing or unreadable json or folders (naming them); at load, unreadable images
-            and panoptic PNGs whose size differs from the image's.
+        DataError: missing or unreadable json or folders (naming them); at load, unreadable images,
+            images whose size differs from the json's ``height``/``width`` (saying when the image's
+            EXIF orientation explains it) and panoptic PNGs whose size differs from the image's.
     """
 
     def __init__(self, *, root: str = "coco", split: str = "val2017",
@@ -136,7 +137,7 @@ class COCODataset(SegDataset):
             self.thing_classes = tuple(range(1, len(cats) + 1))
             thing_cats = cats
         elif semantic == "panoptic":
-            pan_json = self.root / (panoptic_json or f"annotations/panoptic_{split}.json")
+            self.pan_json = pan_json = self.root / (panoptic_json or f"annotations/panoptic_{split}.json")
             if not pan_json.is_file():
                 raise DataError(problems.missing_file("annotation", pan_json))
             try:
@@ -178,6 +179,11 @@ class COCODataset(SegDataset):
         image = read_image(image_path, self.grey)
         h, w = image.shape[-2:]
         meta = {"index": index, "image_id": int(image_id), "image_path": str(image_path), "label_path": ""}
+        expected = (info.get("height"), info.get("width"))
+        if all(isinstance(v, int) for v in expected) and expected != (h, w):  # masks would not fit
+            source = self.ann_file if self.semantic == "instances" else self.pan_json
+            raise DataError(problems.size_mismatch(f"{source} (image id {image_id}: height, width)", expected,
+                                                   str(image_path), (h, w)))
         if self.semantic == "instances":
             masks, labels, crowd, boxes = self._instances(image_id, h, w)
             label = self._paint(masks, labels, crowd, h, w)
