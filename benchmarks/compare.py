@@ -243,10 +243,13 @@ def collect(run: Run, protocol: Protocol, threads: int) -> dict:
 
 
 def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
+    """``path`` relative to the repository (or to the current folder), else absolute."""
+    for root in (REPO, Path.cwd()):
+        try:
+            return str(Path(path).resolve().relative_to(root.resolve()))
+        except ValueError:
+            continue
+    return str(path)
 
 
 def write_result(path: Path, result: dict) -> None:

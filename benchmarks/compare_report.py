@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def section(protocol: str, results: list[dict], doc: Path, img_dir: Path) -> str
         return ("No finished runs yet: runs in progress (result JSONs appear in "
                 f"`benchmarks/results/protocols/{protocol}/` as each run finishes).")
     rows = aggregate(results)
-    rel = Path("img") if doc.parent.resolve() == img_dir.parent.resolve() and img_dir.name == "img" else img_dir
+    rel = Path(os.path.relpath(img_dir.resolve(), doc.parent.resolve()))
     heat = img_dir / f"comparison_{protocol}_per_class_iou.png"
     acc = img_dir / f"comparison_{protocol}_accuracy.png"
     heatmap(rows, heat, f"{protocol}: per-class val IoU (%)")

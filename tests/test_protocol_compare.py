@@ -130,3 +130,21 @@ def test_report_without_results_says_runs_are_in_progress(tmp_path):
     compare_report.update_doc("p", tmp_path / "none", doc, tmp_path / "img")
     assert "runs in progress" in doc.read_text() and "<!-- compare:p:end -->" in doc.read_text()
     assert compare_report.mean_std([None, 1.0, 3.0]) == (2.0, pytest.approx(2 ** 0.5), 2)
+
+
+def test_the_documented_commands_parse_and_run(tmp_path, capsys):
+    """docs/comparison.md's --dry-run and --report (training is covered above)."""
+    argv = ["--protocol", "camvid-cpu", "--work-root", str(tmp_path / "w"), "--results-dir", str(tmp_path / "r")]
+    assert compare.main(argv + ["--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("[1/21] fcn32s_mobilenetv2 seed 0: new")
+    assert out[-2].startswith("[21/21] deeplabv3plus_mobilenetv2 seed 2: new")
+    assert "segzoo train configs/protocols/camvid-cpu/fcn32s_mobilenetv2.yaml" in out[-1].replace(str(REPO) + "/", "")
+    doc = tmp_path / "comparison.md"
+    assert compare.main(argv + ["--report", "--doc", str(doc), "--img-dir", str(tmp_path / "img")]) == 0
+    assert "<!-- compare:camvid-cpu:begin -->" in doc.read_text()
+    with pytest.raises(SystemExit, match="unknown protocol"):
+        compare.main(["--protocol", "camvid-gpu", "--dry-run"])
+    text = (REPO / "docs" / "comparison.md").read_text()
+    for flag in ("--dry-run", "--report", "--models", "--seeds", "--threads"):
+        assert flag in text and flag in " ".join(compare.build_parser()._option_string_actions)
