@@ -309,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a redirected log at once
     if args.protocol not in PROTOCOLS:
         raise SystemExit(f"compare.py: unknown protocol {args.protocol!r}; one of {', '.join(PROTOCOLS)}")
     protocol = PROTOCOLS[args.protocol]
