@@ -1,0 +1,324 @@
+"""The CUDA paths of the zoo, run on a GPU by `make gpu-check` (benchmarks/gpu_check.sh).
+
+Every test here is marked ``cuda`` and skips with "no CUDA device" on a machine without one (CI).
+``SEGZOO_CUDA_TESTS_ON_CPU=1`` runs the bodies on the CPU with slim models instead, the parts that
+need a GPU (fp16 with loss scaling, NCCL, GPU-vs-CPU equality) still skipped, so that this file's
+own code is exercised without a GPU.
+
+On the GPU the models are the registered defaults (VGG-16 FCNs, ResNet-50/101 DeepLabs, PSPNet,
+U-Net, Mask R-CNN R50-FPN) at 64x64 (Mask R-CNN resizes to 96..128 px), 4 classes.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import segzoo
+from segzoo.bench.timing import instance_targets
+from segzoo.engine import load_checkpoint, save_checkpoint
+from segzoo.engine.accel import Precision
+from segzoo.engine.reproducibility import Determinism, seed_everything
+
+HAS_CUDA = torch.cuda.is_available()
+ON_CPU = not HAS_CUDA and os.environ.get("SEGZOO_CUDA_TESTS_ON_CPU") == "1"
+DEV = torch.device("cuda" if HAS_CUDA else "cpu")
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not (HAS_CUDA or ON_CPU), reason="no CUDA device")]
+needs_gpu = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device (this part needs a real GPU)")
+
+NUM_CLASSES = 4
+MODELS = segzoo.list_models()
+# the GPU runs the registered defaults; the CPU stand-in run uses slim versions of each
+SLIM = {
+    "fcn32s": {"backbone": "resnet18", "fc_channels": 32, "fc_kernel_size": 1},
+    "fcn16s": {"backbone": "resnet18", "fc_channels": 32, "fc_kernel_size": 1},
+    "fcn8s": {"backbone": "resnet18", "fc_channels": 32, "fc_kernel_size": 1},
+    "fcn": {"backbone": "resnet18", "channels": 32},
+    "unet": {"base_channels": 8},
+    "deeplabv2": {"backbone": "resnet18"},
+    "deeplabv3": {"backbone": "resnet18", "channels": 32},
+    "deeplabv3plus": {"backbone": "resnet18", "channels": 32, "low_level_channels": 16},
+    "pspnet": {"backbone": "resnet18", "channels": 32, "ppm_channels": 16},
+    "maskrcnn": {"backbone": "resnet18", "fpn_channels": 32, "box_head_dim": 64, "mask_head_dim": 16},
+}
+MASKRCNN_SIZE = {"min_size": 96, "max_size": 128, "rpn_pre_nms_top_n_train": 500,
+                 "rpn_post_nms_top_n_train": 200, "rpn_pre_nms_top_n_test": 300,
+                 "rpn_post_nms_top_n_test": 100}
+
+
+def kwargs_for(name: str) -> dict:
+    kw = dict(SLIM.get(name, {})) if not HAS_CUDA else {}
+    return {**kw, **(MASKRCNN_SIZE if name == "maskrcnn" else {})}
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_model(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return segzoo.build_model(name, num_classes=NUM_CLASSES, **kwargs_for(name))
+
+
+def fresh(name: str) -> torch.nn.Module:
+    """A copy of the model (same initial weights every call), in training mode, on the CPU."""
+    return copy.deepcopy(_cpu_model(name)).train()
+
+
+def batch(name: str, device: torch.device, n: int = 2, size=(64, 64)) -> dict:
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(n, 3, *size, generator=g)
+    if name == "maskrcnn":
+        return {"images": images.to(device), "targets": instance_targets(images, NUM_CLASSES)}
+    labels = torch.randint(0, NUM_CLASSES, (n, *size), generator=g)
+    return {"images": images.to(device), "labels": labels.to(device)}
+
+
+def loss_of(model, b: dict) -> torch.Tensor:
+    """The training loss: Mask R-CNN's loss dict summed, or the semantic models' weighted
+    cross-entropy of every output (``model.loss_weights``)."""
+    if getattr(model, "task", None) == "instance":
+        targets = [{k: v.to(b["images"].device) for k, v in t.items()} for t in b["targets"]]
+        return sum(model(list(b["images"]), targets).values())
+    out = model(b["images"])
+    return sum(w * F.cross_entropy(out[k].float(), b["labels"]) for k, w in model.loss_weights.items())
+
+
+def train(model, b: dict, amp: str | None, steps: int, *, until_stepped: bool = False) -> list[float]:
+    """``steps`` SGD steps through the engine's :class:`Precision` (autocast, GradScaler);
+    ``until_stepped``: go on (up to 12 steps) until fp16 loss scaling has applied an update."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    precision = Precision(amp, b["images"].device)
+    losses = []
+    for i in range(12 if until_stepped else steps):
+        opt.zero_grad(set_to_none=True)
+        with precision.autocast():
+            loss = loss_of(model, b)
+        losses.append(loss.item())
+        scale = precision.scale
+        precision.backward(loss)
+        precision.step(opt)
+        stepped = scale is None or precision.scale >= scale  # the scale halves on a skipped step
+        if i + 1 >= steps and (not until_stepped or stepped):
+            break
+    return losses
+
+
+def changed_fraction(before: dict, model) -> float:
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    changed = sum(not torch.equal(before[n], p.detach().cpu()) for n, p in params)
+    return changed / len(params)
+
+
+MODES = ["fp32", "bf16", "fp16", "channels_last"]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name", MODELS)
+def test_train_step_every_model(name, mode):
+    """Forward + backward + optimizer step on the device: finite losses, parameters updated."""
+    if mode == "fp16" and not HAS_CUDA:
+        pytest.skip("fp16 autocast with GradScaler needs CUDA")
+    model = fresh(name)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    model = model.to(DEV)
+    b = batch(name, DEV)
+    if mode == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+        b["images"] = b["images"].contiguous(memory_format=torch.channels_last)
+    amp = mode if mode in ("bf16", "fp16") else None
+    losses = train(model, b, amp, 2, until_stepped=mode == "fp16")
+    assert all(torch.isfinite(torch.tensor(losses))), losses
+    assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    frac = changed_fraction(before, model)
+    assert frac >= 0.95, f"{name} {mode}: only {frac:.0%} of the parameter tensors changed"
+    if mode == "channels_last" and name != "maskrcnn":
+        model.eval()
+        with torch.no_grad():
+            out_cl = model(b["images"])
+            out = model(b["images"].contiguous())
+        assert out_cl.shape == (2, NUM_CLASSES, 64, 64)
+        assert (out_cl - out).abs().max() <= 1e-3 * out.abs().max() + 1e-5
+
+
+@pytest.fixture
+def no_tf32():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+# fp32, TF32 off: |GPU - CPU| <= RTOL * max|CPU output| + ATOL (random-init deep networks in eval
+# mode have outputs of 1e2..1e4, and cuDNN and oneDNN sum in different orders)
+RTOL, ATOL = 1e-4, 1e-5
+
+
+@needs_gpu
+@pytest.mark.parametrize("name", MODELS)
+def test_gpu_output_equals_cpu_output(name, no_tf32):
+    from segzoo.bench.peers import randomise_bn
+
+    model = fresh(name)
+    randomise_bn(model)
+    model.eval()
+    b = batch(name, torch.device("cpu"), size=(64, 80))
+    gpu = copy.deepcopy(model).to(DEV)
+    with torch.no_grad():
+        if name == "maskrcnn":  # the backbone + FPN features, then the detections' scores
+            x_cpu, _ = model.transform(list(b["images"]))
+            x_gpu, _ = gpu.transform(list(b["images"].to(DEV)))
+            feats_cpu, feats_gpu = model.backbone(x_cpu.tensors), gpu.backbone(x_gpu.tensors)
+            for k in feats_cpu:
+                ref = feats_cpu[k]
+                diff = (feats_gpu[k].cpu() - ref).abs().max().item()
+                assert diff <= RTOL * ref.abs().max().item() + ATOL, (k, diff)
+            det_cpu, det_gpu = model(list(b["images"])), gpu(list(b["images"].to(DEV)))
+            for a, g in zip(det_cpu, det_gpu):
+                n = min(len(a["scores"]), len(g["scores"]))
+                assert abs(len(a["scores"]) - len(g["scores"])) <= 2
+                assert (a["scores"][:n] - g["scores"][:n].cpu()).abs().max() <= 5e-3
+            return
+        ref = model(b["images"])
+        out = gpu(b["images"].to(DEV)).cpu()
+    diff = (out - ref).abs().max().item()
+    assert diff <= RTOL * ref.abs().max().item() + ATOL, f"{name}: max |GPU - CPU| {diff:.3g} of {ref.abs().max():.3g}"
+    assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.999
+
+
+def _compile(module):
+    # the CPU stand-in checks the code path with a cheap backend; the GPU uses inductor
+    return torch.compile(module) if HAS_CUDA else torch.compile(module, backend="aot_eager")
+
+
+def test_torch_compile_semantic_model_trains_like_eager():
+    name = "deeplabv3plus"
+    model = segzoo.build_model(name, num_classes=NUM_CLASSES, backbone="resnet18",
+                               **({} if HAS_CUDA else {"channels": 32, "low_level_channels": 16})).to(DEV)
+    for m in model.modules():  # compiled and eager dropout draw different masks
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+            m.p = 0.0
+    twin = copy.deepcopy(model)
+    compiled = _compile(model)
+    b = batch(name, DEV)
+    loss_c, loss_e = loss_of(compiled, b), loss_of(twin, b)
+    loss_c.backward()
+    loss_e.backward()
+    assert torch.isfinite(loss_c) and abs(loss_c.item() - loss_e.item()) <= 1e-3 * abs(loss_e.item())
+    for (n, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert (p.grad - q.grad).abs().max() <= 1e-2 * q.grad.abs().max() + 1e-6, n
+
+
+def test_torch_compile_maskrcnn_backbone():
+    model = fresh("maskrcnn").eval().to(DEV)
+    images = torch.rand(1, 3, 128, 128, device=DEV)
+    compiled = _compile(model.backbone)
+    with torch.no_grad():
+        ref, out = model.backbone(images), compiled(images)
+        model.backbone = compiled  # the whole detector runs with the compiled backbone
+        dets = model([images[0]])
+    ref, out = (list(x.values()) if isinstance(x, dict) else list(x) for x in (ref, out))
+    assert len(ref) == len(out) >= 4  # the multi-scale features the FPN takes
+    for k, (r, o) in enumerate(zip(ref, out)):
+        assert o.shape == r.shape and (o - r).abs().max() <= 1e-3 * r.abs().max() + 1e-5, k
+    assert dets[0]["masks"].shape[1:] == (1, 128, 128)
+
+
+def _deterministic_run(name: str) -> tuple[dict, list[str]]:
+    with warnings.catch_warnings(record=True) as caught, Determinism(True):
+        warnings.simplefilter("always")
+        seed_everything(0)  # as the engine does: the same dropout masks in both runs
+        model = fresh(name).to(DEV)
+        train(model, batch(name, DEV), None, 3)
+    nondet = sorted({str(w.message).split(" does not have a deterministic")[0] for w in caught
+                     if "deterministic" in str(w.message)})
+    return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, nondet
+
+
+def test_deterministic_mode_unet_bit_identical():
+    """U-Net (transposed-conv upsampling, no interpolation): two runs in deterministic mode give
+    bit-identical weights, and no op warns that it has no deterministic implementation."""
+    a, nondet = _deterministic_run("unet")
+    b, _ = _deterministic_run("unet")
+    assert not nondet, nondet
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.xfail(HAS_CUDA, strict=False,
+                   reason="bilinear upsampling's and adaptive pooling's CUDA backward add with atomics "
+                          "(torch warns under train.deterministic's warn_only); may differ in the last bits")
+def test_deterministic_mode_deeplabv3plus_bit_identical():
+    a, nondet = _deterministic_run("deeplabv3plus")
+    b, _ = _deterministic_run("deeplabv3plus")
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f"{len(differ)} tensors differ; ops without a deterministic kernel: {nondet}"
+
+
+def test_sync_batchnorm_in_a_one_process_group(tmp_path):
+    """convert_sync_batchnorm in a 1-process group (NCCL on the GPU; gloo in the CPU stand-in,
+    where SyncBatchNorm is checked only as far as PyTorch runs it): same loss, gradients and running
+    statistics as BatchNorm. Synchronisation across several GPUs needs several GPUs."""
+    import torch.distributed as dist
+
+    model = fresh("deeplabv3plus").to(DEV)
+    synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
+    n_sync = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
+    assert n_sync == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 0
+    dist.init_process_group("nccl" if HAS_CUDA else "gloo", init_method=f"file://{tmp_path}/pg",
+                            rank=0, world_size=1)
+    try:
+        b = batch("deeplabv3plus", DEV)
+        try:
+            loss_s = loss_of(synced, b)
+        except ValueError as exc:  # SyncBatchNorm is CUDA-only in some PyTorch versions
+            assert not HAS_CUDA, exc
+            pytest.skip(f"SyncBatchNorm on CPU: {exc}")
+        loss_b = loss_of(model, b)
+        loss_s.backward()
+        loss_b.backward()
+    finally:
+        dist.destroy_process_group()
+    assert abs(loss_s.item() - loss_b.item()) <= 1e-5 * abs(loss_b.item())
+    for (n, p), q in zip(synced.named_parameters(), model.parameters()):
+        assert (p.grad - q.grad).abs().max() <= 1e-3 * q.grad.abs().max() + 1e-7, n
+    bn_s = [m for m in synced.modules() if isinstance(m, torch.nn.SyncBatchNorm)]
+    bn_b = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for s, m in zip(bn_s, bn_b):
+        assert torch.allclose(s.running_var, m.running_var, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("src,dst", [("cuda", "cpu"), ("cpu", "cuda")])
+def test_checkpoint_moves_between_gpu_and_cpu(tmp_path, src, dst):
+    """Weights and optimizer state saved on one device load bit for bit on the other, and the
+    next step there matches the next step on the saving device."""
+    src_dev = DEV if src == "cuda" else torch.device("cpu")
+    dst_dev = DEV if dst == "cuda" else torch.device("cpu")
+    model = fresh("deeplabv3plus").to(src_dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    b_src = batch("deeplabv3plus", src_dev)
+    for _ in range(2):
+        opt.zero_grad()
+        loss_of(model, b_src).backward()
+        opt.step()
+    path = save_checkpoint({"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": 2},
+                           tmp_path / "ck" / "last.pt")
+    state = load_checkpoint(path, map_location=dst_dev)
+    moved = fresh("deeplabv3plus").to(dst_dev)
+    moved.load_state_dict(state["model"])
+    opt2 = torch.optim.SGD(moved.parameters(), lr=0.01, momentum=0.9)
+    opt2.load_state_dict(state["optimizer"])
+    for k, v in moved.state_dict().items():
+        assert v.device.type == dst_dev.type and torch.equal(v.cpu(), model.state_dict()[k].cpu()), k
+    model.eval()
+    moved.eval()  # one more step each, eval-mode BN (batch statistics of 2 images are noisy)
+    for m, o, d in ((model, opt, src_dev), (moved, opt2, dst_dev)):
+        b = batch("deeplabv3plus", d)
+        o.zero_grad()
+        F.cross_entropy(m(b["images"]), b["labels"]).backward()
+        o.step()
+    for (n, p), q in zip(model.named_parameters(), moved.parameters()):
+        assert (p.detach().cpu() - q.detach().cpu()).abs().max() <= 1e-3 * p.detach().abs().max().cpu() + 1e-6, n
