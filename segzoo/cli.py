@@ -62,6 +62,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from segzoo.engine import builder
+    from segzoo.engine.compat import check_num_classes
     from segzoo.engine.evaluator import format_metrics
     from segzoo.engine.logger import write_json
     from segzoo.inference import load_trained_model
@@ -77,6 +78,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     device = builder.resolve_device(cfg.train.device)
     model, meta = load_trained_model(cfg, args.checkpoint, device)
     dataset = builder.dataset_from_split(cfg, cfg.data.val)
+    check_num_classes(meta, dataset.num_classes, args.checkpoint, "the config's val dataset")
     loader = builder.loader_from_split(cfg, cfg.data.val, dataset, train=False)
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else (
@@ -94,14 +96,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from segzoo.engine import builder
     from segzoo.inference import load_trained_model, predict_images
-    from segzoo.inference.predict import find_images
+    from segzoo.inference.predict import PredictionError, find_images
 
     cfg = _load(args)
     device = builder.resolve_device(cfg.train.device)
     model, meta = load_trained_model(cfg, args.checkpoint, device)
-    records = predict_images(model, cfg, find_images(args.input), args.output,
-                             palette=meta["palette"], class_names=meta["class_names"], device=device,
-                             batch_size=args.batch_size)
+    try:
+        records = predict_images(model, cfg, find_images(args.input), args.output,
+                                 palette=meta["palette"], class_names=meta["class_names"],
+                                 device=device, batch_size=args.batch_size)
+    except PredictionError as exc:
+        records = exc.records
+        print(f"wrote {len(records)} label PNGs to {Path(args.output) / 'labels'}")
+        raise
     print(f"wrote {len(records)} label PNGs to {Path(args.output) / 'labels'} and overlays to "
           f"{Path(args.output) / 'overlays'}")
     if (Path(args.output) / "instances.json").is_file():
@@ -256,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except SegzooError as exc:
         print(f"segzoo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:  # not about a path: a real bug, keep the traceback
+            raise
+        print(f"segzoo {args.command}: error: {exc.filename}: {exc.strerror}; check the path (a "
+              "work dir or output must be a folder you can write to)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"segzoo {args.command}: interrupted", file=sys.stderr)

@@ -272,6 +272,12 @@ def validate_config(data: dict, sources: Sources | None = None) -> Config:
     Raises:
         ConfigError: unknown or misspelled key (with the closest valid one), wrong type (with the
             expected one), unknown component name, or a missing required key; the message names
-            the file that set the key.
+            the file that set the key; a value no run can use (see
+            :func:`segzoo.config.values.check_values`).
     """
-    return _dataclass(Config, data, "", _Ctx(sources or {}))
+    from segzoo.config.values import check_values
+
+    ctx = _Ctx(sources or {})
+    cfg = _dataclass(Config, data, "", ctx)
+    check_values(cfg, ctx.fail)  # values no run can use (lr <= 0, batch_size 0, std 0, ...)
+    return cfg

@@ -120,6 +120,12 @@ def resolve_num_classes(cfg: Config, dataset: SegDataset) -> int:
             f"'model.num_classes' is {given} but dataset {type(dataset).__name__} has "
             f"{dataset.num_classes} classes; remove model.num_classes to take the dataset's"
         )
+    ignore = cfg.data.ignore_index
+    if 0 <= ignore < dataset.num_classes:
+        raise ConfigError(
+            f"'data.ignore_index' is {ignore}, a real class of {type(dataset).__name__} "
+            f"({dataset.class_names[ignore]!r} of {dataset.num_classes} classes): its pixels would be "
+            "left out of training and scoring; use a value outside [0, num_classes), e.g. 255")
     cfg.model.kwargs["num_classes"] = dataset.num_classes
     return dataset.num_classes
 

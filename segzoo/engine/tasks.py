@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 
 from segzoo.engine.evaluator import evaluate_semantic, predict_labels
 from segzoo.errors import ConfigError
+from segzoo.inference.evaluate import check_input_size
 from segzoo.losses import LossSet
 
 
@@ -58,6 +59,9 @@ class SemanticTask:
         """Weighted loss terms of one training batch (see the class docstring)."""
         images = batch["image"].to(device, non_blocking=True)
         target = batch["mask"].to(device, non_blocking=True)
+        check_input_size(model, images.shape[-2:], "training batch of "
+                         + ", ".join(str(m.get("image_path", m.get("index", "?"))) for m in batch["meta"][:3]),
+                         slide=True)
         outputs = model(images)
         if isinstance(outputs, Tensor):  # a plain model returning logits in training mode too
             outputs = {"out": outputs}

@@ -31,16 +31,9 @@ import torch
 from tqdm import tqdm
 
 from segzoo.config import Config, save_config
-from segzoo.config.schema import config_diff
 from segzoo.engine import accel, builder, distributed
-from segzoo.engine.checkpoint import (
-    CheckpointError,
-    check_finite,
-    describe_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-    snapshot,
-)
+from segzoo.engine.checkpoint import describe_checkpoint, load_checkpoint
+from segzoo.engine.compat import check_resume_fits
 from segzoo.engine.ema import ModelEMA
 from segzoo.engine.evaluator import format_metrics
 from segzoo.engine.logger import NullLogger, RunLogger, run_summary, write_json, write_overlays
@@ -48,6 +41,7 @@ from segzoo.engine.optim import base_lr
 from segzoo.engine.reproducibility import Determinism, rng_state, seed_everything, set_rng_state
 from segzoo.engine.signals import GracefulStop
 from segzoo.engine.tasks import build_task
+from segzoo.engine.train_state import TrainingState
 from segzoo.errors import ConfigError, EvaluationError, NonFiniteError, SegzooError
 
 
@@ -64,7 +58,7 @@ class TrainResult:
     checkpoint: Path
 
 
-class Trainer:
+class Trainer(TrainingState):
     """Trains ``cfg.model`` on ``cfg.data.train`` and evaluates on ``cfg.data.val``.
 
     Args:
@@ -91,6 +85,10 @@ class Trainer:
         if resume and not last.exists():
             raise SegzooError(f"--resume: no checkpoint {last} to resume from")
         self.resume_from = last if last.exists() else None
+        # does the checkpoint fit this config? said before anything is built
+        self._resume_state = load_checkpoint(last) if self.resume_from is not None else None
+        if self._resume_state is not None:
+            check_resume_fits(self._resume_state, cfg, last)
         self.world, self.device, self._owns_group = distributed.setup(cfg.train.device)
         self.progress = progress and self.world.is_main
         self.notes: list[str] = []  # setup messages, logged once the logger exists
@@ -160,75 +158,6 @@ class Trainer:
     def eval_model(self) -> torch.nn.Module:
         """The weights that are evaluated and visualised: the EMA's when EMA is on."""
         return self.ema.module if self.ema is not None else self.model
-
-    # ----------------------------------------------------------------- checkpoints
-    def _meta(self) -> dict:
-        ds = self.train_set
-        return {"num_classes": ds.num_classes, "class_names": list(ds.class_names),
-                "palette": [list(c) for c in ds.colors()], "task": self.task.name,
-                "model": self.cfg.model.name}
-
-    def save(self, name: str = "last.pt") -> Path:
-        """Checkpoint the whole training state (collective: every rank calls it; rank 0 writes).
-
-        Raises:
-            FloatingPointError: non-finite weights (nothing is written: the checkpoint on disk
-                stays the last good one).
-        """
-        check_finite(self.model.state_dict(), f"after iteration {self.iteration}", self.ckpt_dir / "last.pt")
-        rngs = distributed.all_gather_object(rng_state())
-        path = self.ckpt_dir / name
-        if self.world.is_main:
-            state = {
-                "model": self.model.state_dict(),
-                "ema": self.ema.state_dict() if self.ema is not None else None,
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "scaler": self.precision.state_dict(),
-                "iteration": self.iteration,
-                "samples_seen": self.samples_seen,
-                "rng": rngs,
-                "world_size": self.world.world_size,
-                "best": self.best,
-                "config": self.cfg.to_dict(),
-                "meta": self._meta(),
-                "version": 2,
-            }
-            save_checkpoint(state, path)
-            if name == "last.pt":
-                snapshot(path, self.iteration, self.cfg.train.keep_last)
-        return path
-
-    def _load(self, path: Path) -> None:
-        state = load_checkpoint(path, map_location=self.device)
-        self.model.load_state_dict(state["model"])
-        if self.ema is not None:
-            if state.get("ema"):
-                self.ema.load_state_dict(state["ema"])
-            else:
-                self.ema.module.load_state_dict(state["model"])
-                self.notes.append("the checkpoint has no EMA weights: EMA restarts from the model's")
-        try:
-            self.optimizer.load_state_dict(state["optimizer"])
-        except ValueError as exc:
-            raise CheckpointError(
-                f"{path}: the optimizer state does not fit this config's parameter groups ({exc}); "
-                "resume with the config the run started with, or start a new --work-dir") from None
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.precision.load_state_dict(state.get("scaler") or {})
-        self.iteration = int(state["iteration"])
-        self.samples_seen = int(state.get("samples_seen", 0))
-        self.best = state.get("best", {})
-        rngs = state["rng"] if isinstance(state["rng"], list) else [state["rng"]]
-        if len(rngs) == self.world.world_size:
-            set_rng_state(rngs[self.world.rank])
-        else:
-            seed_everything(self.cfg.train.seed + self.world.rank + self.iteration)
-            self.notes.append(f"the checkpoint was written by {len(rngs)} processes, this run has "
-                              f"{self.world.world_size}: RNG streams restart (not an exact resume)")
-        diff = config_diff(state.get("config", {}), self.cfg.to_dict())
-        if diff:
-            self.notes.append("config changed since the checkpoint: " + "; ".join(diff[:10]))
 
     # ----------------------------------------------------------------- loop
     def train(self) -> TrainResult:

@@ -29,13 +29,49 @@ from torchvision.transforms import v2
 from tqdm import tqdm
 
 from segzoo.data.instances import SanitizeInstances
-from segzoo.errors import ConfigError, DataError
+from segzoo.errors import ConfigError, DataError, NonFiniteError
 from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics import BoundaryIoU, ConfusionMatrix
 from segzoo.metrics.cross_task import instances_to_semantic, semantic_to_instances
 from segzoo.metrics.instance import InstanceEvaluator
 
 _RESIZE_ONLY = (v2.Resize, v2.ToDtype, v2.Normalize, v2.ToImage, v2.ToPureTensor, SanitizeInstances)
+
+
+def check_finite_output(output: Tensor, what: str) -> None:
+    """Raise :class:`~segzoo.errors.NonFiniteError` if ``output`` (logits, scores, boxes) holds
+    NaN or inf: its argmax would silently score as class 0 everywhere."""
+    if output.is_floating_point() and not bool(output.isfinite().all()):
+        n = int((~output.isfinite()).sum())
+        raise NonFiniteError(
+            f"the model output {n} non-finite (NaN/inf) value(s) for {what}; check the checkpoint's "
+            "weights and the input values (with train.amp fp16, overflow: try bf16 or fp32)")
+
+
+def check_input_size(model: nn.Module, size: Sequence[int], what: str, *, slide: bool = False) -> None:
+    """Raise :class:`DataError` if an input of ``size`` (H, W) is below the model's
+    ``min_input_size`` (its coarsest feature map would be empty), saying the minimum and what to
+    change. Models without ``min_input_size`` (detectors resize their input) pass.
+
+    Args:
+        slide: the image is predicted in sliding windows (``eval.mode: slide``), which cannot help.
+    """
+    model = getattr(model, "module", model)  # DDP / compile wrappers
+    m = int(getattr(model, "min_input_size", 0) or 0)
+    h, w = int(size[0]), int(size[1])
+    if h >= m and w >= m:
+        return
+    name = getattr(model, "name", type(model).__name__)
+    hint = ("" if slide else f", or predict it in windows: eval.mode: slide with eval.crop_size >= {m}")
+    raise DataError(
+        f"{what} is {h}x{w} pixels, below the {m}x{m} that {name} needs (its output stride); add a "
+        f"resize transform to the split's transforms (e.g. {{name: resize, size: [{max(m, h)}, "
+        f"{max(m, w)}]}}){hint}")
+
+
+def _names(metas: Sequence[dict]) -> str:
+    paths = [str(m.get("image_path", m.get("index", "?"))) for m in metas]
+    return ", ".join(paths[:3]) + (f" (+{len(paths) - 3} more)" if len(paths) > 3 else "")
 
 
 def model_task(model: nn.Module) -> str:
@@ -192,12 +228,19 @@ class Scorer:
             images = [im.to(device, non_blocking=True) for im in batch["image"]]
             preds = model(images)
             for i, pred in enumerate(preds):
+                for key in ("boxes", "scores"):
+                    if key in pred:
+                        check_finite_output(pred[key], _names([metas[i]]))
                 mask, inst = self._targets(batch, i, need_inst)
                 pred = rescale_instances(pred, images[i].shape[-2:], mask.shape[-2:])
                 self.add_instances(pred, mask.to(device), inst, self._image_id(metas[i]))
             return
         images = batch["image"].to(device, non_blocking=True)
-        logits = (inferencer or SemanticInferencer(model))(images)
+        inferencer = inferencer or SemanticInferencer(model)
+        if inferencer.mode != "slide":
+            check_input_size(model, images.shape[-2:], f"val image {_names(metas)}")
+        logits = inferencer(images)
+        check_finite_output(logits, _names(metas))
         if not need_inst and not any("orig_mask" in m for m in metas):  # the fast, batched path
             self._semantic(logits.argmax(1), batch["mask"].to(device, non_blocking=True))
             self.num_images += images.shape[0]

@@ -15,12 +15,23 @@ from tqdm import tqdm
 
 from segzoo.config import Config
 from segzoo.data import build_pipeline
+from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import IMAGE_EXTENSIONS, read_image
 from segzoo.data.palette import default_palette
 from segzoo.engine import builder
 from segzoo.engine.checkpoint import load_checkpoint
-from segzoo.errors import DataError
-from segzoo.inference.evaluate import model_task, rescale_instances
+from segzoo.engine.compat import (
+    check_finite_weights,
+    check_model_fits,
+    load_model_weights,
+)
+from segzoo.errors import DataError, SegzooError
+from segzoo.inference.evaluate import (
+    check_finite_output,
+    check_input_size,
+    model_task,
+    rescale_instances,
+)
 from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics.cross_task import instances_to_semantic
 from segzoo.metrics.instance import encode_masks, xyxy_to_xywh
@@ -52,13 +63,16 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
     cfg.model.kwargs["num_classes"] = meta["num_classes"]
     meta.setdefault("class_names", [str(i) for i in range(meta["num_classes"])])
     meta.setdefault("palette", default_palette(meta["num_classes"]))
+    check_model_fits(state, cfg, checkpoint)
     model = builder.model_from_config(cfg)
     if model_task(model) == "instance":  # a model that normalises its 0..1 input itself
         from segzoo.engine.instance_task import check_input_normalization
 
         check_input_normalization(model, cfg.data.mean, cfg.data.std)
     ema = state.get("ema")
-    model.load_state_dict(ema["module"] if ema else state["model"])
+    weights = ema["module"] if ema else state["model"]
+    check_finite_weights(weights, checkpoint)
+    load_model_weights(model, weights, checkpoint)
     meta["weights"] = "ema" if ema else "model"
     return model.to(device).eval(), meta
 
@@ -99,12 +113,19 @@ def predict_images(
     original size before the argmax; instance models (``model.task == "instance"``) get a list of
     images, their boxes/masks are rescaled to the original size and pasted into the label map by
     descending score (``eval.score_threshold``). Consecutive images of equal (transformed) size are
-    batched up to ``batch_size``. Returns one record per image.
+    batched up to ``batch_size``. Returns one record per image. Two inputs with the same stem
+    (``x.png``, ``x.jpg``) are written under their full names (see :func:`output_names`).
+
+    Raises:
+        PredictionError: after every other image was written, listing the images that could not
+            be read or predicted (corrupt file, below the model's minimum size, non-finite output).
     """
     output = Path(output)
     split = cfg.data.val or cfg.data.train
     specs = split.transforms if split is not None else []
     pipeline = build_pipeline(specs, ignore_index=cfg.data.ignore_index, mean=cfg.data.mean, std=cfg.data.std)
+    # grey images are mapped to 8 bits the way the dataset reads them (image_range, percentiles)
+    mapping = GreyMapping.from_config(split.dataset.kwargs) if split is not None else None
     task = model_task(model)
     model.eval()
     inferencer = SemanticInferencer.from_config(model, cfg.eval) if task == "semantic" else None
@@ -112,42 +133,88 @@ def predict_images(
     coco: dict = {"images": [], "annotations": [],
                   "categories": [{"id": c, "name": names[c]} for c in range(1, len(names))]}
     records: list[dict] = []
+    failures: list[tuple[Path, str]] = []
     pending: list[tuple[Path, torch.Tensor, torch.Tensor]] = []
+    images = list(images)
+    out_names = output_names(images)
 
     def flush() -> None:
         if not pending:
             return
-        x = torch.stack([t for _, _, t in pending]).to(device)
+        try:
+            _predict_batch(pending)
+        except (SegzooError, ValueError, RuntimeError) as exc:  # the rest of the folder goes on
+            failures.extend((path, f"{type(exc).__name__}: {exc}") for path, _, _ in pending)
+        pending.clear()
+
+    def _predict_batch(batch: list[tuple[Path, torch.Tensor, torch.Tensor]]) -> None:
+        x = torch.stack([t for _, _, t in batch]).to(device)
+        what = ", ".join(str(p) for p, _, _ in batch)
         panels: list = []
         if task == "semantic":
+            if inferencer.mode != "slide":
+                check_input_size(model, x.shape[-2:], f"image {what} (after the val transforms)")
             logits = inferencer(x)
-            outs = [resize(logits[i:i + 1], raw.shape[-2:]).argmax(1)[0].cpu() for i, (_, raw, _) in enumerate(pending)]
+            check_finite_output(logits, what)
+            outs = [resize(logits[i:i + 1], raw.shape[-2:]).argmax(1)[0].cpu() for i, (_, raw, _) in enumerate(batch)]
         else:
             outs = []
-            for (path, raw, _), pred in zip(pending, model(list(x))):
+            for (path, raw, _), pred in zip(batch, model(list(x))):
+                for key in ("boxes", "scores"):
+                    check_finite_output(pred[key], str(path))
                 pred = {k: v.cpu() for k, v in rescale_instances(pred, x.shape[-2:], raw.shape[-2:]).items()}
                 outs.append(instances_to_semantic(pred, tuple(raw.shape[-2:]),
                                                   score_threshold=cfg.eval.score_threshold))
                 _add_coco_image(coco, path, raw.shape[-2:], pred)
                 panels.append(draw_instances(raw, pred, names, score_threshold=cfg.eval.score_threshold))
-        for j, ((path, raw, _), labels) in enumerate(zip(pending, outs)):
-            label_path = save_label_png(labels, palette, output / "labels" / f"{path.stem}.png")
+        for j, ((path, raw, _), labels) in enumerate(zip(batch, outs)):
+            name = out_names[path]
+            label_path = save_label_png(labels, palette, output / "labels" / f"{name}.png")
             # instance models: per-instance colours, boxes and "class score" captions
             shown = panels[j] if task == "instance" else overlay(raw, labels, palette)
-            overlay_path = save_rgb(shown, output / "overlays" / f"{path.stem}.png")
+            overlay_path = save_rgb(shown, output / "overlays" / f"{name}.png")
             records.append({"image": str(path), "label": str(label_path), "overlay": str(overlay_path)})
-        pending.clear()
 
-    for path in tqdm(list(images), desc="predict", disable=not progress, dynamic_ncols=True):
-        raw = read_image(path)
-        x = pipeline({"image": tv_tensors.Image(raw)})["image"].as_subclass(torch.Tensor)
+    for path in tqdm(images, desc="predict", disable=not progress, dynamic_ncols=True):
+        try:
+            raw = read_image(path, mapping)
+            x = pipeline({"image": tv_tensors.Image(raw)})["image"].as_subclass(torch.Tensor)
+        except (SegzooError, ValueError, OSError) as exc:
+            failures.append((path, f"{type(exc).__name__}: {exc}"))
+            continue
         if pending and (x.shape != pending[0][2].shape or len(pending) >= batch_size):
             flush()
         pending.append((path, raw, x))
     flush()
     if task == "instance":
         write_coco_predictions(coco, output / "instances.json")
+    if failures:
+        raise PredictionError(records, failures)
     return records
+
+
+class PredictionError(SegzooError):
+    """Some images could not be predicted; every other image was written.
+
+    Attributes:
+        records: the written images' records (as :func:`predict_images` returns).
+        failures: ``(image path, reason)`` per failed image.
+    """
+
+    def __init__(self, records: list[dict], failures: list[tuple[Path, str]]) -> None:
+        self.records, self.failures = records, failures
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
+        super().__init__(f"{len(failures)} image(s) could not be predicted ({len(records)} written):\n{lines}")
+
+
+def output_names(paths: Sequence[Path]) -> dict[Path, str]:
+    """Output file name (without ``.png``) per input image: its stem, or, where two inputs share
+    a stem (``x.png`` and ``x.jpg``), its full name (``x.png``, ``x.jpg``), so no output
+    overwrites another."""
+    stems: dict[str, int] = {}
+    for p in paths:
+        stems[p.stem] = stems.get(p.stem, 0) + 1
+    return {p: p.stem if stems[p.stem] == 1 else p.name for p in paths}
 
 
 def _add_coco_image(coco: dict, path: Path, size: Sequence[int], pred: dict) -> None:

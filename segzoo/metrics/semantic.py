@@ -54,6 +54,10 @@ class ConfusionMatrix:
         k = self.num_classes
         pred = pred.to(self.matrix.device).reshape(-1).long()
         target = target.to(self.matrix.device).reshape(-1).long()
+        # the whole prediction, ignored pixels included: a model predicting out of range is wrong
+        if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= k):
+            bad = torch.unique(pred[(pred < 0) | (pred >= k)]).tolist()[:10]
+            raise ValueError(f"predictions {bad} lie outside [0, {k})")
         valid = target != self.ignore_index
         pred, target = pred[valid], target[valid]
         if target.numel() and (int(target.min()) < 0 or int(target.max()) >= k):
@@ -61,8 +65,6 @@ class ConfusionMatrix:
             raise ValueError(
                 f"target values {bad} are outside [0, {k}) and not ignore_index={self.ignore_index}"
             )
-        if pred.numel() and (int(pred.min()) < 0 or int(pred.max()) >= k):
-            raise ValueError(f"predictions must lie in [0, {k})")
         self.matrix += torch.bincount(target * k + pred, minlength=k * k).view(k, k)
 
     def compute(self, class_names: Sequence[str] | None = None) -> dict:
