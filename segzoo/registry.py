@@ -1,6 +1,6 @@
 """One small registry mechanism: name -> builder, filled by decorators.
 
-Used for models, backbones, heads, datasets, transforms, losses, optimizers and schedulers::
+Used for models, backbones, heads, necks, datasets, transforms, losses, optimizers and schedulers::
 
     MODELS = Registry("model")
 
@@ -225,6 +225,7 @@ def _bind_first(builder: Callable[..., Any], first: str) -> Callable[..., Any]:
 MODELS = Registry("model")
 BACKBONES = Registry("backbone")
 HEADS = Registry("head")
+NECKS = Registry("neck")
 DATASETS = Registry("dataset")
 TRANSFORMS = Registry("transform")
 LOSSES = Registry("loss")

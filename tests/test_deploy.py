@@ -18,7 +18,7 @@ TINY = {
     "fcn16s": [{"backbone": "vgg16_bn", "fc_channels": 16, "fc_kernel_size": 1}],
     "fcn8s": [{"backbone": "vgg16_bn", "fc_channels": 16, "fc_kernel_size": 1},
               {"backbone": "resnet18", "fc_channels": 16, "fc_kernel_size": 3}],
-    "fcn": [{"backbone": "resnet18", "aux_head": True}],
+    "fcn": [{"backbone": "resnet18", "auxiliary_head": True}],
     "unet": [{"backbone": "unet_encoder", "base_channels": 8, "depth": 3, "norm": "bn"},
              {"backbone": "resnet18"}],
     "deeplabv2": [{"backbone": "resnet18"}],
@@ -27,6 +27,8 @@ TINY = {
     "deeplabv3plus": [{"backbone": "resnet18"}, {"backbone": "xception65"},
                       {"backbone": "tu-efficientnet_b0"}],
     "pspnet": [{"backbone": "resnet18"}],
+    "encoder_decoder": [{"backbone": "mobilenet_v2", "decode_head": {"name": "psp_head", "channels": 16},
+                         "auxiliary_head": {"name": "fcn_head", "in_index": -2}}],
 }
 CASES = [(name, kw) for name, kws in TINY.items() for kw in kws]
 

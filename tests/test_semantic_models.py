@@ -14,12 +14,14 @@ SLIM = {
     "fcn32s": {"fc_channels": 32, "fc_kernel_size": 1},
     "fcn16s": {"fc_channels": 32, "fc_kernel_size": 1},
     "fcn8s": {"fc_channels": 32, "fc_kernel_size": 1},
-    "fcn": {"channels": 32, "aux_head": True},
+    "fcn": {"channels": 32, "auxiliary_head": True},
     "unet": {},
     "deeplabv2": {},
     "deeplabv3": {"channels": 32},
     "deeplabv3plus": {"channels": 32, "low_level_channels": 16},
     "pspnet": {"channels": 32, "ppm_channels": 16},
+    "encoder_decoder": {"decode_head": {"name": "psp_head", "channels": 16, "ppm_channels": 8},
+                        "auxiliary_head": {"name": "fcn_head", "in_index": -2, "channels": 8}},
 }
 
 CASES = [
@@ -39,9 +41,12 @@ CASES = [
     ("deeplabv3", "mobilenet_v2", {"separable": True, "bottleneck": True, "norm": "gn"}),
     ("deeplabv3plus", "resnet18", {}),
     ("deeplabv3plus", "mobilenet_v2", {"separable": False}),
-    ("deeplabv3plus", "tu-resnet18", {"norm": None, "aux_head": True}),
+    ("deeplabv3plus", "tu-resnet18", {"norm": None, "auxiliary_head": True}),
     ("pspnet", "resnet18", {}),
-    ("pspnet", "mobilenet_v2", {"aux_head": False}),
+    ("pspnet", "mobilenet_v2", {"auxiliary_head": False}),
+    ("encoder_decoder", {"name": "mobilenet_v2", "output_stride": 16}, {}),
+    ("encoder_decoder", "tu-resnet18", {"auxiliary_head": None, "decode_head": {
+        "name": "unet_head", "decoder_channels": (16, 16, 8, 8, 8)}}),
 ]
 
 
@@ -55,7 +60,8 @@ def test_cases_cover_every_registered_model():
 
 
 @pytest.mark.parametrize("name,backbone,extra", CASES,
-                         ids=[f"{c[0]}-{c[1]}-{i}" for i, c in enumerate(CASES)])
+                         ids=[f"{c[0]}-{c[1] if isinstance(c[1], str) else c[1]['name']}-{i}"
+                              for i, c in enumerate(CASES)])
 def test_contract_sizes_gradients_batch_one_and_small_inputs(name, backbone, extra):
     torch.manual_seed(0)
     model = build(name, backbone, extra)
@@ -92,8 +98,23 @@ def test_aux_heads_train_only_with_configurable_weight():
     model.eval()
     with torch.no_grad():
         assert isinstance(model(torch.randn(1, 3, 32, 32)), torch.Tensor)
-    no_aux = segzoo.build_model("pspnet", num_classes=3, backbone="resnet18", aux_head=False)
+    no_aux = segzoo.build_model("pspnet", num_classes=3, backbone="resnet18", auxiliary_head=False)
     assert no_aux.auxiliary_head is None and no_aux.loss_weights == {"out": 1.0}
+    # any head as the auxiliary head of a named model, its loss weight in the spec
+    psp_aux = segzoo.build_model("deeplabv3", num_classes=3, backbone="resnet18", channels=16,
+                                 auxiliary_head={"name": "psp_head", "in_index": -2,
+                                                 "channels": 8, "loss_weight": 0.3})
+    assert type(psp_aux.auxiliary_head).__name__ == "PSPHead"
+    assert psp_aux.loss_weights == {"out": 1.0, "aux": 0.3}
+
+
+def test_old_aux_head_keyword_still_works_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="'aux_head' is deprecated, use 'auxiliary_head'"):
+        old = segzoo.build_model("fcn", num_classes=3, backbone="resnet18", aux_head=True)
+    assert old.loss_weights == {"out": 1.0, "aux": 0.4}
+    with pytest.raises(TypeError, match="give only one"):
+        segzoo.build_model("fcn", num_classes=3, backbone="resnet18", aux_head=True,
+                           auxiliary_head=True)
 
 
 def test_backbone_without_output_stride_is_refused_clearly():
@@ -101,11 +122,11 @@ def test_backbone_without_output_stride_is_refused_clearly():
         segzoo.build_model("deeplabv3", num_classes=3, backbone="vgg16")
     with pytest.raises(ValueError, match="multi_grid"):
         segzoo.build_model("deeplabv3", num_classes=3, backbone="mobilenet_v2", multi_grid=(1, 2, 4))
-    from segzoo.models.segmentors._build import stride_index
-
-    deep_only = segzoo.build_backbone("tu-resnet18", out_indices=(2, 3, 4))  # strides 8, 16, 32
-    with pytest.raises(ValueError, match="stride-4 backbone feature.*strides \\(8, 16, 32\\)"):
-        stride_index(deep_only, 4, model="deeplabv3plus", what="decoder's low-level feature")
+    deep_only = {"name": "tu-resnet18", "out_indices": (2, 3, 4)}  # strides 8, 16, 32
+    with pytest.raises(ValueError, match="deeplabv3plus_head cannot decode backbone 'tu-resnet18'.*"
+                       r"strides \(8, 16, 32\).*stride-4 low-level feature.*Registered backbones.*resnet18"):
+        segzoo.build_model("encoder_decoder", num_classes=3, backbone=deep_only,
+                           decode_head="deeplabv3plus_head")
 
 
 # -- overfitting: each model learns a few shapes images ---------------------------------------
@@ -121,6 +142,7 @@ OVERFIT = [
     ("deeplabv3", "resnet18", {"output_stride": 16}, 3e-3),
     ("deeplabv3plus", "resnet18", {"output_stride": 16}, 3e-3),
     ("pspnet", "resnet18", {"output_stride": 16}, 3e-3),
+    ("encoder_decoder", {"name": "resnet18", "output_stride": 16}, {}, 3e-3),
 ]
 
 

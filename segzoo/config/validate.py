@@ -23,9 +23,11 @@ ENGINE_SET = {"dataset": {"ignore_index"}}
 # ... and those it fills in when a config leaves them out (num_classes from the dataset)
 ENGINE_DEFAULT = {"model": {"num_classes"}}
 # other spellings a config may use for a builder keyword: {registry: {alias: keyword}}
-ALIASES = {"model": {"backbone_weights": "weights_backbone"}}
+ALIASES = {"model": {"backbone_weights": "weights_backbone", "aux_head": "auxiliary_head"}}
 # keys of a component that the engine reads itself (not passed to the builder), with their types
-ENGINE_KEYS: dict[str, dict[str, Any]] = {"loss": {"weight": float}}
+ENGINE_KEYS: dict[str, dict[str, Any]] = {"loss": {"weight": float}, "head": {"loss_weight": float}}
+# model keys that may name a part from another registry ({name: ..., **options}), checked there
+MODEL_PARTS = {"backbone": "backbone", "neck": "neck", "decode_head": "head", "auxiliary_head": "head"}
 
 
 def registries() -> dict[str, Registry]:
@@ -37,7 +39,8 @@ def registries() -> dict[str, Registry]:
     from segzoo import registry as r
 
     return {"model": r.MODELS, "dataset": r.DATASETS, "transform": r.TRANSFORMS,
-            "loss": r.LOSSES, "optimizer": r.OPTIMIZERS, "scheduler": r.SCHEDULERS}
+            "loss": r.LOSSES, "optimizer": r.OPTIMIZERS, "scheduler": r.SCHEDULERS,
+            "backbone": r.BACKBONES, "head": r.HEADS, "neck": r.NECKS}
 
 
 class _Ctx:
@@ -229,6 +232,8 @@ def _component(value: Any, key: str, ctx: _Ctx, registry: str | None) -> Compone
             kwargs[k] = convert(v, hints[k], sub, ctx)
         if registry == "model" and k == "backbone" and isinstance(kwargs[k], str):
             _check_backbone(kwargs[k], sub, ctx)
+        if registry == "model" and k in MODEL_PARTS and isinstance(kwargs[k], dict):
+            kwargs[k] = _component(kwargs[k], sub, ctx, MODEL_PARTS[k]).to_dict()
     for p in params.values():
         if p.default is p.empty and p.name not in kwargs and p.name not in optional:
             raise ctx.fail(key, f"{registry} {name!r} needs key {p.name!r}")
@@ -236,16 +241,24 @@ def _component(value: Any, key: str, ctx: _Ctx, registry: str | None) -> Compone
 
 
 def _apply_aliases(kwargs: dict, params: dict, key: str, ctx: _Ctx, aliases: dict[str, str]) -> dict:
-    """Rename alias keys (``backbone_weights`` -> ``weights_backbone``) the builder accepts under
-    their canonical name; giving both is an error."""
-    out = {}
-    for k, v in kwargs.items():
+    """Rename alias keys (``backbone_weights`` -> ``weights_backbone``, the old ``aux_head`` ->
+    ``auxiliary_head``) the builder accepts under their canonical name. Giving both is an error,
+    unless exactly one of them comes from a ``--set`` override, which then wins (an old override
+    on a config written with the new name)."""
+    out = dict(kwargs)
+    for k in kwargs:
         canonical = aliases.get(k)
-        if canonical is not None and canonical in params and k not in params:
-            if canonical in kwargs:
+        if canonical is None or canonical not in params or k in params:
+            continue
+        value = out.pop(k)
+        if canonical in kwargs:
+            alias_set, canonical_set = (ctx.where(f"{key}.{n}").startswith(" (set in --set")
+                                        for n in (k, canonical))
+            if alias_set == canonical_set:
                 raise ctx.fail(f"{key}.{k}", f"is another name for {key}.{canonical}; set only one")
-            k = canonical
-        out[k] = v
+            if canonical_set:
+                continue
+        out[canonical] = value
     return out
 
 

@@ -1,10 +1,11 @@
 """Models of the zoo. Importing this package registers every backbone, head and model."""
 
-from segzoo.models import backbones, detectors, heads, segmentors  # noqa: F401  (registration)
+from segzoo.models import backbones, detectors, heads, necks, segmentors  # noqa: F401  (registration)
 from segzoo.models.api import build_model, list_backbones, list_models
 from segzoo.models.backbones import Backbone, build_backbone
 from segzoo.models.convert import from_torchvision
 from segzoo.models.detectors import MaskRCNN, maskrcnn
+from segzoo.models.heads import describe_heads
 from segzoo.models.segmentors import (
     EncoderDecoder,
     UNet,
@@ -13,6 +14,7 @@ from segzoo.models.segmentors import (
     deeplabv3_resnet50,
     deeplabv3_resnet101,
     deeplabv3plus,
+    encoder_decoder,
     fcn,
     fcn8s,
     fcn16s,
@@ -35,6 +37,8 @@ __all__ = [
     "deeplabv3_resnet50",
     "deeplabv3_resnet101",
     "deeplabv3plus",
+    "describe_heads",
+    "encoder_decoder",
     "fcn",
     "fcn8s",
     "fcn16s",

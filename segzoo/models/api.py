@@ -19,13 +19,19 @@ def list_backbones() -> list[str]:
     return BACKBONES.names()
 
 
-def build_model(name: str, *, num_classes: int, backbone: str | None = None, **kwargs: Any) -> nn.Module:
+def build_model(name: str, *, num_classes: int, backbone: str | dict[str, Any] | None = None,
+                **kwargs: Any) -> nn.Module:
     """Build a registered model as a plain ``torch.nn.Module`` (no engine needed).
+
+    ``build_model("encoder_decoder", num_classes=K, backbone={"name": "resnet18"},
+    decode_head={"name": "psp_head"}, auxiliary_head={"name": "fcn_head", "in_index": -2})``
+    composes a model from registered parts (docs/models.md, "Compose your own").
 
     Args:
         name: a registered model name (``segzoo.list_models()``), e.g. ``"fcn8s"``.
         num_classes: number of output classes.
-        backbone: a registered backbone name; ``None`` keeps the model's default.
+        backbone: a registered backbone name (or, for ``encoder_decoder``, ``{"name": ...,
+            **options}``); ``None`` keeps the model's default.
         **kwargs: further keyword arguments of the model's builder (see its docstring).
 
     Raises:

@@ -3,7 +3,7 @@
 The convolutional part keeps torchvision's module names (``features.0.weight`` ...), so an
 ImageNet checkpoint of ``torchvision.models.vgg16`` / ``vgg16_bn`` loads unchanged. The fully
 connected layers are not part of the backbone: FCN converts them into its fc6/fc7 convolutions
-(see :mod:`segzoo.models.heads.fcn_skip`).
+(see :mod:`segzoo.models.heads.fcn_skip_head`).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from segzoo.models.roi_heads import (
     MultiScaleRoIPool,
     Res5BoxHead,
 )
-from segzoo.models.segmentors._build import make_backbone
+from segzoo.models.segmentors.compose import make_backbone
 from segzoo.registry import MODELS
 
 PAPER = "He et al., Mask R-CNN, ICCV 2017"

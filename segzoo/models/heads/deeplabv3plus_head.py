@@ -14,13 +14,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from segzoo.models.heads.aspp_head import aspp_rates
 from segzoo.models.heads.base import DecodeHead
-from segzoo.models.layers import ASPP, ConvNormAct, conv_block, resize
+from segzoo.models.heads.wiring import FeatureInfo, incompatible
+from segzoo.models.layers import ASPP, ConvNormAct, NormName, conv_block, resize
 from segzoo.registry import HEADS
 
+_PAPER = ("Chen et al., Encoder-Decoder with Atrous Separable Convolution (DeepLab v3+), "
+          "ECCV 2018")
 
-@HEADS.register("deeplabv3plus_head", paper="Chen et al., Encoder-Decoder with Atrous Separable "
-                "Convolution (DeepLab v3+), ECCV 2018")
+
 class DeepLabV3PlusHead(DecodeHead):
     """ASPP + low-level decoder.
 
@@ -60,3 +63,36 @@ class DeepLabV3PlusHead(DecodeHead):
         low = self.low_level(inputs[self.low_level_index])
         x = resize(self.aspp(inputs[self.in_index]), low.shape[-2:])
         return self.decoder(torch.cat([x, low], dim=1))
+
+
+@HEADS.register("deeplabv3plus_head", paper=_PAPER,
+                reads="the deepest feature (ASPP, stride 8-32) and the first stride-4 feature")
+def deeplabv3plus_head(features: FeatureInfo, num_classes: int, /, *, low_level_stride: int = 4,
+                       low_level_channels: int = 48, channels: int = 256,
+                       atrous_rates: tuple[int, ...] | None = None, separable: bool = True,
+                       aspp_dropout: float = 0.1, dropout: float = 0.0,
+                       norm: NormName | None = "bn", in_index: int = -1) -> DeepLabV3PlusHead:
+    """:class:`DeepLabV3PlusHead` wired to the backbone: the ASPP on ``features[in_index]``
+    (rates default to (6, 12, 18) scaled to its stride), the decoder's low-level input the first
+    feature at ``low_level_stride`` (4, the paper's). Other options as the class.
+
+    Raises:
+        ValueError: no feature at ``low_level_stride``, none deeper than it, or an ASPP feature
+            at stride < 8.
+    """
+    head = "deeplabv3plus_head"
+    i = features.index(in_index, head=head)
+    low = next((j for j, s in enumerate(features.strides) if s == low_level_stride), None)
+    if low is None:
+        raise incompatible(head, features, f"its decoder needs a stride-{low_level_stride} "
+                           "low-level feature", "use a backbone with a feature at that stride "
+                           "or set low_level_stride to one of its strides")
+    if features.strides[i] <= low_level_stride:
+        raise incompatible(head, features, f"the ASPP feature (in_index={in_index}) is not "
+                           f"deeper than the stride-{low_level_stride} low-level feature",
+                           "read the deepest feature (in_index: -1)")
+    rates = aspp_rates(features, i, atrous_rates, head=head)
+    return DeepLabV3PlusHead(features.channels, num_classes, low_level_index=low,
+                             low_level_channels=low_level_channels, channels=channels,
+                             atrous_rates=rates, separable=separable, aspp_dropout=aspp_dropout,
+                             dropout=dropout, norm=norm, in_index=in_index)

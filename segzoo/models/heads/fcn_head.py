@@ -9,11 +9,11 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from segzoo.models.heads.base import DecodeHead
-from segzoo.models.layers import ConvNormAct
+from segzoo.models.heads.wiring import FeatureInfo
+from segzoo.models.layers import ConvNormAct, NormName
 from segzoo.registry import HEADS
 
 
-@HEADS.register("fcn_head", paper="Long et al., CVPR 2015; torchvision FCNHead")
 class FCNHead(DecodeHead):
     """Plain convolutional head on one backbone feature.
 
@@ -41,3 +41,18 @@ class FCNHead(DecodeHead):
 
     def features(self, inputs: list[Tensor]) -> Tensor:
         return self.convs(inputs[self.in_index])
+
+
+@HEADS.register("fcn_head", paper="Long et al., CVPR 2015; torchvision FCNHead",
+                reads="one feature: in_index (-1, the deepest; -2 as an auxiliary head)")
+def fcn_head(features: FeatureInfo, num_classes: int, /, *, channels: int | None = None,
+             num_convs: int = 1, dropout: float = 0.1, norm: NormName | None = "bn",
+             in_index: int = -1) -> FCNHead:
+    """:class:`FCNHead` on ``features[in_index]`` of any backbone (options as the class).
+
+    Raises:
+        ValueError: ``in_index`` out of range for the backbone's feature levels.
+    """
+    i = features.index(in_index, head="fcn_head")
+    return FCNHead(features.channels[i], num_classes, channels=channels, num_convs=num_convs,
+                   dropout=dropout, norm=norm, in_index=in_index)

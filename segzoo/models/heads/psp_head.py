@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from torch import Tensor
 
 from segzoo.models.heads.base import DecodeHead
-from segzoo.models.layers import ConvNormAct, PyramidPooling
+from segzoo.models.heads.wiring import FeatureInfo
+from segzoo.models.layers import ConvNormAct, NormName, PyramidPooling
 from segzoo.registry import HEADS
 
+_PAPER = "Zhao et al., Pyramid Scene Parsing Network, CVPR 2017"
 
-@HEADS.register("psp_head", paper="Zhao et al., Pyramid Scene Parsing Network, CVPR 2017")
+
 class PSPHead(DecodeHead):
     """Args:
         in_channels: channels of ``features[in_index]`` (2048 for ResNet-50/101).
@@ -42,3 +44,17 @@ class PSPHead(DecodeHead):
 
     def features(self, inputs: list[Tensor]) -> Tensor:
         return self.bottleneck(self.ppm(inputs[self.in_index]))
+
+
+@HEADS.register("psp_head", paper=_PAPER, reads="one feature: in_index (-1, the deepest)")
+def psp_head(features: FeatureInfo, num_classes: int, /, *, bins: tuple[int, ...] = (1, 2, 3, 6),
+             channels: int = 512, ppm_channels: int | None = None, dropout: float = 0.1,
+             norm: NormName | None = "bn", in_index: int = -1) -> PSPHead:
+    """:class:`PSPHead` on ``features[in_index]`` of any backbone (options as the class).
+
+    Raises:
+        ValueError: ``in_index`` out of range for the backbone's feature levels.
+    """
+    i = features.index(in_index, head="psp_head")
+    return PSPHead(features.channels[i], num_classes, bins=bins, channels=channels,
+                   ppm_channels=ppm_channels, dropout=dropout, norm=norm, in_index=in_index)

@@ -11,12 +11,14 @@ below the encoder's finest stride (``decoder_channels`` longer than the number o
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from segzoo.models.layers import ConvNormAct, resize
+from segzoo.models.heads.wiring import FeatureInfo, as_tuple, incompatible
+from segzoo.models.layers import ConvNormAct, NormName, resize
 from segzoo.registry import HEADS
 
 
@@ -67,7 +69,6 @@ class UpBlock(nn.Module):
         return self.conv2(self.conv1(x))
 
 
-@HEADS.register("unet_head", paper="Ronneberger et al., U-Net, MICCAI 2015")
 class UNetHead(nn.Module):
     """The decoder: one :class:`UpBlock` per skip, deepest first, then optional blocks without a
     skip, then a 1x1 conv -> K.
@@ -108,6 +109,7 @@ class UNetHead(nn.Module):
                              f"(finest encoder stride {in_strides[0]}); give {len(skips)} or "
                              f"{len(skips) + (in_strides[0].bit_length() - 1)} decoder_channels")
         self.output_stride = in_strides[0] // 2**extra
+        self.padding = padding
         chans = [in_channels[-1], *decoder_channels]
         self.blocks = nn.ModuleList(
             UpBlock(chans[i], skips[i] if i < len(skips) else 0, chans[i + 1],
@@ -122,3 +124,37 @@ class UNetHead(nn.Module):
         for i, block in enumerate(self.blocks):
             x = block(x, skips[i] if i < len(skips) else None)
         return self.conv_seg(x)
+
+
+def default_decoder_channels(features: FeatureInfo) -> tuple[int, ...]:
+    """smp's U-Net widths (256, 128, 64, 32, 16, ...): one block per skip, then blocks without a
+    skip down to stride 1."""
+    extra = features.strides[0].bit_length() - 1  # blocks below the finest stride
+    return tuple(256 // 2**i for i in range(len(features) - 1 + extra))
+
+
+@HEADS.register("unet_head", paper="Ronneberger et al., U-Net, MICCAI 2015",
+                reads="every feature (one skip per stage); the finest at stride 2 or 4")
+def unet_head(features: FeatureInfo, num_classes: int, /, *,
+              decoder_channels: tuple[int, ...] | None = None,
+              upsampling: Literal["transposed", "bilinear", "nearest"] = "nearest",
+              padding: Literal["valid", "same"] = "same",
+              norm: NormName | None = "bn") -> UNetHead:
+    """The U-Net decoder over any encoder (smp's layout by default: nearest upsampling, BN,
+    :func:`default_decoder_channels`); ``upsampling: transposed`` and ``norm: null`` give the
+    paper's blocks. ``padding: valid`` needs the original encoder with valid padding (the
+    ``unet`` model). Options as :class:`UNetHead`.
+
+    Raises:
+        ValueError: a backbone whose finest feature is coarser than stride 4 (nothing to take
+            the skips from), or fewer ``decoder_channels`` than skips.
+    """
+    if len(features) < 2 or features.strides[0] > 4:
+        raise incompatible("unet_head", features, "a U-Net decoder needs skips down to stride 2 "
+                           "or 4", "use a backbone whose finest feature is at stride 1, 2 or 4 "
+                           "(with every stage down to it)")
+    if decoder_channels is None:
+        decoder_channels = default_decoder_channels(features)
+    return UNetHead(features.channels, features.strides, num_classes,
+                    decoder_channels=as_tuple(decoder_channels), upsampling=upsampling,
+                    padding=padding, norm=norm)

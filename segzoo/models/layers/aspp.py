@@ -2,7 +2,7 @@
 
 Used by DeepLab v3 and v3+ (with depthwise separable atrous branches, v3+ sec. 3.1). DeepLab v2's
 ASPP, whose branches predict class scores that are summed, is a head of its own
-(:mod:`segzoo.models.heads.aspp_v2`).
+(:mod:`segzoo.models.heads.aspp_v2_head`).
 """
 
 from __future__ import annotations

@@ -17,6 +17,9 @@ from torch import Tensor
 from torchvision.ops import FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
 
+from segzoo.models.heads.wiring import FeatureInfo
+from segzoo.registry import NECKS
+
 
 class FPN(FeaturePyramidNetwork):
     """FPN over selected backbone levels.
@@ -58,3 +61,17 @@ class FPN(FeaturePyramidNetwork):
     def forward(self, features: list[Tensor]) -> OrderedDict[str, Tensor]:  # type: ignore[override]
         x = OrderedDict((str(k), features[i]) for k, i in enumerate(self.in_indices))
         return super().forward(x)
+
+
+@NECKS.register("fpn", paper="Lin et al., Feature Pyramid Networks for Object Detection, CVPR 2017")
+def fpn(features: FeatureInfo, /, *, out_channels: int = 256, min_stride: int = 4,
+        max_pool_level: bool = False) -> FPN:
+    """:class:`FPN` over a backbone's features, as the ``neck`` of a composed semantic model:
+    the heads then read ``out_channels``-wide levels at the backbone's strides from ``min_stride``
+    (ResNet: 4, 8, 16, 32). ``max_pool_level`` adds P6 (used by detectors' RPNs, off here).
+
+    Raises:
+        ValueError: fewer than two levels at ``min_stride`` or coarser, or a dilated backbone.
+    """
+    return FPN(features.channels, features.strides, out_channels=out_channels,
+               min_stride=min_stride, max_pool_level=max_pool_level)

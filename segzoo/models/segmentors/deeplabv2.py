@@ -8,10 +8,9 @@ fusion (MSC). Reported: 79.7 mIoU on PASCAL VOC 2012 test (with CRF and COCO pre
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from segzoo.models.heads.aspp_v2 import ASPPv2Head
-from segzoo.models.segmentors._build import aux_fcn_head, make_backbone
+from segzoo.models.segmentors.compose import aux_spec, compose, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -20,6 +19,7 @@ _PAPER = ("Chen et al., DeepLab: Semantic Image Segmentation with Deep Convoluti
 
 
 @MODELS.register("deeplabv2", task="semantic", paper=_PAPER)
+@renamed(aux_head="auxiliary_head")
 def deeplabv2(
     *,
     num_classes: int = 21,
@@ -28,7 +28,7 @@ def deeplabv2(
     output_stride: Literal[8, 16, 32] = 8,
     atrous_rates: tuple[int, ...] = (6, 12, 18, 24),
     branch_channels: int | None = None,
-    aux_head: bool = False,
+    auxiliary_head: bool | dict[str, Any] | None = False,
     aux_loss_weight: float = 0.4,
 ) -> EncoderDecoder:
     """DeepLab v2 with ASPP-L.
@@ -41,17 +41,15 @@ def deeplabv2(
         atrous_rates: (6, 12, 18, 24) is ASPP-L, (2, 4, 8, 12) ASPP-S (paper sec. 4.1).
         branch_channels: ``None``: one 3x3 conv -> K per branch (the ResNet-101 model); an int
             (1024 in the paper) gives the VGG-16 version's fc6/fc7/fc8 branches.
-        aux_head: an FCN head on the second-deepest feature (not in the paper).
+        auxiliary_head: ``True``: an FCN head on the second-deepest feature (not in the paper);
+            or any head spec. ``aux_head`` is its deprecated old name.
         aux_loss_weight: its loss weight.
 
     Returns:
         An :class:`EncoderDecoder`: images (B, 3, H, W), H, W >= output_stride -> logits
         (B, K, H, W).
     """
-    encoder = make_backbone(backbone, model="deeplabv2", weights=weights_backbone,
-                            output_stride=output_stride)
-    head = ASPPv2Head(encoder.out_channels[-1], num_classes, atrous_rates=atrous_rates,
-                      branch_channels=branch_channels)
-    aux = aux_fcn_head(encoder, num_classes) if aux_head else None
-    return EncoderDecoder(encoder, head, num_classes=num_classes, auxiliary_head=aux,
-                          aux_loss_weight=aux_loss_weight, name="deeplabv2")
+    head = {"name": "aspp_v2_head", "atrous_rates": atrous_rates, "branch_channels": branch_channels}
+    return compose(num_classes=num_classes, backbone={"name": backbone, "output_stride": output_stride},
+                   decode_head=head, weights_backbone=weights_backbone, name="deeplabv2",
+                   auxiliary_head=aux_spec(auxiliary_head, loss_weight=aux_loss_weight))

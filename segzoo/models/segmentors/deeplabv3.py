@@ -9,11 +9,10 @@ on PASCAL VOC 2012 test (ResNet-101, COCO + JFT pretraining 86.9).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from segzoo.models.heads.aspp_head import ASPPHead
 from segzoo.models.layers import scaled_rates
-from segzoo.models.segmentors._build import Norm, aux_fcn_head, make_backbone
+from segzoo.models.segmentors.compose import Norm, aux_spec, compose, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -21,6 +20,7 @@ _PAPER = "Chen et al., Rethinking Atrous Convolution for Semantic Image Segmenta
 
 
 @MODELS.register("deeplabv3", task="semantic", paper=_PAPER)
+@renamed(aux_head="auxiliary_head")
 def deeplabv3(
     *,
     num_classes: int = 21,
@@ -35,7 +35,7 @@ def deeplabv3(
     bottleneck: bool = False,
     aspp_dropout: float = 0.1,
     norm: Norm | None = "bn",
-    aux_head: bool = False,
+    auxiliary_head: bool | dict[str, Any] | None = False,
     aux_loss_weight: float = 0.4,
 ) -> EncoderDecoder:
     """DeepLab v3.
@@ -54,28 +54,28 @@ def deeplabv3(
         bottleneck: torchvision's extra 3x3 conv after the ASPP (off in the paper).
         aspp_dropout: after the ASPP projection (0.1; torchvision 0.5).
         norm: head normalisation (``"gn"`` or ``None`` train at batch size 1).
-        aux_head: an FCN head on the second-deepest feature (torchvision ``aux_loss``).
+        auxiliary_head: ``True``: an FCN head on the second-deepest feature (torchvision
+            ``aux_loss``); or any head spec. ``aux_head`` is its deprecated old name.
         aux_loss_weight: its loss weight.
 
     Returns:
         An :class:`EncoderDecoder`: images (B, 3, H, W), H, W >= output_stride -> logits
         (B, K, H, W). In training, BatchNorm heads need batches of >= 2 (image pooling).
     """
-    encoder = make_backbone(backbone, model="deeplabv3", weights=weights_backbone,
-                            output_stride=output_stride, multi_grid=multi_grid)
     rates = tuple(atrous_rates) if atrous_rates is not None else scaled_rates(output_stride)
-    head = ASPPHead(encoder.out_channels[-1], num_classes, channels=channels, atrous_rates=rates,
-                    image_pooling=image_pooling, separable=separable, bottleneck=bottleneck,
-                    aspp_dropout=aspp_dropout, norm=norm)
-    aux = aux_fcn_head(encoder, num_classes, norm=norm) if aux_head else None
-    return EncoderDecoder(encoder, head, num_classes=num_classes, auxiliary_head=aux,
-                          aux_loss_weight=aux_loss_weight, name="deeplabv3")
+    head = {"name": "aspp_head", "channels": channels, "atrous_rates": rates,
+            "image_pooling": image_pooling, "separable": separable, "bottleneck": bottleneck,
+            "aspp_dropout": aspp_dropout, "norm": norm}
+    backbone_spec = {"name": backbone, "output_stride": output_stride, "multi_grid": multi_grid}
+    return compose(num_classes=num_classes, backbone=backbone_spec, decode_head=head,
+                   weights_backbone=weights_backbone, name="deeplabv3",
+                   auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))
 
 
 def _torchvision_deeplabv3(backbone: str, num_classes: int, aux_loss: bool,
                            weights_backbone: str | None) -> EncoderDecoder:
     return deeplabv3(num_classes=num_classes, backbone=backbone, weights_backbone=weights_backbone,
-                     output_stride=8, bottleneck=True, aspp_dropout=0.5, aux_head=aux_loss)
+                     output_stride=8, bottleneck=True, aspp_dropout=0.5, auxiliary_head=aux_loss)
 
 
 def deeplabv3_resnet50(*, num_classes: int = 21, aux_loss: bool = False,

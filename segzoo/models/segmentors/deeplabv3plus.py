@@ -10,11 +10,10 @@ MobileNetV2 (the mobile variant). Reported: 89.0 mIoU VOC 2012 test (JFT), 82.1 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from segzoo.models.heads.deeplabv3plus_head import DeepLabV3PlusHead
 from segzoo.models.layers import scaled_rates
-from segzoo.models.segmentors._build import Norm, aux_fcn_head, make_backbone, stride_index
+from segzoo.models.segmentors.compose import Norm, aux_spec, compose, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -23,6 +22,7 @@ _PAPER = ("Chen et al., Encoder-Decoder with Atrous Separable Convolution for Se
 
 
 @MODELS.register("deeplabv3plus", task="semantic", paper=_PAPER)
+@renamed(aux_head="auxiliary_head")
 def deeplabv3plus(
     *,
     num_classes: int = 21,
@@ -36,7 +36,7 @@ def deeplabv3plus(
     separable: bool = True,
     aspp_dropout: float = 0.1,
     norm: Norm | None = "bn",
-    aux_head: bool = False,
+    auxiliary_head: bool | dict[str, Any] | None = False,
     aux_loss_weight: float = 0.4,
 ) -> EncoderDecoder:
     """DeepLab v3+.
@@ -55,7 +55,8 @@ def deeplabv3plus(
         separable: depthwise separable convs in ASPP and decoder.
         aspp_dropout: after the ASPP projection.
         norm: head normalisation (``"gn"`` or ``None`` train at batch size 1).
-        aux_head: an FCN head on the second-deepest feature.
+        auxiliary_head: ``True``: an FCN head on the second-deepest feature; or any head spec.
+            ``aux_head`` is its deprecated old name.
         aux_loss_weight: its loss weight.
 
     Returns:
@@ -65,14 +66,11 @@ def deeplabv3plus(
     Raises:
         ValueError: a backbone without ``output_stride`` or without a stride-4 feature.
     """
-    encoder = make_backbone(backbone, model="deeplabv3plus", weights=weights_backbone,
-                            output_stride=output_stride, multi_grid=multi_grid)
-    low = stride_index(encoder, 4, model="deeplabv3plus", what="decoder's low-level feature")
     rates = tuple(atrous_rates) if atrous_rates is not None else scaled_rates(output_stride)
-    head = DeepLabV3PlusHead(encoder.out_channels, num_classes, low_level_index=low,
-                             low_level_channels=low_level_channels, channels=channels,
-                             atrous_rates=rates, separable=separable, aspp_dropout=aspp_dropout,
-                             norm=norm)
-    aux = aux_fcn_head(encoder, num_classes, norm=norm) if aux_head else None
-    return EncoderDecoder(encoder, head, num_classes=num_classes, auxiliary_head=aux,
-                          aux_loss_weight=aux_loss_weight, name="deeplabv3plus")
+    head = {"name": "deeplabv3plus_head", "low_level_channels": low_level_channels,
+            "channels": channels, "atrous_rates": rates, "separable": separable,
+            "aspp_dropout": aspp_dropout, "norm": norm}
+    backbone_spec = {"name": backbone, "output_stride": output_stride, "multi_grid": multi_grid}
+    return compose(num_classes=num_classes, backbone=backbone_spec, decode_head=head,
+                   weights_backbone=weights_backbone, name="deeplabv3plus",
+                   auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))

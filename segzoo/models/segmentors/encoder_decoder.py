@@ -1,4 +1,5 @@
-"""The semantic segmentor: backbone -> decode_head (+ auxiliary_head), mmsegmentation's split.
+"""The semantic segmentor: backbone (-> neck) -> decode_head (+ auxiliary_head), mmsegmentation's
+split. Built from config by :func:`segzoo.models.segmentors.compose.encoder_decoder`.
 
 Forward contract shared by every semantic model of the zoo (docs/models.md):
 
@@ -14,6 +15,8 @@ the engine which one a model follows ("semantic" or "instance").
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from torch import Tensor, nn
 
 from segzoo.models.backbones.base import Backbone
@@ -21,12 +24,14 @@ from segzoo.models.layers import resize
 
 
 class EncoderDecoder(nn.Module):
-    """backbone -> decode_head -> bilinear resize to the input size.
+    """backbone -> neck -> decode_head -> bilinear resize to the input size.
 
     Args:
         backbone: a :class:`~segzoo.models.backbones.base.Backbone`.
-        decode_head: maps the backbone's feature list to logits (B, K, h, w).
+        decode_head: maps the (neck's or backbone's) feature list to logits (B, K, h, w).
         num_classes: K.
+        neck: optional module mapping the backbone's feature list to another (a list, or a
+            mapping whose values are taken in order, as torchvision's FPN returns).
         auxiliary_head: optional head used in training only (deep supervision).
         aux_loss_weight: loss weight of the auxiliary output.
         name: model name for messages (e.g. "fcn8s").
@@ -44,12 +49,14 @@ class EncoderDecoder(nn.Module):
         decode_head: nn.Module,
         *,
         num_classes: int,
+        neck: nn.Module | None = None,
         auxiliary_head: nn.Module | None = None,
         aux_loss_weight: float = 0.4,
         name: str = "segmentor",
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.neck = neck
         self.decode_head = decode_head
         self.auxiliary_head = auxiliary_head
         self.num_classes = num_classes
@@ -84,10 +91,19 @@ class EncoderDecoder(nn.Module):
                 f"odd sizes included); got {h}x{w}"
             )
 
+    def extract_features(self, images: Tensor) -> list[Tensor]:
+        """The feature list the heads read: the backbone's, through the neck if there is one."""
+        features = self.backbone(images)
+        if self.neck is not None:
+            features = self.neck(features)
+            if isinstance(features, Mapping):
+                features = list(features.values())
+        return features
+
     def forward(self, images: Tensor) -> Tensor | dict[str, Tensor]:
         self.check_input(images)
         size = images.shape[-2:]
-        features = self.backbone(images)
+        features = self.extract_features(images)
         logits = resize(self.decode_head(features), size)
         if not self.training:
             return logits

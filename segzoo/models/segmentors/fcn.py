@@ -3,6 +3,7 @@
 VGG-16 backbone with convolutionalised fc6/fc7 and 0, 1 or 2 skip connections; ~134M parameters
 with the paper's 4096-wide fc layers. Reported mean IU on PASCAL VOC 2011 val: 59.4 / 62.4 / 62.7.
 
+A preset of :func:`~segzoo.models.segmentors.compose.compose` (backbone + ``fcn_skip_head``).
 Any registered backbone works too (``backbone="resnet50"``, ``"tu-efficientnet_b0"``): fc6/fc7 sit
 on its deepest feature and the skips read its stride-16 and stride-8 features (the last three
 levels); a slim ``fc_channels`` suits such backbones (fc6 7x7 on 2048 channels is 411M params).
@@ -10,14 +11,14 @@ levels); a slim ``fc_channels`` suits such backbones (fc6 7x7 on 2048 channels i
 
 from __future__ import annotations
 
-from segzoo.models.backbones.vgg import VGGBackbone
-from segzoo.models.heads.fcn_skip import FCNSkipHead, vgg_classifier_to_fc
-from segzoo.models.segmentors._build import make_backbone
+from segzoo.models.heads.fcn_skip_head import vgg_classifier_to_fc
+from segzoo.models.segmentors.compose import compose
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.models.weights import load_state_dict, load_weights
 from segzoo.registry import MODELS
 
 _PAPER = "Long et al., Fully Convolutional Networks for Semantic Segmentation, CVPR 2015"
+_VGG = ("vgg16", "vgg16_bn")
 
 
 def _fcn(
@@ -32,25 +33,18 @@ def _fcn(
     dropout: float,
 ) -> EncoderDecoder:
     vgg_state = None
-    if weights_backbone is not None and backbone in ("vgg16", "vgg16_bn"):
+    if weights_backbone is not None and backbone in _VGG:
         vgg_state = load_state_dict(weights_backbone)  # read once: backbone + fc6/fc7
-    encoder = make_backbone(backbone, model=name,
-                            weights=weights_backbone if vgg_state is None else None)
-    head = FCNSkipHead(
-        encoder.out_channels,
-        encoder.out_strides,
-        num_classes,
-        num_skips=num_skips,
-        fc_channels=fc_channels,
-        fc_kernel_size=fc_kernel_size,
-        dropout=dropout,
-    )
-    if vgg_state is not None and isinstance(encoder, VGGBackbone):
-        load_weights(encoder, vgg_state, source=str(weights_backbone))
-        fc_state = vgg_classifier_to_fc(vgg_state, head)
+    head = {"name": "fcn_skip_head", "num_skips": num_skips, "fc_channels": fc_channels,
+            "fc_kernel_size": fc_kernel_size, "dropout": dropout}
+    model = compose(num_classes=num_classes, backbone=backbone, decode_head=head, name=name,
+                    weights_backbone=weights_backbone if vgg_state is None else None)
+    if vgg_state is not None:
+        load_weights(model.backbone, vgg_state, source=str(weights_backbone))
+        fc_state = vgg_classifier_to_fc(vgg_state, model.decode_head)
         if fc_state:  # ImageNet fc6/fc7 initialise the convolutionalised layers, as in the paper
-            head.load_state_dict(fc_state, strict=False)
-    return EncoderDecoder(encoder, head, num_classes=num_classes, name=name)
+            model.decode_head.load_state_dict(fc_state, strict=False)
+    return model
 
 
 @MODELS.register("fcn32s", task="semantic", paper=_PAPER)

@@ -8,10 +8,9 @@ et al. 2015 (the FCN idea) with the dilation of Chen et al. / Yu & Koltun.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from segzoo.models.heads.fcn_head import FCNHead
-from segzoo.models.segmentors._build import Norm, aux_fcn_head, make_backbone
+from segzoo.models.segmentors.compose import Norm, aux_spec, compose, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -19,6 +18,7 @@ _PAPER = "Long et al., CVPR 2015 (torchvision's dilated-ResNet FCN, output strid
 
 
 @MODELS.register("fcn", task="semantic", paper=_PAPER)
+@renamed(aux_head="auxiliary_head")
 def fcn(
     *,
     num_classes: int = 21,
@@ -28,7 +28,7 @@ def fcn(
     channels: int | None = None,
     dropout: float = 0.1,
     norm: Norm | None = "bn",
-    aux_head: bool = False,
+    auxiliary_head: bool | dict[str, Any] | None = False,
     aux_loss_weight: float = 0.4,
 ) -> EncoderDecoder:
     """Dilated FCN: backbone at ``output_stride`` + :class:`~segzoo.models.heads.FCNHead`.
@@ -42,19 +42,19 @@ def fcn(
         channels: head width (default: the deepest feature's channels / 4, 512 for ResNet-50).
         dropout: before the classifier (0.1).
         norm: head normalisation.
-        aux_head: torchvision's ``aux_loss=True``: an FCN head on the second-deepest feature
-            (layer3), used in training only.
+        auxiliary_head: ``True`` is torchvision's ``aux_loss=True``: an FCN head on the
+            second-deepest feature (layer3), used in training only; or any head spec.
+            ``aux_head`` is its deprecated old name.
         aux_loss_weight: its loss weight (torchvision's reference training uses 0.5; mmseg 0.4).
 
     Returns:
         An :class:`EncoderDecoder`: images (B, 3, H, W), H, W >= output_stride -> logits
         (B, K, H, W); in training ``{"out", "aux"}``.
     """
-    encoder = make_backbone(backbone, model="fcn", weights=weights_backbone, output_stride=output_stride)
-    head = FCNHead(encoder.out_channels[-1], num_classes, channels=channels, dropout=dropout, norm=norm)
-    aux = aux_fcn_head(encoder, num_classes, norm=norm) if aux_head else None
-    return EncoderDecoder(encoder, head, num_classes=num_classes, auxiliary_head=aux,
-                          aux_loss_weight=aux_loss_weight, name="fcn")
+    head = {"name": "fcn_head", "channels": channels, "dropout": dropout, "norm": norm}
+    return compose(num_classes=num_classes, backbone={"name": backbone, "output_stride": output_stride},
+                   decode_head=head, weights_backbone=weights_backbone, name="fcn",
+                   auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))
 
 
 def fcn_resnet50(*, num_classes: int = 21, aux_loss: bool = False,
@@ -62,11 +62,11 @@ def fcn_resnet50(*, num_classes: int = 21, aux_loss: bool = False,
     """torchvision's ``fcn_resnet50(num_classes=..., aux_loss=...)``, parameter for parameter;
     its checkpoints load through :func:`segzoo.models.convert.from_torchvision`."""
     return fcn(num_classes=num_classes, backbone="resnet50", weights_backbone=weights_backbone,
-               aux_head=aux_loss)
+               auxiliary_head=aux_loss)
 
 
 def fcn_resnet101(*, num_classes: int = 21, aux_loss: bool = False,
                   weights_backbone: str | None = None) -> EncoderDecoder:
     """torchvision's ``fcn_resnet101`` (see :func:`fcn_resnet50`)."""
     return fcn(num_classes=num_classes, backbone="resnet101", weights_backbone=weights_backbone,
-               aux_head=aux_loss)
+               auxiliary_head=aux_loss)

@@ -1,6 +1,6 @@
 """PSPNet (Zhao, Shi, Qi, Wang & Jia, "Pyramid Scene Parsing Network", CVPR 2017).
 
-Dilated ResNet (output stride 8), pyramid pooling module (bins 1, 2, 3, 6; sec. 3.2), 3x3 conv 512,
+A preset of :func:`~segzoo.models.segmentors.compose.compose`: dilated ResNet (output stride 8), pyramid pooling module (bins 1, 2, 3, 6; sec. 3.2), 3x3 conv 512,
 dropout 0.1, 1x1 -> K; deep supervision (sec. 3.3): an auxiliary FCN head on res4 (ResNet layer3)
 with loss weight 0.4, used in training only. Reported: 85.4 mIoU VOC 2012 test (COCO
 pretraining), 80.2 Cityscapes test, 41.68 / 80.04 ADE20K val mIoU / pixel acc. (ResNet-50).
@@ -8,10 +8,9 @@ pretraining), 80.2 Cityscapes test, 41.68 / 80.04 ADE20K val mIoU / pixel acc. (
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from segzoo.models.heads.psp_head import PSPHead
-from segzoo.models.segmentors._build import Norm, aux_fcn_head, make_backbone
+from segzoo.models.segmentors.compose import Norm, aux_spec, compose, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -19,6 +18,7 @@ _PAPER = "Zhao et al., Pyramid Scene Parsing Network, CVPR 2017"
 
 
 @MODELS.register("pspnet", task="semantic", paper=_PAPER)
+@renamed(aux_head="auxiliary_head")
 def pspnet(
     *,
     num_classes: int = 21,
@@ -30,7 +30,7 @@ def pspnet(
     ppm_channels: int | None = None,
     dropout: float = 0.1,
     norm: Norm | None = "bn",
-    aux_head: bool = True,
+    auxiliary_head: bool | dict[str, Any] | None = True,
     aux_loss_weight: float = 0.4,
 ) -> EncoderDecoder:
     """PSPNet.
@@ -45,17 +45,17 @@ def pspnet(
         ppm_channels: width of each pooled branch (default deepest channels / len(bins)).
         dropout: before the classifier (0.1).
         norm: head normalisation (``"gn"`` or ``None`` train at batch size 1).
-        aux_head: the auxiliary FCN head on the second-deepest feature (paper: on).
+        auxiliary_head: ``True``: the auxiliary FCN head on the second-deepest feature (paper:
+            on); ``False``: none; or any head spec (``{name: psp_head, in_index: -2}``).
+            ``aux_head`` is its deprecated old name.
         aux_loss_weight: its loss weight (0.4, paper sec. 3.3).
 
     Returns:
         An :class:`EncoderDecoder`: images (B, 3, H, W), H, W >= output_stride -> logits
         (B, K, H, W); in training ``{"out", "aux"}`` weighted by ``model.loss_weights``.
     """
-    encoder = make_backbone(backbone, model="pspnet", weights=weights_backbone,
-                            output_stride=output_stride)
-    head = PSPHead(encoder.out_channels[-1], num_classes, bins=bins, channels=channels,
-                   ppm_channels=ppm_channels, dropout=dropout, norm=norm)
-    aux = aux_fcn_head(encoder, num_classes, norm=norm) if aux_head else None
-    return EncoderDecoder(encoder, head, num_classes=num_classes, auxiliary_head=aux,
-                          aux_loss_weight=aux_loss_weight, name="pspnet")
+    head = {"name": "psp_head", "bins": bins, "channels": channels, "ppm_channels": ppm_channels,
+            "dropout": dropout, "norm": norm}
+    return compose(num_classes=num_classes, backbone={"name": backbone, "output_stride": output_stride},
+                   decode_head=head, weights_backbone=weights_backbone, name="pspnet",
+                   auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from segzoo.models.heads.wiring import FeatureInfo
 from segzoo.registry import HEADS
 
 
-@HEADS.register("aspp_v2_head", paper="Chen et al., DeepLab v2, TPAMI 2017")
 class ASPPv2Head(nn.Module):
     """Summed class scores of parallel atrous branches.
 
@@ -61,3 +61,18 @@ class ASPPv2Head(nn.Module):
     def forward(self, inputs: list[Tensor]) -> Tensor:
         x = inputs[self.in_index]
         return torch.stack([branch(x) for branch in self.branches]).sum(0)
+
+
+@HEADS.register("aspp_v2_head", paper="Chen et al., DeepLab v2, TPAMI 2017",
+                reads="one feature: in_index (-1, the deepest; rates made for output stride 8)")
+def aspp_v2_head(features: FeatureInfo, num_classes: int, /, *,
+                 atrous_rates: tuple[int, ...] = (6, 12, 18, 24), branch_channels: int | None = None,
+                 dropout: float = 0.5, in_index: int = -1) -> ASPPv2Head:
+    """:class:`ASPPv2Head` on ``features[in_index]`` (options as the class).
+
+    Raises:
+        ValueError: ``in_index`` out of range, or a non-positive rate.
+    """
+    i = features.index(in_index, head="aspp_v2_head")
+    return ASPPv2Head(features.channels[i], num_classes, atrous_rates=atrous_rates,
+                      branch_channels=branch_channels, dropout=dropout, in_index=in_index)

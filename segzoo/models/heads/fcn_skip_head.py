@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
+from segzoo.models.heads.wiring import FeatureInfo, incompatible
 from segzoo.models.layers import BilinearConvTranspose2d, resize
 from segzoo.registry import HEADS
 
 
-@HEADS.register("fcn_skip", paper="Long et al., CVPR 2015")
 class FCNSkipHead(nn.Module):
     """Class scores at stride 32 (FCN-32s), 16 (FCN-16s) or 8 (FCN-8s).
 
@@ -33,6 +33,7 @@ class FCNSkipHead(nn.Module):
         fc_channels: width of fc6/fc7 (4096 in the paper).
         fc_kernel_size: fc6 kernel size (7 in the paper; 1 or 3 for slim variants).
         dropout: dropout probability after fc6 and fc7 (0.5 in the paper).
+        in_indices: the features read: (deepest, pool4, pool3), by default the last three.
 
     ``forward(features)`` returns logits (B, K, h, w) at the stride of the finest feature used.
     """
@@ -47,15 +48,18 @@ class FCNSkipHead(nn.Module):
         fc_channels: int = 4096,
         fc_kernel_size: int = 7,
         dropout: float = 0.5,
+        in_indices: Sequence[int] = (-1, -2, -3),
     ) -> None:
         super().__init__()
         if num_skips not in (0, 1, 2):
             raise ValueError(f"num_skips must be 0, 1 or 2 (FCN-32s/16s/8s), got {num_skips}")
-        if len(in_channels) < num_skips + 1:
+        if len(in_channels) < num_skips + 1 or len(in_indices) < num_skips + 1:
             raise ValueError(f"FCN with {num_skips} skips needs {num_skips + 1} feature levels")
         self.num_skips = num_skips
         self.in_strides = tuple(in_strides)
-        self.fc6 = nn.Conv2d(in_channels[-1], fc_channels, fc_kernel_size, padding=fc_kernel_size // 2)
+        self.in_indices = tuple(int(i) for i in in_indices[:num_skips + 1])
+        deep, *skips = self.in_indices
+        self.fc6 = nn.Conv2d(in_channels[deep], fc_channels, fc_kernel_size, padding=fc_kernel_size // 2)
         self.drop6 = nn.Dropout(dropout)
         self.fc7 = nn.Conv2d(fc_channels, fc_channels, 1)
         self.drop7 = nn.Dropout(dropout)
@@ -67,16 +71,16 @@ class FCNSkipHead(nn.Module):
         nn.init.normal_(self.score_fr.weight, std=0.01)
         nn.init.zeros_(self.score_fr.bias)
         if num_skips >= 1:
-            self.upscore2 = self._upsampler(-1, -2, num_classes)
-            self.score_pool4 = self._zero_conv(in_channels[-2], num_classes)
+            self.upscore2 = self._upsampler(deep, skips[0], num_classes)
+            self.score_pool4 = self._zero_conv(in_channels[skips[0]], num_classes)
         if num_skips >= 2:
-            self.upscore_pool4 = self._upsampler(-2, -3, num_classes)
-            self.score_pool3 = self._zero_conv(in_channels[-3], num_classes)
+            self.upscore_pool4 = self._upsampler(skips[0], skips[1], num_classes)
+            self.score_pool3 = self._zero_conv(in_channels[skips[1]], num_classes)
 
     @property
     def output_stride(self) -> int:
         """Stride of the logits this head returns."""
-        return self.in_strides[-1 - self.num_skips]
+        return self.in_strides[self.in_indices[-1]]
 
     def _upsampler(self, src: int, dst: int, num_classes: int) -> nn.Module | None:
         ratio = self.in_strides[src] // self.in_strides[dst]
@@ -101,13 +105,14 @@ class FCNSkipHead(nn.Module):
         return resize(score, size) + skip
 
     def forward(self, features: list[Tensor]) -> Tensor:
-        x = self.drop6(self.relu(self.fc6(features[-1])))
+        deep, *skips = self.in_indices
+        x = self.drop6(self.relu(self.fc6(features[deep])))
         x = self.drop7(self.relu(self.fc7(x)))
         score = self.score_fr(x)
         if self.num_skips >= 1:
-            score = self._fuse(score, self.score_pool4(features[-2]), self.upscore2)
+            score = self._fuse(score, self.score_pool4(features[skips[0]]), self.upscore2)
         if self.num_skips >= 2:
-            score = self._fuse(score, self.score_pool3(features[-3]), self.upscore_pool4)
+            score = self._fuse(score, self.score_pool3(features[skips[1]]), self.upscore_pool4)
         return score
 
 
@@ -134,4 +139,44 @@ def vgg_classifier_to_fc(state: dict[str, Tensor], head: FCNSkipHead) -> dict[st
     }
 
 
-__all__ = ["FCNSkipHead", "vgg_classifier_to_fc"]
+def skip_indices(features: FeatureInfo, num_skips: int, *, head: str = "fcn_skip_head") -> tuple[int, ...]:
+    """The features FCN reads: the deepest, then pool4 (the last feature before it at stride <= 16)
+    and pool3 (the last before pool4 at stride <= 8), the paper's strides 32, 16, 8 on VGG-16 and
+    ResNets (on a dilated or shallower backbone, the finest levels below the deepest).
+
+    Raises:
+        ValueError: not enough levels for ``num_skips`` skips.
+    """
+    deep = len(features) - 1
+    out = [deep]
+    for want in (16, 8)[:num_skips]:
+        i = features.last_at_most(want, before=out[-1])
+        if i is None:
+            raise incompatible(head, features, f"num_skips={num_skips} needs a skip feature at "
+                               f"stride <= {want} below feature {out[-1]}",
+                               "use fewer skips (num_skips: 0 is FCN-32s) or a backbone with "
+                               "stride-16 and stride-8 levels")
+        out.append(i)
+    return tuple(out)
+
+
+@HEADS.register("fcn_skip_head", paper="Long et al., CVPR 2015",
+                reads="the deepest feature and the stride-16 / stride-8 ones (pool4, pool3)")
+def fcn_skip_head(features: FeatureInfo, num_classes: int, /, *, num_skips: int = 2,
+                  fc_channels: int = 4096, fc_kernel_size: int = 7,
+                  dropout: float = 0.5) -> FCNSkipHead:
+    """:class:`FCNSkipHead` wired by stride (:func:`skip_indices`); options as the class.
+
+    Raises:
+        ValueError: ``num_skips`` not 0, 1 or 2, or a backbone without the skip levels.
+    """
+    if num_skips not in (0, 1, 2):
+        raise ValueError(f"fcn_skip_head: num_skips must be 0, 1 or 2 (FCN-32s/16s/8s), got {num_skips}")
+    n = len(features)
+    indices = tuple(i - n for i in skip_indices(features, num_skips))  # negative, as the class
+    return FCNSkipHead(features.channels, features.strides, num_classes, num_skips=num_skips,
+                       fc_channels=fc_channels, fc_kernel_size=fc_kernel_size, dropout=dropout,
+                       in_indices=indices)
+
+
+__all__ = ["FCNSkipHead", "fcn_skip_head", "skip_indices", "vgg_classifier_to_fc"]
