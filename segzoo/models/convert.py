@@ -20,6 +20,9 @@ The outputs then equal torchvision's (max abs difference ~1e-6 in float32).
 ``backbone.body.*`` becomes ``backbone.*``, ``backbone.fpn.*`` becomes ``neck.*``, the RPN and RoI
 heads keep their names, and BatchNorm counters absent from FrozenBatchNorm checkpoints are added.
 The detections then equal torchvision's on the same images (``tests/test_maskrcnn_convert.py``).
+``arch="keypointrcnn"`` does the same for ``keypointrcnn_resnet50_fpn`` checkpoints and
+``segzoo.models.keypointrcnn(backbone="resnet50", num_classes=..., num_keypoints=...)``
+(``tests/test_keypoint_convert.py``).
 """
 
 from __future__ import annotations
@@ -49,11 +52,11 @@ _HEAD_DEEPLABV3 = [
     (r"^{src}\.2\.", "{dst}.bottleneck.1."),
     (r"^{src}\.4\.", "{dst}.conv_seg."),
 ]
-_ARCHS = {"fcn": _HEAD_FCN, "deeplabv3": _HEAD_DEEPLABV3, "maskrcnn": []}
+_ARCHS = {"fcn": _HEAD_FCN, "deeplabv3": _HEAD_DEEPLABV3, "maskrcnn": [], "keypointrcnn": []}
 _MASKRCNN_PREFIXES = ("rpn.", "roi_heads.")  # same names in torchvision's MaskRCNN and ours
 
 
-def _maskrcnn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
+def _maskrcnn(state_dict: Mapping[str, Tensor], arch: str = "maskrcnn") -> dict[str, Tensor]:
     out, unknown = {}, []
     for key, value in state_dict.items():
         if key.startswith("backbone.body."):
@@ -65,8 +68,8 @@ def _maskrcnn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
         else:
             unknown.append(key)
     if unknown:
-        raise WeightsError(f"from_torchvision(arch='maskrcnn'): {len(unknown)} key(s) it does not know: "
-                           f"{', '.join(unknown[:6])}; is this a torchvision maskrcnn_resnet50_fpn checkpoint?")
+        raise WeightsError(f"from_torchvision(arch={arch!r}): {len(unknown)} key(s) it does not know: "
+                           f"{', '.join(unknown[:6])}; is this a torchvision {arch}_resnet50_fpn checkpoint?")
     for key in [k for k in out if k.startswith("backbone.") and k.endswith(".running_mean")]:
         counter = key[: -len("running_mean")] + "num_batches_tracked"
         out.setdefault(counter, torch.zeros((), dtype=torch.long))  # FrozenBatchNorm2d has none
@@ -74,7 +77,7 @@ def _maskrcnn(state_dict: Mapping[str, Tensor]) -> dict[str, Tensor]:
 
 
 def from_torchvision(state_dict: Mapping[str, Tensor],
-                     arch: Literal["fcn", "deeplabv3", "maskrcnn"]) -> dict[str, Tensor]:
+                     arch: Literal["fcn", "deeplabv3", "maskrcnn", "keypointrcnn"]) -> dict[str, Tensor]:
     """Rename a torchvision segmentation state dict to segzoo's keys.
 
     Args:
@@ -87,15 +90,17 @@ def from_torchvision(state_dict: Mapping[str, Tensor],
         :func:`~segzoo.models.deeplabv3_resnet50` / ``deeplabv3_resnet101`` (built with
         ``aux_loss=True`` when the checkpoint has an ``aux_classifier``), or, for ``"maskrcnn"``
         (``maskrcnn_resnet50_fpn``), for :func:`~segzoo.models.maskrcnn` with ``backbone="resnet50"``
-        and the checkpoint's ``num_classes`` (counting the background).
+        and the checkpoint's ``num_classes`` (counting the background); for ``"keypointrcnn"``
+        (``keypointrcnn_resnet50_fpn``), for :func:`~segzoo.models.detectors.keypointrcnn` with
+        ``backbone="resnet50"`` and the checkpoint's ``num_classes`` and ``num_keypoints``.
 
     Raises:
         WeightsError: an unknown ``arch``, or keys this converter does not know (listed).
     """
     if arch not in _ARCHS:
         raise WeightsError(f"unknown arch {arch!r}; from_torchvision converts {sorted(_ARCHS)}")
-    if arch == "maskrcnn":
-        return _maskrcnn(state_dict)
+    if arch in ("maskrcnn", "keypointrcnn"):
+        return _maskrcnn(state_dict, arch)
     rules = [(re.compile(p.format(src=r"classifier")), r.format(dst="decode_head"))
              for p, r in _ARCHS[arch]]
     rules += [(re.compile(p.format(src=r"aux_classifier")), r.format(dst="auxiliary_head"))

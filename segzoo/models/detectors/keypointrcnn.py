@@ -1,0 +1,176 @@
+"""Keypoint R-CNN (He, Gkioxari, Dollár & Girshick, Mask R-CNN, ICCV 2017, sec. 5 "Mask R-CNN for
+Human Pose Estimation") on any registered backbone with the FPN neck.
+
+The detector is segzoo's Mask R-CNN FPN variant (backbone -> FPN P2..P6 -> RPN -> 7x7 RoIAlign ->
+two fc -> class and box) whose second branch predicts keypoints instead of masks: each keypoint is
+a one-hot m x m mask; 14x14 RoIAlign -> eight 3x3 512-d convs -> 2x deconv -> 2x bilinear
+upsampling -> K x 56 x 56 logits, trained with a softmax cross-entropy over the m^2 positions of
+each labelled keypoint (visibility > 0). Everything past the neck is torchvision's:
+``RoIHeads`` with ``KeypointRCNNHeads`` + ``KeypointRCNNPredictor`` and torchvision's
+``keypointrcnn_loss`` / ``keypointrcnn_inference`` (heatmap argmax, as the paper).
+
+Keys and parameter counts equal torchvision's ``keypointrcnn_resnet50_fpn`` with ``backbone.body``
+as ``backbone`` and ``backbone.fpn`` as ``neck`` (see :func:`segzoo.models.convert.from_torchvision`,
+``arch="keypointrcnn"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor, nn
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
+from torchvision.models.detection.roi_heads import RoIHeads
+from torchvision.ops import MultiScaleRoIAlign
+
+from segzoo.models.backbones.resnet import ResNetBackbone
+from segzoo.models.detectors.builders import IMAGENET_MEAN, IMAGENET_STD, freeze_batchnorm, freeze_resnet_stages
+from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
+from segzoo.models.detectors.transform import RCNNTransform
+from segzoo.models.necks.fpn import FPN
+from segzoo.models.segmentors.compose import make_backbone
+from segzoo.registry import MODELS
+
+PAPER = "He et al., Mask R-CNN, ICCV 2017 (sec. 5, human pose estimation)"
+
+
+def check_keypoint_targets(targets: Sequence[dict[str, Tensor]], num_keypoints: int) -> None:
+    """Raise ValueError unless every target has ``keypoints`` (N, K, 3) with K = ``num_keypoints``
+    and N = its number of boxes."""
+    for i, t in enumerate(targets):
+        kp = t.get("keypoints")
+        if kp is None:
+            raise ValueError(f"target {i} has no 'keypoints' (N, {num_keypoints}, 3); a keypoint model "
+                             "trains on data with keypoints (shapes keypoints: true, coco keypoints: true)")
+        n = len(t["boxes"])
+        if kp.ndim != 3 or tuple(kp.shape) != (n, num_keypoints, 3):
+            raise ValueError(f"target {i}: keypoints are {tuple(kp.shape)}, expected ({n}, {num_keypoints}, 3) "
+                             f"(x, y, visibility per keypoint); model.num_keypoints must equal the data's")
+
+
+class KeypointRCNN(MaskRCNN):
+    """Keypoint R-CNN with torchvision's detection API (the contract of :class:`MaskRCNN`).
+
+    Training: ``model(images, targets)`` where each target also has ``keypoints`` (N_i, K, 3) float
+    ``[x, y, visibility]`` in the image's pixels (visibility 0: not labelled, ignored by the loss;
+    1 or 2: labelled); returns ``loss_classifier``, ``loss_box_reg``, ``loss_keypoint``,
+    ``loss_objectness``, ``loss_rpn_box_reg``.
+
+    Eval: per image ``{"boxes" (N, 4), "labels" (N,), "scores" (N,), "keypoints" (N, K, 3) float
+    [x, y, 1] in the input image's pixels, "keypoints_scores" (N, K) heatmap logits}``.
+
+    Raises:
+        ValueError: the errors of :class:`MaskRCNN`, and training targets without ``keypoints`` of
+            shape (N, num_keypoints, 3).
+    """
+
+    loss_weights = {"loss_classifier": 1.0, "loss_box_reg": 1.0, "loss_keypoint": 1.0,
+                    "loss_objectness": 1.0, "loss_rpn_box_reg": 1.0}
+    key_metric = "kp_AP"
+
+    def __init__(self, *args, num_keypoints: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.num_keypoints = num_keypoints
+
+    def forward(self, images: list[Tensor], targets: list[dict[str, Tensor]] | None = None):
+        if self.training and targets is not None:
+            check_keypoint_targets(targets, self.num_keypoints)
+        return super().forward(images, targets)
+
+
+def keypoint_branch(names: Sequence[str], in_channels: int, num_keypoints: int, *, head_dim: int = 512,
+                    num_convs: int = 8, sampling_ratio: int = 2) -> dict[str, nn.Module]:
+    """The paper's keypoint branch as torchvision's ``RoIHeads`` keyword arguments: 14x14 RoIAlign on
+    the FPN levels ``names``, ``num_convs`` 3x3 convs of ``head_dim`` channels, deconv + 2x
+    bilinear upsampling to K x 56 x 56."""
+    return {"keypoint_roi_pool": MultiScaleRoIAlign(list(names), 14, sampling_ratio=sampling_ratio),
+            "keypoint_head": KeypointRCNNHeads(in_channels, [head_dim] * num_convs),
+            "keypoint_predictor": KeypointRCNNPredictor(head_dim, num_keypoints)}
+
+
+@MODELS.register("keypointrcnn", task="instance", paper=PAPER)
+def keypointrcnn(
+    *,
+    num_classes: int = 2,
+    num_keypoints: int = 17,
+    backbone: str = "resnet50",
+    weights_backbone: str | None = None,
+    frozen_bn: bool | None = None,
+    trainable_backbone_layers: int | None = None,
+    fpn_channels: int = 256,
+    box_head_dim: int = 1024,
+    keypoint_head_dim: int = 512,
+    keypoint_head_convs: int = 8,
+    min_size: int | list[int] = (640, 672, 704, 736, 768, 800),
+    max_size: int = 1333,
+    image_mean: list[float] = IMAGENET_MEAN,
+    image_std: list[float] = IMAGENET_STD,
+    anchor_sizes: list[int] | None = None,
+    aspect_ratios: list[float] = (0.5, 1.0, 2.0),
+    rpn_pre_nms_top_n_train: int = 2000,
+    rpn_pre_nms_top_n_test: int = 1000,
+    rpn_post_nms_top_n_train: int = 2000,
+    rpn_post_nms_top_n_test: int = 1000,
+    rpn_nms_thresh: float = 0.7,
+    rpn_batch_size_per_image: int = 256,
+    box_batch_size_per_image: int = 512,
+    box_positive_fraction: float = 0.25,
+    box_score_thresh: float = 0.05,
+    box_nms_thresh: float = 0.5,
+    box_detections_per_img: int = 100,
+    sampling_ratio: int = 2,
+) -> KeypointRCNN:
+    """Keypoint R-CNN, FPN variant (see :mod:`segzoo.models.detectors.keypointrcnn`).
+
+    Args:
+        num_classes: classes **including the background** (2 for COCO persons, torchvision's).
+        num_keypoints: K, keypoints per instance (17 for COCO persons); one heatmap each, shared by
+            every class (torchvision's and the paper's class-agnostic keypoint head).
+        backbone: any registered backbone with at least two levels of stride >= 4.
+        weights_backbone, frozen_bn, trainable_backbone_layers: as :func:`~segzoo.models.maskrcnn`.
+        fpn_channels, box_head_dim: widths of the FPN levels (256) and box fc layers (1024).
+        keypoint_head_dim, keypoint_head_convs: the keypoint head's 3x3 convs (the paper: 8 x 512).
+        min_size, max_size: the model's own resize (torchvision's; a list: one picked at random in
+            training, the last at test; default torchvision's 640..800 multi-scale training).
+        image_mean, image_std: the model's own normalisation of its 0..1 input images.
+        anchor_sizes: one size per pyramid level (default 8 x stride).
+        aspect_ratios, rpn_*, box_*, sampling_ratio: as :func:`~segzoo.models.maskrcnn`.
+
+    Raises:
+        ValueError: ``num_keypoints`` < 1, ``trainable_backbone_layers`` outside 0..5 or for a
+            non-ResNet backbone, ``anchor_sizes`` not matching the pyramid levels.
+    """
+    if num_keypoints < 1:
+        raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
+    frozen = weights_backbone is not None if frozen_bn is None else frozen_bn
+    net = make_backbone(backbone, model="keypointrcnn", weights=weights_backbone)
+    if trainable_backbone_layers is not None:
+        if not isinstance(net, ResNetBackbone) or not 0 <= trainable_backbone_layers <= 5:
+            raise ValueError("trainable_backbone_layers takes 0..5 and applies to ResNet backbones; "
+                             f"got {trainable_backbone_layers} for {backbone!r}")
+    elif isinstance(net, ResNetBackbone) and weights_backbone is not None:
+        trainable_backbone_layers = 3
+    if frozen:
+        freeze_batchnorm(net)
+    if isinstance(net, ResNetBackbone) and trainable_backbone_layers is not None:
+        freeze_resnet_stages(net, trainable_backbone_layers)
+
+    neck = FPN(net.out_channels, net.out_strides, out_channels=fpn_channels)
+    names = neck.featmap_names
+    sizes = list(anchor_sizes) if anchor_sizes is not None else default_anchor_sizes(neck.strides, "fpn")
+    rpn = build_rpn(fpn_channels, sizes, list(aspect_ratios), len(neck.strides), per_level=True,
+                    pre_nms_top_n={"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
+                    post_nms_top_n={"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
+                    nms_thresh=rpn_nms_thresh, batch_size_per_image=rpn_batch_size_per_image)
+    roi_heads = RoIHeads(
+        MultiScaleRoIAlign(names, 7, sampling_ratio=sampling_ratio),
+        TwoMLPHead(fpn_channels * 7 * 7, box_head_dim), FastRCNNPredictor(box_head_dim, num_classes),
+        0.5, 0.5, box_batch_size_per_image, box_positive_fraction, None,
+        box_score_thresh, box_nms_thresh, box_detections_per_img,
+        **keypoint_branch(names, fpn_channels, num_keypoints, head_dim=keypoint_head_dim,
+                          num_convs=keypoint_head_convs, sampling_ratio=sampling_ratio))
+    sizes_in = tuple(min_size) if isinstance(min_size, Sequence) else (int(min_size),)
+    transform = RCNNTransform(sizes_in, max_size, list(image_mean), list(image_std))
+    return KeypointRCNN(net, neck, rpn, roi_heads, transform, num_classes=num_classes, variant="fpn",
+                        num_keypoints=num_keypoints)
