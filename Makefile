@@ -7,7 +7,7 @@ STAMP := $(VENV)/.segzoo-installed
 DEMO_CONFIG := configs/fcn/fcn8s_vgg16-bn_shapes-64x64.yaml
 DEMO_DIR := work_dirs/demo/$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint clean gpu-check
 
 install: $(STAMP)
 
@@ -21,6 +21,11 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# CUDA tests + GPU benchmarks in one command (docs/benchmarks.md, "Running the GPU check"); needs
+# no venv: it runs the machine's python3 with this checkout on PYTHONPATH (and .whl/ wheels if any)
+gpu-check:
+	bash benchmarks/gpu_check.sh
 
 lint: install
 	$(BIN)/python -m pip install -q ruff && $(BIN)/ruff check segzoo tests benchmarks

@@ -58,7 +58,7 @@ def kwargs_for(name: str) -> dict:
     return {**kw, **(MASKRCNN_SIZE if name == "maskrcnn" else {})}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_model(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     return segzoo.build_model(name, num_classes=NUM_CLASSES, **kwargs_for(name))
@@ -190,44 +190,6 @@ def test_gpu_output_equals_cpu_output(name, no_tf32):
     assert (out.argmax(1) == ref.argmax(1)).float().mean() >= 0.999
 
 
-def _compile(module):
-    # the CPU stand-in checks the code path with a cheap backend; the GPU uses inductor
-    return torch.compile(module) if HAS_CUDA else torch.compile(module, backend="aot_eager")
-
-
-def test_torch_compile_semantic_model_trains_like_eager():
-    name = "deeplabv3plus"
-    model = segzoo.build_model(name, num_classes=NUM_CLASSES, backbone="resnet18",
-                               **({} if HAS_CUDA else {"channels": 32, "low_level_channels": 16})).to(DEV)
-    for m in model.modules():  # compiled and eager dropout draw different masks
-        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
-            m.p = 0.0
-    twin = copy.deepcopy(model)
-    compiled = _compile(model)
-    b = batch(name, DEV)
-    loss_c, loss_e = loss_of(compiled, b), loss_of(twin, b)
-    loss_c.backward()
-    loss_e.backward()
-    assert torch.isfinite(loss_c) and abs(loss_c.item() - loss_e.item()) <= 1e-3 * abs(loss_e.item())
-    for (n, p), q in zip(model.named_parameters(), twin.parameters()):
-        assert (p.grad - q.grad).abs().max() <= 1e-2 * q.grad.abs().max() + 1e-6, n
-
-
-def test_torch_compile_maskrcnn_backbone():
-    model = fresh("maskrcnn").eval().to(DEV)
-    images = torch.rand(1, 3, 128, 128, device=DEV)
-    compiled = _compile(model.backbone)
-    with torch.no_grad():
-        ref, out = model.backbone(images), compiled(images)
-        model.backbone = compiled  # the whole detector runs with the compiled backbone
-        dets = model([images[0]])
-    ref, out = (list(x.values()) if isinstance(x, dict) else list(x) for x in (ref, out))
-    assert len(ref) == len(out) >= 4  # the multi-scale features the FPN takes
-    for k, (r, o) in enumerate(zip(ref, out)):
-        assert o.shape == r.shape and (o - r).abs().max() <= 1e-3 * r.abs().max() + 1e-5, k
-    assert dets[0]["masks"].shape[1:] == (1, 128, 128)
-
-
 def _deterministic_run(name: str) -> tuple[dict, list[str]]:
     with warnings.catch_warnings(record=True) as caught, Determinism(True):
         warnings.simplefilter("always")
@@ -322,3 +284,41 @@ def test_checkpoint_moves_between_gpu_and_cpu(tmp_path, src, dst):
         o.step()
     for (n, p), q in zip(model.named_parameters(), moved.parameters()):
         assert (p.detach().cpu() - q.detach().cpu()).abs().max() <= 1e-3 * p.detach().abs().max().cpu() + 1e-6, n
+
+
+def _compile(module):
+    # the CPU stand-in checks the code path with a cheap backend; the GPU uses inductor
+    return torch.compile(module) if HAS_CUDA else torch.compile(module, backend="aot_eager")
+
+
+def test_torch_compile_semantic_model_trains_like_eager():
+    name = "deeplabv3plus"
+    model = segzoo.build_model(name, num_classes=NUM_CLASSES, backbone="resnet18",
+                               **({} if HAS_CUDA else {"channels": 32, "low_level_channels": 16})).to(DEV)
+    for m in model.modules():  # compiled and eager dropout draw different masks
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+            m.p = 0.0
+    twin = copy.deepcopy(model)
+    compiled = _compile(model)
+    b = batch(name, DEV)
+    loss_c, loss_e = loss_of(compiled, b), loss_of(twin, b)
+    loss_c.backward()
+    loss_e.backward()
+    assert torch.isfinite(loss_c) and abs(loss_c.item() - loss_e.item()) <= 1e-3 * abs(loss_e.item())
+    for (n, p), q in zip(model.named_parameters(), twin.parameters()):
+        assert (p.grad - q.grad).abs().max() <= 1e-2 * q.grad.abs().max() + 1e-6, n
+
+
+def test_torch_compile_maskrcnn_backbone():
+    model = fresh("maskrcnn").eval().to(DEV)
+    images = torch.rand(1, 3, 128, 128, device=DEV)
+    compiled = _compile(model.backbone)
+    with torch.no_grad():
+        ref, out = model.backbone(images), compiled(images)
+        model.backbone = compiled  # the whole detector runs with the compiled backbone
+        dets = model([images[0]])
+    ref, out = (list(x.values()) if isinstance(x, dict) else list(x) for x in (ref, out))
+    assert len(ref) == len(out) >= 4  # the multi-scale features the FPN takes
+    for k, (r, o) in enumerate(zip(ref, out)):
+        assert o.shape == r.shape and (o - r).abs().max() <= 1e-3 * r.abs().max() + 1e-5, k
+    assert dets[0]["masks"].shape[1:] == (1, 128, 128)

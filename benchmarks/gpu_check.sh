@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# The GPU check: every CUDA path of segzoo tested, then the zoo benchmarked on the GPU.
+# See docs/benchmarks.md, "Running the GPU check".
+#
+#   bash benchmarks/gpu_check.sh                       # on a GPU machine (make gpu-check)
+#   bash benchmarks/gpu_check.sh --device cpu --quick  # dry run on the CPU (seconds; CI runs it)
+#
+# Steps, each under its own time limit (a stuck step cannot eat the others' time):
+#   1. pytest -m cuda tests/test_cuda_cli.py tests/test_cuda.py     (T_TESTS s)
+#   2. benchmarks/gpu_train.py: training img/s and peak memory     (T_TRAIN s)
+#   3. segzoo bench --device cuda, fp32 then bf16                  (T_BENCH_FP32, T_BENCH_BF16 s)
+# Wheels in .whl/ (pycocotools, segmentation-models-pytorch for Python 3.12) are installed into
+# /tmp/site first when those packages are missing; segzoo itself runs from this checkout.
+# Results go to $OUT if set (the device tool brings back what is there), else --out, else
+# benchmarks/results/gpu-<card>/: check.log, gpu_train.{json,md}, bench-fp32.{json,md},
+# bench-bf16.{json,md} (7 files). The exit status is 0 only when every step succeeded.
+set -u -o pipefail
+
+DEVICE=cuda
+QUICK=0
+DEST=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --device) DEVICE="$2"; shift 2 ;;
+    --quick) QUICK=1; shift ;;
+    --out) DEST="$2"; shift 2 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument $1 (use --device, --quick, --out)" >&2; exit 2 ;;
+  esac
+done
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT" || exit 2
+if [ -n "${PYTHON:-}" ]; then PY="$PYTHON"
+elif [ -x .venv/bin/python ]; then PY=.venv/bin/python
+else PY=python3; fi
+
+if ! "$PY" -c "import pycocotools, segmentation_models_pytorch" 2>/dev/null; then
+  if ls .whl/*.whl >/dev/null 2>&1; then
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+      --target /tmp/site .whl/*.whl || exit 3
+    export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+  else
+    echo "gpu_check.sh: pycocotools or segmentation_models_pytorch missing and no .whl/ wheels" >&2
+  fi
+fi
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+
+if [ -n "${OUT:-}" ]; then RES="$OUT"
+elif [ -n "$DEST" ]; then RES="$DEST"
+else
+  CARD=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1 \
+         | sed 's/NVIDIA //; s/[^A-Za-z0-9]\+/-/g; s/-$//' | tr 'A-Z' 'a-z')
+  RES="benchmarks/results/gpu-${CARD:-$DEVICE}"
+fi
+mkdir -p "$RES" || exit 2
+LOG="$RES/check.log"
+WORK=$(mktemp -d /tmp/segzoo-gpu-check.XXXXXX)
+: > "$LOG"
+
+if [ "$QUICK" = 1 ]; then
+  T_TESTS=${T_TESTS:-120}; T_TRAIN=${T_TRAIN:-120}; T_BENCH_FP32=${T_BENCH_FP32:-120}; T_BENCH_BF16=${T_BENCH_BF16:-120}
+  TRAIN_ARGS=(--quick --dtypes fp32)  # bf16 autocast is exercised by the bench's dry run
+  BENCH_ARGS=(--models unet --set base_channels=8 --size 32 --batch 1 --repeats 1 --warmup 0
+              --no-train --deploy --peers "smp Unet" --matmul-size 256)
+else
+  T_TESTS=${T_TESTS:-210}; T_TRAIN=${T_TRAIN:-80}; T_BENCH_FP32=${T_BENCH_FP32:-100}; T_BENCH_BF16=${T_BENCH_BF16:-70}
+  TRAIN_ARGS=()
+  BENCH_ARGS=(--models all --size 512 --batch 1 8 --warmup 1 --repeats 6 --large-batch-repeats 3
+              --no-train --deploy --peers all)
+fi
+
+FAILED=()
+step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to the log and the screen
+  local name="$1" limit="$2"; shift 2
+  local t0=$SECONDS
+  echo "=== $name (limit ${limit} s): $*" | tee -a "$LOG"
+  timeout -k 10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  echo "=== $name: exit $rc after $((SECONDS - t0)) s" | tee -a "$LOG"
+  [ "$rc" = 0 ] || FAILED+=("$name(exit $rc)")
+}
+
+{
+  echo "=== gpu check $(date -u +%Y-%m-%dT%H:%M:%SZ), device $DEVICE, quick $QUICK, results in $RES"
+  nvidia-smi 2>&1 || echo "(no nvidia-smi)"
+  "$PY" - <<'EOF'
+import platform, torch, torchvision
+print("python", platform.python_version(), "torch", torch.__version__, "torchvision", torchvision.__version__,
+      "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "cuda available", torch.cuda.is_available())
+for name in ("timm", "pycocotools", "segmentation_models_pytorch", "tensorboard", "yaml", "numpy", "PIL"):
+    try:
+        mod = __import__(name)
+        print(name, getattr(mod, "__version__", "?"), getattr(mod, "__file__", ""))
+    except Exception as exc:
+        print(name, "MISSING", exc)
+import segzoo
+print("segzoo from", segzoo.__file__, "models", segzoo.list_models())
+EOF
+  git -C "$ROOT" log -1 --format='segzoo commit %h %s' 2>/dev/null || true
+} 2>&1 | tee -a "$LOG"
+
+# the end-to-end commands first, torch.compile (the slowest) last in test_cuda.py
+PYTEST_ARGS=(-m cuda -v -rA -p no:cacheprovider tests/test_cuda_cli.py tests/test_cuda.py)
+if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST_ARGS+=(--timeout 120); fi
+step tests "$T_TESTS" "$PY" -m pytest "${PYTEST_ARGS[@]}"
+
+step gpu_train "$T_TRAIN" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train" "${TRAIN_ARGS[@]}"
+cp "$WORK"/train/gpu_train.json "$WORK"/train/gpu_train.md "$RES"/ 2>/dev/null
+
+for DT in fp32 bf16; do
+  LIMIT_VAR="T_BENCH_${DT^^}"
+  step "bench_$DT" "${!LIMIT_VAR}" "$PY" -m segzoo bench --device "$DEVICE" --dtype "$DT" --in-process \
+    --out "$WORK/bench-$DT" "${BENCH_ARGS[@]}"
+  cp "$WORK/bench-$DT/bench.json" "$RES/bench-$DT.json" 2>/dev/null
+  cp "$WORK/bench-$DT/bench.md" "$RES/bench-$DT.md" 2>/dev/null
+done
+
+rm -rf "$WORK"
+if [ ${#FAILED[@]} -gt 0 ]; then
+  echo "=== gpu check: FAILED steps: ${FAILED[*]}; see $LOG" | tee -a "$LOG"
+  exit 1
+fi
+echo "=== gpu check: all steps passed; results in $RES" | tee -a "$LOG"
