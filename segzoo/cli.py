@@ -30,6 +30,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             "transforms": r.TRANSFORMS, "losses": r.LOSSES, "optimizers": r.OPTIMIZERS,
             "schedulers": r.SCHEDULERS}
     groups = [args.group] if args.group else ["models", "backbones", "datasets"]
+    if groups == ["heads"]:
+        return _list_heads()
     for group in groups:
         reg = regs[group]
         print(f"{group}:")
@@ -42,6 +44,20 @@ def cmd_list(args: argparse.Namespace) -> int:
             meta = reg.prefix_meta(prefix)
             paper = f"  {meta['paper']}" if "paper" in meta else ""
             print(f"  {prefix + '<name>':<16}[{meta.get('family', 'a family of names')}]{paper}")
+    return 0
+
+
+def _list_heads() -> int:
+    """``segzoo list heads``: each decode head, what it reads and the backbones it decodes."""
+    from segzoo.models.heads import describe_heads
+
+    for name, info in describe_heads().items():
+        print(f"{name}:  {info['paper']}".rstrip(" :"))
+        print(f"  reads     {info['reads']}")
+        print(f"  options   {', '.join(info['options'])}")
+        print(f"  backbones {', '.join(info['backbones'])}")
+        for backbone, reason in info["refused"].items():
+            print(f"  not on {backbone}: {reason}")
     return 0
 
 

@@ -13,16 +13,34 @@ from PIL import Image
 from segzoo.cli import main
 
 
+def listed(out: str) -> set[str]:
+    """The names ``segzoo list`` printed: the first word of each indented line."""
+    return {line.split()[0] for line in out.splitlines() if line.startswith("  ") and line.strip()}
+
+
 def test_list(capsys):
     assert main(["list"]) == 0
-    out = capsys.readouterr().out
+    names = listed(capsys.readouterr().out)
+    # exact names: "fcn" and "unet" must not pass as parts of "fcn8s" or "unet_encoder"
     for name in ("fcn8s", "fcn16s", "fcn32s", "vgg16", "vgg16_bn", "shapes", "camvid", "folder",
                  "fcn", "unet", "deeplabv2", "deeplabv3", "deeplabv3plus", "pspnet", "resnet18",
                  "resnet34", "resnet50", "resnet101", "mobilenet_v2", "xception65", "unet_encoder",
-                 "timm:<name>", "tu-<name>"):
-        assert name in out, name
+                 "timm:<name>", "tu-<name>", "encoder_decoder", "maskrcnn"):
+        assert name in names, name
     assert main(["list", "transforms"]) == 0
-    assert "random_crop" in capsys.readouterr().out
+    assert "random_crop" in listed(capsys.readouterr().out)
+
+
+def test_list_heads_shows_what_each_head_reads_and_fits(capsys):
+    assert main(["list", "heads"]) == 0
+    out = capsys.readouterr().out
+    heads = {line.split(":")[0] for line in out.splitlines() if line and not line.startswith(" ")}
+    assert {"fcn_head", "fcn_skip_head", "aspp_head", "aspp_v2_head", "deeplabv3plus_head",
+            "psp_head", "unet_head"} <= heads
+    block = out[out.index("unet_head"):].splitlines()[1:]
+    block = block[:next((i for i, x in enumerate(block) if not x.startswith(" ")), len(block))]
+    backbones = next(x for x in block if x.strip().startswith("backbones")).split(None, 1)[1]
+    assert {"resnet18", "mobilenet_v2", "vgg16_bn"} <= set(backbones.split(", "))
 
 
 def test_train_eval_predict_end_to_end(tiny_config, tmp_path, capsys):
