@@ -24,6 +24,12 @@ with their annotation), ``masks`` (polygons and RLE decoded by pycocotools), ``l
 training drops them from the targets, evaluation needs them). Annotations with a zero-width or
 zero-height box are counted once, with a warning, when the dataset is built.
 
+**Keypoints** (``keypoints: true``; default json ``annotations/person_keypoints_<split>.json``):
+instances also carry each annotation's ``keypoints`` (K points ``[x, y, v]``, v 0 not labelled, 1
+occluded, 2 visible; K, the names and the skeleton from the category's ``keypoints``/``skeleton``),
+with the left/right pairs swapped in horizontal flips (see :mod:`segzoo.data.keypoints`); OKS sigmas
+for keypoint AP are COCO's for its 17 person keypoints, else ``keypoint_sigmas``.
+
 **Semantic map** (``semantic``):
 
 * ``"instances"``: classes are ``background`` + the instance categories (label == class index);
@@ -55,6 +61,7 @@ from segzoo.data.base import SegDataset
 from segzoo.data.instances import make_instances
 from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import read_image
+from segzoo.data.keypoints import COCO_PERSON_KEYPOINTS, COCO_PERSON_SIGMAS, add_keypoints, flip_index
 from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
 from segzoo.registry import DATASETS
@@ -104,6 +111,9 @@ class COCODataset(SegDataset):
             ``annotations/panoptic_<split>.json`` and ``annotations/panoptic_<split>``).
         image_range, image_percentiles: how single-channel 16-bit/float images map to 8 bits (see
             :mod:`segzoo.data.intensity`; default: by bit depth).
+        keypoints: read each annotation's keypoints (see the module docstring).
+        keypoint_sigmas: per-keypoint OKS sigmas (default: COCO's for the 17 person keypoints,
+            0.05 each for other skeletons).
         ignore_index: value of crowd / unlabelled pixels in the semantic map.
 
     Raises:
@@ -117,6 +127,7 @@ class COCODataset(SegDataset):
                  max_images: int | None = None, skip_images: int = 0, ann_file: str | None = None,
                  img_dir: str | None = None, panoptic_json: str | None = None, panoptic_dir: str | None = None,
                  image_range: Sequence[float] | None = None, image_percentiles: Sequence[float] | None = None,
+                 keypoints: bool = False, keypoint_sigmas: Sequence[float] | None = None,
                  ignore_index: int = 255) -> None:
         super().__init__(ignore_index=ignore_index)
         self.root = resolve_data_path(root)
@@ -127,7 +138,9 @@ class COCODataset(SegDataset):
             raise DataError(problems.missing_folder(self.img_dir, hint))
         self.semantic, self.include_crowd, self.split = semantic, include_crowd, split
         self.grey = GreyMapping.from_options(image_range, image_percentiles)
-        self.ann_file = self.root / (ann_file or f"annotations/instances_{split}.json")
+        default_ann = f"annotations/{'person_keypoints' if keypoints else 'instances'}_{split}.json"
+        self.ann_file = self.root / (ann_file or default_ann)
+        self.keypoints = keypoints
         if semantic == "instances":
             self.coco = load_coco(self.ann_file)
             cats = [self.coco.cats[i] for i in sorted(self.coco.getCatIds())]
@@ -165,12 +178,35 @@ class COCODataset(SegDataset):
             if bad:
                 warnings.warn(f"{self.ann_file}: {bad} annotation(s) "
                               "with a zero-width or zero-height box are dropped", stacklevel=2)
+        if keypoints:
+            if semantic != "instances":
+                raise DataError("coco keypoints: true reads a keypoints json; it needs semantic: instances")
+            self._init_keypoints(thing_cats, keypoint_sigmas)
         self.categories = [{"id": int(c["id"]), "name": c["name"]} for c in thing_cats]
         self.label_to_category = {i: int(c["id"]) for i, c in enumerate(thing_cats, start=1)}
         self.category_to_label = {c: i for i, c in self.label_to_category.items()}
 
     def __len__(self) -> int:
         return len(self.image_ids)
+
+    def _init_keypoints(self, cats: list[dict], sigmas: Sequence[float] | None) -> None:
+        """Keypoint names, skeleton, flip pairs and sigmas from the categories' ``keypoints``."""
+        named = [c for c in cats if c.get("keypoints")]
+        if not named:
+            raise DataError(f"{self.ann_file}: no category lists 'keypoints'; keypoints: true needs a COCO "
+                            "keypoints json (annotations/person_keypoints_<split>.json, or set ann_file)")
+        names = tuple(named[0]["keypoints"])
+        if any(tuple(c["keypoints"]) != names for c in named):
+            raise DataError(f"{self.ann_file}: categories list different keypoints; one skeleton per dataset")
+        self.keypoint_names = names
+        self.skeleton = tuple((int(a) - 1, int(b) - 1) for a, b in named[0].get("skeleton", []))
+        self.keypoint_flip = flip_index(names)
+        if sigmas is None:
+            sigmas = COCO_PERSON_SIGMAS if names == COCO_PERSON_KEYPOINTS else (0.05,) * len(names)
+        if len(sigmas) != len(names):
+            raise DataError(f"keypoint_sigmas has {len(sigmas)} values but {self.ann_file} has "
+                            f"{len(names)} keypoints")
+        self.keypoint_sigmas = tuple(float(x) for x in sigmas)
 
     def load(self, index: int) -> dict:
         image_id = self.image_ids[index]
@@ -185,7 +221,7 @@ class COCODataset(SegDataset):
             raise DataError(problems.size_mismatch(f"{source} (image id {image_id}: height, width)", expected,
                                                    str(image_path), (h, w)))
         if self.semantic == "instances":
-            masks, labels, crowd, boxes = self._instances(image_id, h, w)
+            masks, labels, crowd, boxes, kps = self._instances(image_id, h, w)
             label = self._paint(masks, labels, crowd, h, w)
         else:
             pan_name = self.panoptic.get(image_id, {}).get("file_name") or Path(info["file_name"]).stem + ".png"
@@ -198,6 +234,10 @@ class COCODataset(SegDataset):
             torch.zeros(0, h, w, dtype=torch.uint8)
         sample["instances"] = make_instances(stacked, [labels[i] for i in keep], [crowd[i] for i in keep],
                                              torch.tensor([boxes[i] for i in keep]).reshape(-1, 4))
+        if self.keypoints:
+            k = len(self.keypoint_names)
+            kp = torch.tensor([kps[i] for i in keep], dtype=torch.float32).reshape(-1, k, 3)
+            sample["instances"] = add_keypoints(sample["instances"], kp, self.keypoint_flip)
         return sample
 
     @staticmethod
@@ -206,7 +246,8 @@ class COCODataset(SegDataset):
         return [x, y, x + bw, y + bh] if bw > 0 and bh > 0 else None
 
     def _instances(self, image_id: int, h: int, w: int):
-        masks, labels, crowd, boxes = [], [], [], []
+        masks, labels, crowd, boxes, kps = [], [], [], [], []
+        k = len(getattr(self, "keypoint_names", ()))
         for ann in self.coco.loadAnns(self.coco.getAnnIds(imgIds=[image_id])):
             box = self._xyxy(ann["bbox"])
             if box is None:
@@ -215,7 +256,13 @@ class COCODataset(SegDataset):
             labels.append(self.category_to_label[ann["category_id"]])
             crowd.append(int(ann.get("iscrowd", 0)))
             boxes.append(box)
-        return masks, labels, crowd, boxes
+            if k:
+                kp = ann.get("keypoints") or [0] * (3 * k)
+                if len(kp) != 3 * k:
+                    raise DataError(f"{self.ann_file}: annotation {ann.get('id')} has {len(kp)} keypoint values, "
+                                    f"expected {3 * k} (x, y, v for {k} keypoints)")
+                kps.append(kp)
+        return masks, labels, crowd, boxes, kps
 
     def _paint(self, masks, labels, crowd, h: int, w: int) -> torch.Tensor:
         label = np.zeros((h, w), dtype=np.int64)

@@ -13,6 +13,8 @@ from torch import Tensor, nn
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segzoo.data.keypoints import mark_outside
+
 
 class InstanceMask(tv_tensors.Mask):
     """(N, H, W) uint8 per-instance masks; a ``tv_tensors.Mask`` that pads with 0 (see the module
@@ -64,6 +66,13 @@ def instances_from_id_map(ids: Tensor, id_labels: dict[int, int], crowd_ids: set
     return make_instances(masks, [id_labels[k] for k in keys], crowd)
 
 
+def _per_instance(inst: dict) -> tuple[Tensor, ...]:
+    """The per-instance tensors v2.SanitizeBoundingBoxes filters with the boxes (it filters masks
+    itself): labels, crowd flags, and keypoints with their visibility when present."""
+    keys = ("labels", "iscrowd", "keypoints", "keypoints_visible")
+    return tuple(inst[k] for k in keys if inst.get(k) is not None)
+
+
 class SanitizeInstances(nn.Module):
     """Pipeline step (appended by :func:`segzoo.data.transforms.build_pipeline`) that keeps instance
     targets valid after geometric transforms; the semantic mask is never touched.
@@ -75,6 +84,8 @@ class SanitizeInstances(nn.Module):
       or height (cropped away, or degenerate in the annotation), are dropped with their masks,
       labels and ``iscrowd`` flags (``v2.SanitizeBoundingBoxes`` on the ``instances`` dict). The
       number dropped is added to ``meta["dropped_boxes"]``, so the training engine can report it.
+    * Keypoints (:mod:`segzoo.data.keypoints`) are dropped with their instances, and those that
+      left the image get visibility 0 (not labelled).
 
     Samples without instances pass through.
     """
@@ -82,8 +93,7 @@ class SanitizeInstances(nn.Module):
     def __init__(self, min_size: float = 1.0, recompute_boxes: bool = False) -> None:
         super().__init__()
         self.recompute_boxes = recompute_boxes
-        self.sanitize = v2.SanitizeBoundingBoxes(min_size=min_size,
-                                                 labels_getter=lambda d: (d["labels"], d["iscrowd"]))
+        self.sanitize = v2.SanitizeBoundingBoxes(min_size=min_size, labels_getter=_per_instance)
 
     def forward(self, sample: dict) -> dict:
         inst = sample.get("instances") if isinstance(sample, dict) else None
@@ -99,7 +109,10 @@ class SanitizeInstances(nn.Module):
                 boxes.as_subclass(Tensor).clone()
             new[empty] = 0  # zero width: dropped below
             inst["boxes"] = tv_tensors.wrap(new.to(boxes.dtype), like=boxes)
+        keypoints = inst.get("keypoints")
         inst = self.sanitize(inst)
+        if keypoints is not None:
+            inst = mark_outside({**inst, "keypoints": tv_tensors.wrap(inst["keypoints"], like=keypoints)})
         dropped = before - len(inst["labels"])
         if dropped and isinstance(sample.get("meta"), dict):
             sample["meta"]["dropped_boxes"] = sample["meta"].get("dropped_boxes", 0) + dropped

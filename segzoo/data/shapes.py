@@ -5,6 +5,13 @@ rotation, drawn in order (later shapes occlude earlier ones) over a textured bac
 gradient, sinusoidal stripes, pixel noise). Every sample has a semantic mask and per-instance
 masks with classes, derived from the same instance map, so they always agree. Sample ``i`` of a
 split depends only on ``(seed, split, i)``.
+
+With ``keypoints: true`` every instance also carries K = 4 keypoints, the extreme points of its
+outline (ExtremeNet's): ``top``, ``right``, ``bottom``, ``left`` (for squares and triangles the
+vertices furthest up, right, down and left; for circles the four points at the radius). Visibility:
+2 where the point's pixel (1.5 px inside the outline) belongs to the shape, 1 where a later shape
+covers it (occluded), 0 outside the image; ``right`` and ``left`` swap in horizontal flips. The
+option draws no extra random numbers: images and masks are those of ``keypoints: false``.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from PIL import Image, ImageDraw
 
 from segzoo.data.base import SegDataset
 from segzoo.data.instances import instances_from_id_map
+from segzoo.data.keypoints import add_keypoints, flip_index
 from segzoo.registry import DATASETS
 
 _SPLITS = {"train": 0, "val": 1, "test": 2}
@@ -34,11 +42,16 @@ class ShapesDataset(SegDataset):
             removed, so every instance is at least this large.
         seed: base seed; the same arguments give the same images on every machine.
         with_instances: also return ``"instances"`` (boxes, masks, labels) in each sample.
+        keypoints: also give each instance its 4 extreme points (see the module docstring);
+            implies ``with_instances``.
+        keypoint_sigma: the OKS sigma of every keypoint for keypoint AP (``keypoint_sigmas``).
         ignore_index: kept for the common dataset interface (shapes has no void pixels).
     """
 
     class_names = ("background", "circle", "square", "triangle")
     palette = ((0, 0, 0), (230, 25, 75), (60, 180, 75), (0, 130, 200))
+    keypoint_names = ("top", "right", "bottom", "left")
+    skeleton = ((0, 1), (1, 2), (2, 3), (3, 0))
 
     def __init__(
         self,
@@ -51,6 +64,8 @@ class ShapesDataset(SegDataset):
         min_area: int = 16,
         seed: int = 0,
         with_instances: bool = False,
+        keypoints: bool = False,
+        keypoint_sigma: float = 0.05,
         ignore_index: int = 255,
     ) -> None:
         super().__init__(ignore_index=ignore_index)
@@ -64,7 +79,11 @@ class ShapesDataset(SegDataset):
         self.min_shapes, self.max_shapes = min_shapes, max_shapes
         self.min_area = min_area
         self.seed = seed
-        self.with_instances = with_instances
+        self.with_instances = with_instances or keypoints
+        self.keypoints = keypoints
+        if keypoints:  # the keypoint datasets' interface (segzoo.data.keypoints)
+            self.keypoint_flip = flip_index(self.keypoint_names)
+            self.keypoint_sigmas = (float(keypoint_sigma),) * len(self.keypoint_names)
 
     def __len__(self) -> int:
         return self.num_images
@@ -100,9 +119,10 @@ class ShapesDataset(SegDataset):
             inst[self._draw(shape)] = k
         return inst
 
-    def generate(self, index: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    def generate(self, index: int, *, return_shapes: bool = False):
         """Render sample ``index``: image (H, W, 3) uint8, instance map (H, W) int64 with ids
-        1..N (0 = background), and the class of each instance id (list of N ints)."""
+        1..N (0 = background), and the class of each instance id (list of N ints); with
+        ``return_shapes`` also the N shapes' ``(class, cx, cy, r, rotation, colour)``."""
         rng = self._rng(index)
         h, w = self.size
         short = min(h, w)
@@ -124,16 +144,52 @@ class ShapesDataset(SegDataset):
             m = inst == k
             image[m] = shape[5] + rng.normal(0, 6, (int(m.sum()), 3))
         image = np.clip(image, 0, 255).astype(np.uint8)
+        if return_shapes:
+            return image, inst, [s[0] for s in shapes], shapes
         return image, inst, [s[0] for s in shapes]
 
+    def extreme_points(self, shape: tuple) -> np.ndarray:
+        """(4, 2) float ``[x, y]`` of a shape's top, right, bottom and left extreme points."""
+        cls, cx, cy, r, rot, _ = shape
+        if cls == 1:
+            pts = np.array([[cx, cy - r], [cx + r, cy], [cx, cy + r], [cx - r, cy]])
+            return pts
+        n = _SIDES[cls]
+        # PIL's regular_polygon: vertex k at (cx + r cos a_k, cy - r sin a_k), with
+        # a_k = 270 - 180 / n + rotation + k * 360 / n degrees
+        a = np.radians(270 - 180 / n + rot + 360 * np.arange(n) / n)
+        verts = np.stack([cx + r * np.cos(a), cy - r * np.sin(a)], 1)
+        return verts[[verts[:, 1].argmin(), verts[:, 0].argmax(), verts[:, 1].argmax(), verts[:, 0].argmin()]]
+
+    def _keypoints(self, shapes: list[tuple], inst: np.ndarray) -> np.ndarray:
+        """(N, 4, 3) ``[x, y, v]`` of every shape (visibility as in the module docstring)."""
+        h, w = self.size
+        out = np.zeros((len(shapes), 4, 3), dtype=np.float32)
+        for k, shape in enumerate(shapes):
+            pts = self.extreme_points(shape)
+            centre = np.array(shape[1:3])
+            d = centre - pts
+            probe = pts + 1.5 * d / np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-6)
+            for j, ((x, y), (px, py)) in enumerate(zip(pts, probe)):
+                if not (0 <= x <= w - 1 and 0 <= y <= h - 1):
+                    v = 0
+                else:
+                    ix, iy = int(np.clip(np.floor(px), 0, w - 1)), int(np.clip(np.floor(py), 0, h - 1))
+                    v = 2 if inst[iy, ix] == k + 1 else 1
+                out[k, j] = (x, y, v)
+        return out
+
     def load(self, index: int) -> dict:
-        image, inst, classes = self.generate(index)
+        image, inst, classes, shapes = self.generate(index, return_shapes=True)
         lut = np.array([0, *classes], dtype=np.int64)
         image_t = torch.from_numpy(image).permute(2, 0, 1).contiguous()
         meta = {"index": index, "image_path": f"shapes/{self.split}/{index}", "label_path": ""}
         sample = self.make_sample(image_t, torch.from_numpy(lut[inst]), meta)
         if self.with_instances:
             sample["instances"] = instances_from_map(torch.from_numpy(inst), classes)
+        if self.keypoints:
+            sample["instances"] = add_keypoints(sample["instances"], torch.from_numpy(self._keypoints(shapes, inst)),
+                                                self.keypoint_flip)
         return sample
 
 

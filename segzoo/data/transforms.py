@@ -26,6 +26,7 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 
 from segzoo.data.instances import SanitizeInstances
+from segzoo.data.keypoints import RandomHorizontalFlip
 from segzoo.registry import TRANSFORMS
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -76,8 +77,9 @@ def random_crop(ctx: PipelineContext, /, *, size: int | list[int]) -> v2.Transfo
 
 @TRANSFORMS.register("random_flip")
 def random_flip(ctx: PipelineContext, /, *, p: float = 0.5) -> v2.Transform:
-    """Horizontal flip with probability ``p``."""
-    return v2.RandomHorizontalFlip(p)
+    """Horizontal flip with probability ``p``; instance keypoints swap left and right
+    (:class:`~segzoo.data.keypoints.RandomHorizontalFlip`)."""
+    return RandomHorizontalFlip(p)
 
 
 @TRANSFORMS.register("random_rotation")
