@@ -63,8 +63,10 @@ def test_public_api_lists_and_builds():
     assert {"fcn8s", "fcn16s", "fcn32s"} <= set(segzoo.list_models())
     assert {"vgg16", "vgg16_bn"} <= set(segzoo.list_backbones())
     assert {"shapes", "camvid", "folder"} <= set(segzoo.list_datasets())
-    assert segzoo.list_models(task="semantic") + segzoo.list_models(task="instance") == sorted(
-        segzoo.list_models(), key=lambda n: n == "maskrcnn")  # Mask R-CNN is the instance model
+    semantic, instance = segzoo.list_models(task="semantic"), segzoo.list_models(task="instance")
+    assert semantic == sorted(semantic) and instance == sorted(instance)
+    assert sorted(semantic + instance) == segzoo.list_models() and not set(semantic) & set(instance)
+    assert {"fcn8s", "pspnet", "encoder_decoder"} <= set(semantic) and "maskrcnn" in instance
     with pytest.raises(RegistryError, match="did you mean 'vgg16'"):
         segzoo.build_model("fcn8s", num_classes=3, backbone="vgg61")
 
