@@ -1,9 +1,10 @@
-"""Instance segmentation metrics: COCO box and mask AP through pycocotools' COCOeval.
+"""Instance segmentation metrics: COCO box, mask and keypoint AP through pycocotools' COCOeval.
 
 Predictions follow torchvision's detection output, one dict per image::
 
     {"boxes": (N, 4) float XYXY in the image's pixels, "labels": (N,) int64 in 1..K,
-     "scores": (N,) float, "masks": (N, 1, H, W) float probabilities or (N, H, W) bool}
+     "scores": (N,) float, "masks": (N, 1, H, W) float probabilities or (N, H, W) bool,
+     "keypoints": (N, K, 3) float [x, y, v] (keypoint models)}
 
 Masks are binarised at ``mask_threshold`` (0.5, torchvision's) and stored as COCO RLE, so the
 evaluator keeps only compact run-length codes, never full masks. Ground truth comes from a COCO
@@ -15,7 +16,12 @@ default). Reported (fractions in [0, 1]; NaN where COCOeval has no ground truth 
 * ``bbox_AP``, ``bbox_AP50``, ``bbox_AP75``, ``bbox_APs``, ``bbox_APm``, ``bbox_APl`` and the same
   with ``mask_`` (COCOeval ``stats[0:6]``: AP averaged over IoU 0.50:0.05:0.95, at IoU 0.5 and 0.75,
   and for small (< 32^2 px), medium and large objects; at most 100 detections per image);
-* ``bbox_AP_per_class``, ``mask_AP_per_class``: AP@[.5:.95] of each category (area all, 100 dets).
+* ``bbox_AP_per_class``, ``mask_AP_per_class``: AP@[.5:.95] of each category (area all, 100 dets);
+* ``kp_AP``, ``kp_AP50``, ``kp_AP75``, ``kp_APm``, ``kp_APl``, ``kp_AP_per_class``: keypoint AP
+  over OKS thresholds (see :mod:`segzoo.metrics.keypoints`; ground truth ``keypoints`` (N, K, 3)).
+
+By default box AP is always computed, mask AP when the predictions carry ``masks`` and keypoint AP
+when they carry ``keypoints``; ``iou_types`` fixes the set instead.
 
 Crowd ground truth (``iscrowd=1``) is matched the COCO way: detections overlapping it are ignored,
 neither true nor false positives.
@@ -39,8 +45,11 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
+from segzoo.metrics.keypoints import KP_STAT_NAMES, flat_keypoints, gt_keypoint_fields, resolve_sigmas
+
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-IOU_TYPES = {"bbox": "bbox", "segm": "mask"}  # COCOeval type -> metric prefix
+IOU_TYPES = {"bbox": "bbox", "segm": "mask", "keypoints": "kp"}  # COCOeval type -> metric prefix
+_PRED_KEY = {"segm": "masks", "keypoints": "keypoints"}  # what a prediction needs for the type
 
 
 def binary_masks(masks: Tensor, threshold: float = 0.5) -> Tensor:
@@ -97,26 +106,31 @@ class InstanceEvaluator:
         categories: the categories: names of labels 1..K (ids = labels), or COCO category dicts
             ``{"id", "name"}``.
         label_to_category: contiguous label -> COCO category id (identity if None).
-        iou_types: subset of ``("bbox", "segm")``; "segm" needs masks in every prediction.
+        iou_types: subset of ``("bbox", "segm", "keypoints")``: "segm" needs masks and
+            "keypoints" keypoints in every prediction; None (default): bbox, plus segm/keypoints
+            when the predictions carry masks/keypoints.
         mask_threshold: probability above which a predicted mask pixel is foreground.
+        keypoint_sigmas: per-keypoint OKS sigmas (default COCO's 17 person sigmas).
         gt: a COCO object holding the ground truth (see :meth:`from_coco`); None to collect it
             from targets.
     """
 
     def __init__(self, categories: Sequence[str] | Sequence[Mapping[str, Any]], *,
                  label_to_category: Mapping[int, int] | None = None,
-                 iou_types: Sequence[str] = ("bbox", "segm"), mask_threshold: float = 0.5,
-                 gt: COCO | None = None) -> None:
+                 iou_types: Sequence[str] | None = None, mask_threshold: float = 0.5,
+                 gt: COCO | None = None, keypoint_sigmas: Sequence[float] | None = None) -> None:
         if not categories:
             raise ValueError("no categories")
         if isinstance(categories[0], str):
             categories = [{"id": i, "name": n} for i, n in enumerate(categories, start=1)]
         self.categories = [{"id": int(c["id"]), "name": str(c["name"])} for c in categories]
         self.label_to_category = {int(k): int(v) for k, v in (label_to_category or {}).items()}
-        unknown = set(iou_types) - set(IOU_TYPES)
+        unknown = set(iou_types or ()) - set(IOU_TYPES)
         if unknown:
             raise ValueError(f"iou_types must be among {sorted(IOU_TYPES)}, got {sorted(unknown)}")
-        self.iou_types = tuple(iou_types)
+        self.fixed_types = iou_types is not None
+        self.iou_types = tuple(iou_types) if iou_types is not None else ("bbox",)
+        self.keypoint_sigmas = keypoint_sigmas
         self.mask_threshold = mask_threshold
         self.gt = gt
         self.images: dict[int, dict] = {}
@@ -152,7 +166,9 @@ class InstanceEvaluator:
         crowd = torch.as_tensor(target.get("iscrowd", torch.zeros(len(labels)))).reshape(-1).tolist()
         masks = target.get("masks")
         rles = encode_masks(masks) if masks is not None else [None] * len(labels)
-        for label, box, rle, iscrowd in zip(labels, boxes, rles, crowd):
+        kps = target.get("keypoints")
+        kps = flat_keypoints(kps) if kps is not None else [None] * len(labels)
+        for label, box, rle, iscrowd, kp in zip(labels, boxes, rles, crowd, kps):
             ann = {"id": len(self.gt_annotations) + 1, "image_id": int(image_id),
                    "category_id": self._category(label), "bbox": box, "iscrowd": int(iscrowd)}
             if rle is not None:
@@ -160,6 +176,8 @@ class InstanceEvaluator:
                 ann["area"] = float(mask_utils.area(_bytes_rle(rle)))
             else:
                 ann["area"] = float(box[2] * box[3])
+            if kp is not None:
+                ann.update(gt_keypoint_fields(kp, len(kp) // 3))
             self.gt_annotations.append(ann)
 
     def add_prediction(self, image_id: int, prediction: Mapping[str, Any],
@@ -176,9 +194,12 @@ class InstanceEvaluator:
         scores = torch.as_tensor(prediction["scores"]).reshape(-1).tolist()
         if not len(boxes) == len(labels) == len(scores):
             raise ValueError(f"image {image_id}: {len(boxes)} boxes, {len(labels)} labels, {len(scores)} scores")
+        if not self.fixed_types:  # evaluate what the predictions carry
+            self.iou_types += tuple(t for t, k in _PRED_KEY.items() if k in prediction and t not in self.iou_types)
+        for iou_type, key in _PRED_KEY.items():
+            if prediction.get(key) is None and iou_type in self.iou_types:
+                raise ValueError(f"image {image_id}: no {key!r} in the prediction but {iou_type!r} is evaluated")
         masks = prediction.get("masks")
-        if masks is None and "segm" in self.iou_types:
-            raise ValueError(f"image {image_id}: no 'masks' in the prediction but 'segm' is evaluated")
         rles: list[dict | None] = [None] * len(labels)
         if masks is not None:
             m = binary_masks(masks, self.mask_threshold)
@@ -187,11 +208,15 @@ class InstanceEvaluator:
                 raise ValueError(f"image {image_id}: masks are {tuple(m.shape[-2:])} but the image is "
                                  f"{tuple(size)}; paste masks at the image's size")
             rles = encode_masks(m)
-        for box, label, score, rle in zip(boxes, labels, scores, rles):
+        kps = prediction.get("keypoints")
+        kps = flat_keypoints(kps) if kps is not None else [None] * len(labels)
+        for box, label, score, rle, kp in zip(boxes, labels, scores, rles, kps):
             res = {"image_id": image_id, "category_id": self._category(label), "bbox": box,
                    "score": float(score)}
             if rle is not None:
                 res["segmentation"] = rle
+            if kp is not None:
+                res["keypoints"] = kp
             self.results.append(res)
 
     def update(self, predictions: Sequence[Mapping[str, Any]], image_ids: Sequence[int], *,
@@ -209,7 +234,7 @@ class InstanceEvaluator:
     def state(self) -> dict[str, Any]:
         """What was accumulated (plain lists/dicts), e.g. to gather across processes."""
         return {"images": list(self.images.values()), "gt": list(self.gt_annotations),
-                "results": list(self.results), "image_ids": list(self.image_ids)}
+                "results": list(self.results), "image_ids": list(self.image_ids), "iou_types": list(self.iou_types)}
 
     def merge(self, states: Sequence[Mapping[str, Any]]) -> None:
         """Replace the accumulated data by the union of ``states`` (from :meth:`state`; image ids
@@ -221,6 +246,7 @@ class InstanceEvaluator:
                 self.gt_annotations.append({**ann, "id": len(self.gt_annotations) + 1})
             self.results.extend(st["results"])
             self.image_ids.extend(st["image_ids"])
+            self.iou_types += tuple(t for t in st.get("iou_types", ()) if t not in self.iou_types)
 
     def _image_size(self, image_id: int) -> tuple[int, int] | None:
         img = self.gt.imgs.get(image_id) if self.gt is not None else self.images.get(image_id)
@@ -259,27 +285,35 @@ class InstanceEvaluator:
         gt = self.ground_truth()
         if "segm" in self.iou_types and any("segmentation" not in a for a in gt.dataset["annotations"]):
             raise ValueError("mask AP needs ground-truth masks; evaluate iou_types=('bbox',) only")
+        if "keypoints" in self.iou_types and any("keypoints" not in a for a in gt.dataset["annotations"]):
+            raise ValueError("keypoint AP needs ground-truth keypoints (targets with 'keypoints' (N, K, 3))")
         image_ids = sorted(set(self.image_ids)) or sorted(gt.getImgIds())
         names = {c["id"]: c["name"] for c in gt.dataset["categories"]}
         out: dict[str, Any] = {"num_images": len(image_ids), "summary": {}}
         for iou_type in self.iou_types:
             prefix = IOU_TYPES[iou_type]
             dets = [dict(r) for r in self.results]
-            if iou_type == "segm":
-                for d in dets:
-                    d.pop("bbox", None)  # else loadRes scores the box as the segmentation
-            else:
-                for d in dets:
+            for d in dets:
+                if iou_type != "bbox":
+                    d.pop("bbox", None)  # else loadRes scores the box as the segmentation/keypoints
+                if iou_type != "segm":
                     d.pop("segmentation", None)
+                if iou_type != "keypoints":
+                    d.pop("keypoints", None)  # else loadRes reads every type as keypoints
             evaluator = COCOeval(gt, _load_results(gt, dets, iou_type), iou_type)
             evaluator.params.imgIds = image_ids
+            stat_names = STAT_NAMES
+            if iou_type == "keypoints":
+                k = max((len(a["keypoints"]) // 3 for a in gt.dataset["annotations"]), default=0)
+                evaluator.params.kpt_oks_sigmas = resolve_sigmas(self.keypoint_sigmas, k)
+                stat_names = KP_STAT_NAMES
             text = io.StringIO()
             with contextlib.redirect_stdout(text):
                 evaluator.evaluate()
                 evaluator.accumulate()
                 evaluator.summarize()
             out["summary"][prefix] = text.getvalue()
-            for name, value in zip(STAT_NAMES, evaluator.stats[:6]):
+            for name, value in zip(stat_names, evaluator.stats[:len(stat_names)]):
                 out[f"{prefix}_{name}"] = float(value) if value >= 0 else float("nan")
             precision = evaluator.eval["precision"]  # [T, R, K, A, M]
             per_class = {}
@@ -314,11 +348,12 @@ def _load_results(gt: COCO, dets: list[dict], iou_type: str) -> COCO:
 
 
 def format_instance_metrics(metrics: Mapping[str, Any]) -> str:
-    """One line per iou type: AP, AP50, AP75, APs, APm, APl in percent."""
+    """One line per iou type: AP, AP50, AP75, APs, APm, APl in percent (keypoints: no APs)."""
     lines = []
     for prefix in IOU_TYPES.values():
         if f"{prefix}_AP" in metrics:
-            vals = "  ".join(f"{n} {_pct(metrics[f'{prefix}_{n}'])}" for n in STAT_NAMES)
+            names = KP_STAT_NAMES if prefix == "kp" else STAT_NAMES
+            vals = "  ".join(f"{n} {_pct(metrics[f'{prefix}_{n}'])}" for n in names)
             lines.append(f"{prefix:<5} {vals}  ({metrics.get('num_images', '?')} images)")
     return "\n".join(lines)
 
