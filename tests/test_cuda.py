@@ -25,6 +25,7 @@ from segzoo.bench.timing import instance_targets
 from segzoo.engine import load_checkpoint, save_checkpoint
 from segzoo.engine.accel import Precision
 from segzoo.engine.reproducibility import Determinism, seed_everything
+from segzoo.registry import MODELS as MODEL_REGISTRY
 
 HAS_CUDA = torch.cuda.is_available()
 ON_CPU = not HAS_CUDA and os.environ.get("SEGZOO_CUDA_TESTS_ON_CPU") == "1"
@@ -47,15 +48,27 @@ SLIM = {
     "deeplabv3plus": {"backbone": "resnet18", "channels": 32, "low_level_channels": 16},
     "pspnet": {"backbone": "resnet18", "channels": 32, "ppm_channels": 16},
     "maskrcnn": {"backbone": "resnet18", "fpn_channels": 32, "box_head_dim": 64, "mask_head_dim": 16},
+    "keypointrcnn": {"backbone": "resnet18", "fpn_channels": 32, "box_head_dim": 64,
+                     "keypoint_head_dim": 16, "num_keypoints": 5},
 }
 MASKRCNN_SIZE = {"min_size": 96, "max_size": 128, "rpn_pre_nms_top_n_train": 500,
                  "rpn_post_nms_top_n_train": 200, "rpn_pre_nms_top_n_test": 300,
                  "rpn_post_nms_top_n_test": 100}
 
 
+def is_instance(name: str) -> bool:
+    return MODEL_REGISTRY.entry(name).meta.get("task") == "instance"
+
+
+# models without a default architecture (composed from parts): one composition
+REQUIRED = {"encoder_decoder": {"backbone": {"name": "mobilenet_v2", "output_stride": 16},
+                                "decode_head": {"name": "psp_head", "channels": 32},
+                                "auxiliary_head": {"name": "fcn_head", "in_index": -2}}}
+
+
 def kwargs_for(name: str) -> dict:
     kw = dict(SLIM.get(name, {})) if not HAS_CUDA else {}
-    return {**kw, **(MASKRCNN_SIZE if name == "maskrcnn" else {})}
+    return {**REQUIRED.get(name, {}), **kw, **(MASKRCNN_SIZE if is_instance(name) else {})}
 
 
 @functools.cache
@@ -72,8 +85,16 @@ def fresh(name: str) -> torch.nn.Module:
 def batch(name: str, device: torch.device, n: int = 2, size=(64, 64)) -> dict:
     g = torch.Generator().manual_seed(1)
     images = torch.rand(n, 3, *size, generator=g)
-    if name == "maskrcnn":
-        return {"images": images.to(device), "targets": instance_targets(images, NUM_CLASSES)}
+    if is_instance(name):
+        targets = instance_targets(images, NUM_CLASSES)
+        k = getattr(_cpu_model(name), "num_keypoints", None)
+        for t in targets if k else []:  # keypoints inside each box, all visible
+            x1, y1, x2, y2 = t["boxes"].unbind(1)
+            u = torch.rand(len(x1), k, 2, generator=g)
+            t["keypoints"] = torch.stack([x1[:, None] + u[..., 0] * (x2 - x1)[:, None],
+                                          y1[:, None] + u[..., 1] * (y2 - y1)[:, None],
+                                          torch.full((len(x1), k), 2.0)], -1)
+        return {"images": images.to(device), "targets": targets}
     labels = torch.randint(0, NUM_CLASSES, (n, *size), generator=g)
     return {"images": images.to(device), "labels": labels.to(device)}
 
@@ -119,10 +140,14 @@ MODES = ["fp32", "bf16", "fp16", "channels_last"]
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("name", MODELS)
-def test_train_step_every_model(name, mode):
+def test_train_step_every_model(name, mode, request):
     """Forward + backward + optimizer step on the device: finite losses, parameters updated."""
     if mode == "fp16" and not HAS_CUDA:
         pytest.skip("fp16 autocast with GradScaler needs CUDA")
+    if name == "keypointrcnn" and mode == "channels_last":  # found on the CPU; runs, reported
+        request.node.add_marker(pytest.mark.xfail(
+            reason="torchvision's keypointrcnn_loss calls .view() on channels_last keypoint logits",
+            raises=RuntimeError, strict=False))
     model = fresh(name)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     model = model.to(DEV)
@@ -136,7 +161,7 @@ def test_train_step_every_model(name, mode):
     assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
     frac = changed_fraction(before, model)
     assert frac >= 0.95, f"{name} {mode}: only {frac:.0%} of the parameter tensors changed"
-    if mode == "channels_last" and name != "maskrcnn":
+    if mode == "channels_last" and not is_instance(name):
         model.eval()
         with torch.no_grad():
             out_cl = model(b["images"])
@@ -169,13 +194,14 @@ def test_gpu_output_equals_cpu_output(name, no_tf32):
     b = batch(name, torch.device("cpu"), size=(64, 80))
     gpu = copy.deepcopy(model).to(DEV)
     with torch.no_grad():
-        if name == "maskrcnn":  # the backbone + FPN features, then the detections' scores
+        if is_instance(name):  # the backbone and FPN features, then the detections' scores
             x_cpu, _ = model.transform(list(b["images"]))
             x_gpu, _ = gpu.transform(list(b["images"].to(DEV)))
-            feats_cpu, feats_gpu = model.backbone(x_cpu.tensors), gpu.backbone(x_gpu.tensors)
-            for k in feats_cpu:
-                ref = feats_cpu[k]
-                diff = (feats_gpu[k].cpu() - ref).abs().max().item()
+            f_cpu, f_gpu = model.backbone(x_cpu.tensors), gpu.backbone(x_gpu.tensors)
+            pairs = list(zip(f_cpu, f_gpu)) + list(zip(model.neck(f_cpu).values(), gpu.neck(f_gpu).values()))
+            assert len(pairs) >= 8
+            for k, (ref, out) in enumerate(pairs):
+                diff = (out.cpu() - ref).abs().max().item()
                 assert diff <= RTOL * ref.abs().max().item() + ATOL, (k, diff)
             det_cpu, det_gpu = model(list(b["images"])), gpu(list(b["images"].to(DEV)))
             for a, g in zip(det_cpu, det_gpu):
