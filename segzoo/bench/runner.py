@@ -66,8 +66,9 @@ def model_specs(settings: BenchSettings) -> list[Candidate]:
     names = settings.models
     if names in ([], ["none"]):  # peers only
         return []
-    if names == ["all"]:
-        names = [n for n in MODELS.names() if not MODELS.entry(n).meta.get("test_only")]
+    if names == ["all"]:  # models with a default architecture (not the composed encoder_decoder)
+        names = [n for n in MODELS.names() if not MODELS.entry(n).meta.get("test_only")
+                 and not _required(n, settings.model_kwargs)]
     for n in names:
         MODELS.entry(n)  # unknown name: RegistryError with close matches
     out = []
@@ -82,6 +83,15 @@ def model_specs(settings: BenchSettings) -> list[Candidate]:
                 kw.setdefault("backbone", params["backbone"].default)
             out.append(Candidate("segzoo", name, kw))
     return out
+
+
+def _required(name: str, given: dict) -> list[str]:
+    """Builder keywords of ``name`` with no default that ``given`` does not supply."""
+    import inspect
+
+    params = MODELS.config_params(name) or {}
+    return [k for k, p in params.items() if p.default is inspect.Parameter.empty
+            and p.kind is inspect.Parameter.KEYWORD_ONLY and k not in given and k != "num_classes"]
 
 
 def is_instance(c: Candidate) -> bool:
