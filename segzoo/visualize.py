@@ -78,16 +78,20 @@ def instance_colors(n: int) -> list[tuple[int, int, int]]:
 
 
 def draw_instances(image: torch.Tensor, prediction: dict, class_names: Sequence[str], *,
-                   score_threshold: float = 0.5, mask_threshold: float = 0.5, alpha: float = 0.5) -> np.ndarray:
+                   score_threshold: float = 0.5, mask_threshold: float = 0.5, alpha: float = 0.5,
+                   skeleton: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """Overlay of instance detections: each instance's mask in its own colour, its box in the same
     colour and a ``"<class name> <score>"`` caption (torchvision's ``draw_segmentation_masks`` and
-    ``draw_bounding_boxes``); detections below ``score_threshold`` are left out.
+    ``draw_bounding_boxes``), and with ``keypoints`` each instance's points joined by
+    ``skeleton`` (``draw_keypoints``); detections below ``score_threshold`` are left out.
 
     Args:
         image: (3, H, W) uint8.
         prediction: ``{"boxes" (N, 4) XYXY, "labels" (N,), "scores" (N,), "masks" (N, 1, H, W)
-            probabilities or (N, H, W) bool}`` at the image's size.
+            probabilities or (N, H, W) bool, optional "keypoints" (N, K, 3) [x, y, v]}`` at the
+            image's size.
         class_names: name of each label (label i -> ``class_names[i]``).
+        skeleton: pairs of keypoint indices to join (the dataset's ``skeleton``); None: points only.
 
     Returns:
         (H, W, 3) uint8.
@@ -109,4 +113,13 @@ def draw_instances(image: torch.Tensor, prediction: dict, class_names: Sequence[
         img = draw_segmentation_masks(img, masks, alpha=alpha, colors=colors)
     names = [f"{class_names[c] if 0 <= c < len(class_names) else c} {s:.2f}" for c, s in zip(labels, scores)]
     img = draw_bounding_boxes(img, boxes, labels=names, colors=colors, width=1)
+    if prediction.get("keypoints") is not None:
+        from torchvision.utils import draw_keypoints
+
+        kps = torch.as_tensor(prediction["keypoints"]).cpu().float()[keep]
+        links = [tuple(int(i) for i in pair) for pair in skeleton] if skeleton else None
+        size = max(1, round(min(img.shape[-2:]) / 160))
+        for kp, color in zip(kps, colors):
+            img = draw_keypoints(img, kp[None, :, :2], connectivity=links, colors=color, radius=size + 1,
+                                 width=size, visibility=kp[None, :, 2] > 0)
     return img.permute(1, 2, 0).numpy().copy()

@@ -46,7 +46,7 @@ LOSSES = {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "lo
 def test_registered_with_paper_and_instance_task():
     entry = MODELS.entry("maskrcnn")
     assert entry.meta["task"] == "instance" and "Mask R-CNN" in entry.meta["paper"]
-    assert segzoo.list_models(task="instance") == ["maskrcnn"]
+    assert segzoo.list_models(task="instance") == ["keypointrcnn", "maskrcnn"]
 
 
 @pytest.mark.parametrize("kw", [{}, {"variant": "c4"}, {"backbone": "mobilenet_v2"}, {"backbone": "tu-resnet18"}],

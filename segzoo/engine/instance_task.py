@@ -10,7 +10,9 @@ detection contract (see :mod:`segzoo.engine.tasks` for the interface the trainer
 * **Evaluation**: COCO box and mask AP (pycocotools, RLE-encoded predictions; crowd ground truth
   matched the COCO way) of every rank's share of the val split, gathered across ranks, plus the
   semantic row of the masks pasted by descending score; the COCO results json is written to
-  ``results_path`` (the run folder's ``coco_results.json``). Key metric ``mask_AP``.
+  ``results_path`` (the run folder's ``coco_results.json``). Key metric ``mask_AP``. Keypoint
+  models (Keypoint R-CNN) also get ``loss_keypoint`` and keypoint AP (``kp_AP``; their configs set
+  ``train.best_metric: kp_AP``); without masks, their semantic row pastes the boxes.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from segzoo.engine.evaluator import _reduce_counts
 from segzoo.errors import ConfigError
 from segzoo.inference.evaluate import evaluate
 from segzoo.metrics.cross_task import instances_to_semantic
+from segzoo.metrics.keypoints import boxes_as_masks, target_keypoints
 
 
 def check_input_normalization(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
@@ -50,8 +53,9 @@ def check_input_normalization(model: nn.Module, mean: Sequence[float], std: Sequ
 
 
 def training_targets(instances: Sequence[dict], device: torch.device | str) -> tuple[list[dict[str, Tensor]], int]:
-    """torchvision detection targets from a batch's instance dicts: crowd annotations and boxes of
-    zero width or height dropped; returns (targets, number of degenerate boxes dropped)."""
+    """torchvision detection targets from a batch's instance dicts (with ``keypoints`` (N, K, 3)
+    when the data has them): crowd annotations and boxes of zero width or height dropped; returns
+    (targets, number of degenerate boxes dropped)."""
     targets, dropped = [], 0
     for inst in instances:
         boxes = inst["boxes"].as_subclass(Tensor).to(device, torch.float32).reshape(-1, 4)
@@ -61,8 +65,12 @@ def training_targets(instances: Sequence[dict], device: torch.device | str) -> t
         good = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
         dropped += int((keep & ~good).sum())
         keep &= good
-        targets.append({"boxes": boxes[keep], "labels": inst["labels"].to(device, torch.int64)[keep],
-                        "masks": inst["masks"].as_subclass(Tensor).to(device, torch.uint8)[keep]})
+        target = {"boxes": boxes[keep], "labels": inst["labels"].to(device, torch.int64)[keep],
+                  "masks": inst["masks"].as_subclass(Tensor).to(device, torch.uint8)[keep]}
+        keypoints = target_keypoints(inst)
+        if keypoints is not None:  # (N, K, 3) [x, y, v], torchvision's
+            target["keypoints"] = keypoints.to(device)[keep]
+        targets.append(target)
     return targets, dropped
 
 
@@ -80,7 +88,7 @@ class InstanceTask:
     name = "instance"
     key_metric = "mask_AP"
     metric_names = ("mask_AP", "mask_AP50", "mask_AP75", "bbox_AP", "bbox_AP50", "bbox_AP75",
-                    "mIoU", "mean_acc", "pixel_acc")
+                    "kp_AP", "kp_AP50", "kp_AP75", "mIoU", "mean_acc", "pixel_acc")
 
     def __init__(self, *, loss_weights: dict[str, float], num_classes: int, ignore_index: int,
                  class_names: Sequence[str], thing_classes: Sequence[int] | None = None, eval_cfg=None,
@@ -124,11 +132,12 @@ class InstanceTask:
 
     @torch.inference_mode()
     def predict(self, model: nn.Module, images: Tensor) -> Tensor:
-        """Semantic labels (B, H, W) int64 of the detections' masks pasted by descending score
-        (``eval.score_threshold``), for the overlays."""
+        """Semantic labels (B, H, W) int64 of the detections' masks (boxes for models without
+        masks) pasted by descending score (``eval.score_threshold``), for the overlays."""
         preds = model(list(images))
         thr = getattr(self.eval_cfg, "score_threshold", 0.5)
-        return torch.stack([instances_to_semantic({k: v.cpu() for k, v in p.items()}, tuple(images.shape[-2:]),
+        return torch.stack([instances_to_semantic(boxes_as_masks({k: v.cpu() for k, v in p.items()},
+                                                                 tuple(images.shape[-2:])), tuple(images.shape[-2:]),
                                                   score_threshold=thr, thing_classes=self.thing_classes,
                                                   num_classes=self.num_classes)
                             for p in preds]).to(images.device)

@@ -34,6 +34,7 @@ from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics import BoundaryIoU, ConfusionMatrix
 from segzoo.metrics.cross_task import instances_to_semantic, semantic_to_instances
 from segzoo.metrics.instance import InstanceEvaluator
+from segzoo.metrics.keypoints import boxes_as_masks
 
 _RESIZE_ONLY = (v2.Resize, v2.ToDtype, v2.Normalize, v2.ToImage, v2.ToPureTensor, SanitizeInstances)
 
@@ -111,6 +112,8 @@ def rescale_instances(pred: dict, from_size: Sequence[int], to_size: Sequence[in
     out = dict(pred)
     scale = torch.tensor([tw / fw, th / fh, tw / fw, th / fh], device=pred["boxes"].device)
     out["boxes"] = pred["boxes"] * scale
+    if "keypoints" in pred:  # (N, K, 3) [x, y, v]
+        out["keypoints"] = pred["keypoints"] * scale.new_tensor([tw / fw, th / fh, 1.0])
     if "masks" in pred:
         m = pred["masks"]
         if m.numel() == 0:
@@ -136,12 +139,15 @@ class Scorer:
         categories, label_to_category: COCO categories (``{"id", "name"}``) and instance label ->
             category id (a COCO dataset's), so the results json carries the dataset's category ids;
             default: ids = labels 1..K named after the thing classes.
+        keypoint_sigmas: per-keypoint OKS sigmas of keypoint AP (a keypoint dataset's
+            ``keypoint_sigmas``; default COCO's person sigmas).
     """
 
     def __init__(self, *, num_classes: int, ignore_index: int, class_names: Sequence[str] | None = None,
                  thing_classes: Sequence[int] | None = None, eval_cfg: Any = None, instance: bool = False,
                  device: torch.device | str = "cpu", categories: Sequence[dict] | None = None,
-                 label_to_category: dict[int, int] | None = None) -> None:
+                 label_to_category: dict[int, int] | None = None,
+                 keypoint_sigmas: Sequence[float] | None = None) -> None:
         self.num_classes = num_classes
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
         self.things = list(thing_classes) if thing_classes is not None else list(range(1, num_classes))
@@ -153,10 +159,11 @@ class Scorer:
                                     dilation_ratio=getattr(eval_cfg, "boundary_dilation_ratio", 0.02)) \
             if getattr(eval_cfg, "boundary_iou", True) else None
         if categories and label_to_category:  # COCO category ids in the results
-            self.instances = InstanceEvaluator(list(categories), label_to_category=label_to_category) \
-                if instance else None
+            self.instances = InstanceEvaluator(list(categories), label_to_category=label_to_category,
+                                               keypoint_sigmas=keypoint_sigmas) if instance else None
         else:
-            self.instances = InstanceEvaluator([self.class_names[c] for c in self.things]) if instance else None
+            self.instances = InstanceEvaluator([self.class_names[c] for c in self.things],
+                                               keypoint_sigmas=keypoint_sigmas) if instance else None
         self.num_images = 0
         self._next_id = 1
 
@@ -209,7 +216,7 @@ class Scorer:
                       image_id: int | None = None) -> None:
         """One image's detections (at the target's size) and its semantic target (H, W)."""
         size = tuple(target.shape[-2:])
-        labels = instances_to_semantic(pred, size, score_threshold=self.score_threshold,
+        labels = instances_to_semantic(boxes_as_masks(pred, size), size, score_threshold=self.score_threshold,
                                        thing_classes=self.things, num_classes=self.num_classes)
         self._semantic(labels.to(target.device), target)
         if self.instances is not None and gt_instances is not None:
@@ -323,7 +330,8 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
                     thing_classes=dataset.things() if hasattr(dataset, "things") else None,
                     eval_cfg=eval_cfg, instance=want_instances, device=device,
                     categories=getattr(dataset, "categories", None),
-                    label_to_category=getattr(dataset, "label_to_category", None))
+                    label_to_category=getattr(dataset, "label_to_category", None),
+                    keypoint_sigmas=getattr(dataset, "keypoint_sigmas", None))
     was_training = model.training
     model.eval()
     try:

@@ -35,6 +35,7 @@ from segzoo.inference.evaluate import (
 from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics.cross_task import instances_to_semantic
 from segzoo.metrics.instance import encode_masks, xyxy_to_xywh
+from segzoo.metrics.keypoints import boxes_as_masks
 from segzoo.models.layers import resize
 from segzoo.visualize import draw_instances, overlay, save_label_png, save_rgb
 
@@ -105,7 +106,8 @@ def predict_images(
 ) -> list[dict]:
     """Predict each image and write ``output/labels/<name>.png`` (palette PNG of class indices,
     at the image's own size) and ``output/overlays/<name>.png`` (semantic models: class colours;
-    instance models: one colour per instance, its box and a "class score" caption); for instance
+    instance models: one colour per instance, its box and a "class score" caption, keypoint
+    models' keypoints joined by the dataset's skeleton); for instance
     models also ``output/instances.json`` (see :func:`write_coco_predictions`).
 
     The config's val transforms (e.g. a resize) and normalisation are applied. Semantic models run
@@ -127,6 +129,7 @@ def predict_images(
     # grey images are mapped to 8 bits the way the dataset reads them (image_range, percentiles)
     mapping = GreyMapping.from_config(split.dataset.kwargs) if split is not None else None
     task = model_task(model)
+    skeleton = keypoint_skeleton(cfg) if getattr(model, "num_keypoints", None) else None
     model.eval()
     inferencer = SemanticInferencer.from_config(model, cfg.eval) if task == "semantic" else None
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(palette))]
@@ -163,10 +166,11 @@ def predict_images(
                 for key in ("boxes", "scores"):
                     check_finite_output(pred[key], str(path))
                 pred = {k: v.cpu() for k, v in rescale_instances(pred, x.shape[-2:], raw.shape[-2:]).items()}
-                outs.append(instances_to_semantic(pred, tuple(raw.shape[-2:]),
+                outs.append(instances_to_semantic(boxes_as_masks(pred, tuple(raw.shape[-2:])), tuple(raw.shape[-2:]),
                                                   score_threshold=cfg.eval.score_threshold))
                 _add_coco_image(coco, path, raw.shape[-2:], pred)
-                panels.append(draw_instances(raw, pred, names, score_threshold=cfg.eval.score_threshold))
+                panels.append(draw_instances(raw, pred, names, score_threshold=cfg.eval.score_threshold,
+                                             skeleton=skeleton))
         for j, ((path, raw, _), labels) in enumerate(zip(batch, outs)):
             name = out_names[path]
             label_path = save_label_png(labels, palette, output / "labels" / f"{name}.png")
@@ -229,13 +233,29 @@ def _add_coco_image(coco: dict, path: Path, size: Sequence[int], pred: dict) -> 
         if rle is not None:
             ann["segmentation"] = rle
             ann["area"] = float(mask_utils.area({"size": rle["size"], "counts": rle["counts"].encode("ascii")}))
+        if "keypoints" in pred:
+            ann["keypoints"] = pred["keypoints"][j].reshape(-1).tolist()
         coco["annotations"].append(ann)
+
+
+def keypoint_skeleton(cfg: Config) -> list[tuple[int, int]] | None:
+    """The ``skeleton`` (keypoint index pairs) of the config's val (else train) dataset, to draw
+    keypoint models' predictions; None when the dataset has none or cannot be built here."""
+    split = cfg.data.val or cfg.data.train
+    if split is None:
+        return None
+    try:
+        ds = builder.dataset_from_split(cfg, split)
+    except (SegzooError, OSError, ValueError, TypeError):
+        return None  # the points are still drawn, unconnected
+    return list(getattr(ds, "skeleton", None) or []) or None
 
 
 def write_coco_predictions(coco: dict, path: Path) -> Path:
     """Write instance predictions as a COCO-format json: ``images`` (id, file_name, height, width),
     ``categories`` (label i -> class name), ``annotations`` (bbox [x, y, w, h], RLE
-    ``segmentation``, ``score``, ``area``); ``pycocotools.coco.COCO(path)`` loads it."""
+    ``segmentation``, ``score``, ``area``, keypoint models' flat ``keypoints``);
+    ``pycocotools.coco.COCO(path)`` loads it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(coco))
     return path

@@ -45,7 +45,13 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
-from segzoo.metrics.keypoints import KP_STAT_NAMES, flat_keypoints, gt_keypoint_fields, resolve_sigmas
+from segzoo.metrics.keypoints import (
+    KP_STAT_NAMES,
+    flat_keypoints,
+    gt_keypoint_fields,
+    resolve_sigmas,
+    target_keypoints,
+)
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 IOU_TYPES = {"bbox": "bbox", "segm": "mask", "keypoints": "kp"}  # COCOeval type -> metric prefix
@@ -166,7 +172,7 @@ class InstanceEvaluator:
         crowd = torch.as_tensor(target.get("iscrowd", torch.zeros(len(labels)))).reshape(-1).tolist()
         masks = target.get("masks")
         rles = encode_masks(masks) if masks is not None else [None] * len(labels)
-        kps = target.get("keypoints")
+        kps = target_keypoints(target)
         kps = flat_keypoints(kps) if kps is not None else [None] * len(labels)
         for label, box, rle, iscrowd, kp in zip(labels, boxes, rles, crowd, kps):
             ann = {"id": len(self.gt_annotations) + 1, "image_id": int(image_id),

@@ -62,3 +62,30 @@ def resolve_sigmas(sigmas: Sequence[float] | None, num_keypoints: int) -> np.nda
     if out.shape != (num_keypoints,):
         raise ValueError(f"{len(out)} keypoint sigmas for {num_keypoints} keypoints")
     return out
+
+
+def target_keypoints(target: Any) -> Tensor | None:
+    """(N, K, 3) ``[x, y, v]`` of a target dict: torchvision's ``keypoints`` (N, K, 3), or a
+    dataset's ``keypoints`` (N, K, 2) with ``keypoints_visible`` (N, K) (segzoo.data.keypoints);
+    None without keypoints."""
+    kp = target.get("keypoints")
+    if kp is None:
+        return None
+    kp = torch.as_tensor(kp).as_subclass(Tensor).float()
+    if "keypoints_visible" in target:
+        vis = torch.as_tensor(target["keypoints_visible"]).to(kp.device, kp.dtype)
+        return torch.cat([kp[..., :2], vis[..., None]], -1)
+    return kp
+
+
+def boxes_as_masks(prediction: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
+    """A detection dict without ``masks`` (a keypoint model's) with each box filled as its mask
+    (N, H, W) bool, so its semantic map can be pasted; dicts with masks are returned as they are."""
+    if "masks" in prediction:
+        return prediction
+    h, w = int(size[0]), int(size[1])
+    boxes = torch.as_tensor(prediction["boxes"]).detach().float().cpu().reshape(-1, 4)
+    ys, xs = torch.arange(h).view(1, h, 1) + 0.5, torch.arange(w).view(1, 1, w) + 0.5
+    b = boxes[:, :, None, None]
+    masks = (xs >= b[:, 0]) & (xs < b[:, 2]) & (ys >= b[:, 1]) & (ys < b[:, 3])
+    return {**prediction, "masks": masks}
