@@ -33,6 +33,12 @@ def test_every_registered_head_is_covered():
     assert set(HEAD_OPTIONS) == set(HEADS.names())
 
 
+def test_every_head_is_in_the_docs_table():
+    docs = (CONFIGS.parent / "docs" / "models.md").read_text()
+    table = docs.split("## Compose your own", 1)[1]
+    assert all(f"| `{name}` |" in table for name in HEADS.names())
+
+
 def test_head_files_and_registry_names_agree():
     folder = Path(segzoo.__file__).parent / "models" / "heads"
     files = {p.stem for p in folder.glob("*_head.py")}
