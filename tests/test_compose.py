@@ -212,3 +212,14 @@ def test_config_checks_nested_parts_and_keeps_the_old_aux_head_key():
     old = load_config(CONFIGS / "pspnet" / "pspnet_resnet18_shapes-64x64.yaml",
                       ["model.aux_head=false"])
     assert old.model.kwargs["auxiliary_head"] is False and "aux_head" not in old.model.kwargs
+
+
+def test_checkpoint_recorded_with_the_old_aux_head_key_fits_the_new_spelling(tmp_path):
+    from segzoo.engine.compat import check_model_fits
+    from segzoo.errors import CheckpointError
+
+    cfg = load_config(CONFIGS / "pspnet" / "pspnet_resnet18_shapes-64x64.yaml")
+    old = {k: v for k, v in cfg.model.to_dict().items() if k != "auxiliary_head"}
+    check_model_fits({"config": {"model": {**old, "aux_head": True}}}, cfg, tmp_path / "old.pt")
+    with pytest.raises(CheckpointError, match="auxiliary_head: False -> True"):
+        check_model_fits({"config": {"model": {**old, "aux_head": False}}}, cfg, tmp_path / "old.pt")

@@ -17,6 +17,7 @@ from torch import nn
 
 from segzoo.config import Config
 from segzoo.config.schema import config_diff
+from segzoo.config.validate import ALIASES
 from segzoo.errors import CheckpointError
 
 # model options that do not change the trained architecture (pretrained-weight sources)
@@ -24,6 +25,9 @@ NOT_ARCHITECTURE = {"weights", "weights_backbone", "backbone_weights", "pretrain
 
 
 def _model_diff(saved: dict, current: dict) -> list[str]:
+    # a run recorded under an old key spelling (aux_head) is the same model as the new spelling
+    renames = ALIASES.get("model", {})
+    saved = {renames.get(k, k) if renames.get(k, k) not in saved else k: v for k, v in saved.items()}
     saved = {k: v for k, v in saved.items() if k not in NOT_ARCHITECTURE}
     current = {k: v for k, v in current.items() if k not in NOT_ARCHITECTURE}
     if "num_classes" not in current:  # filled in from the dataset later
