@@ -16,7 +16,8 @@ One training step = forward (autocast for bf16), loss, backward, SGD step (momen
 (:func:`segzoo.bench.timing.training_step`: cross-entropy on fixed random labels, or the sum of
 Mask R-CNN's losses). cuDNN autotuning is on (as in the engine without ``train.deterministic``),
 TF32 settings are torch's defaults (recorded). img/s = batch / median step time after warm-up.
-Peak memory = ``torch.cuda.max_memory_allocated`` over 2 steps of the model alone on the GPU
+Peak memory = ``torch.cuda.max_memory_allocated`` over 2 steps (after 1 warm-up step, whose cuDNN
+autotuning tries large workspaces) of the model alone on the GPU
 (weights, gradients, optimizer state and activations). Losses of every step are kept so that fp32
 and bf16 runs from the same initial weights on the same data can be compared.
 
@@ -80,6 +81,9 @@ def peak_memory(c: Candidate, group: dict, dtype, device: torch.device) -> float
     torch.cuda.reset_peak_memory_stats(device)
     model = build_on(c, group["num_classes"], device)
     step = training_step(model, images_for(group, device), dtype, group["num_classes"])
+    step()  # warm-up: cuDNN's autotuning tries algorithms with large workspaces on the first step
+    synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
     for _ in range(2):
         step()
     synchronize(device)

@@ -229,11 +229,12 @@ def _deterministic_run(name: str) -> tuple[dict, list[str]]:
 
 def test_deterministic_mode_unet_bit_identical():
     """U-Net (transposed-conv upsampling, no interpolation): two runs in deterministic mode give
-    bit-identical weights, and no op warns that it has no deterministic implementation."""
+    bit-identical weights. (On CUDA, torch still warns that the cross-entropy's
+    ``nll_loss2d_forward`` has no deterministic kernel; the weights must agree regardless.)"""
     a, nondet = _deterministic_run("unet")
     b, _ = _deterministic_run("unet")
-    assert not nondet, nondet
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not differ, f"{len(differ)} tensors differ; ops without a deterministic kernel: {nondet}"
 
 
 @pytest.mark.xfail(HAS_CUDA, strict=False,
@@ -246,7 +247,17 @@ def test_deterministic_mode_deeplabv3plus_bit_identical():
     assert not differ, f"{len(differ)} tensors differ; ops without a deterministic kernel: {nondet}"
 
 
-def test_sync_batchnorm_in_a_one_process_group(tmp_path):
+@pytest.fixture
+def no_tf32():
+    """float32 comparisons in float32: TF32 (torch's default for CUDA convolutions) rounds to
+    ~1e-3 relative, which BatchNorm on a 2-image batch amplifies in the gradients."""
+    from segzoo.models.deploy import full_float32
+
+    with full_float32():
+        yield
+
+
+def test_sync_batchnorm_in_a_one_process_group(tmp_path, no_tf32):
     """convert_sync_batchnorm in a 1-process group (NCCL on the GPU; gloo in the CPU stand-in,
     where SyncBatchNorm is checked only as far as PyTorch runs it): same loss, gradients and running
     statistics as BatchNorm. Synchronisation across several GPUs needs several GPUs."""
@@ -317,7 +328,7 @@ def _compile(module):
     return torch.compile(module) if HAS_CUDA else torch.compile(module, backend="aot_eager")
 
 
-def test_torch_compile_semantic_model_trains_like_eager():
+def test_torch_compile_semantic_model_trains_like_eager(no_tf32):
     name = "deeplabv3plus"
     model = segzoo.build_model(name, num_classes=NUM_CLASSES, backbone="resnet18",
                                **({} if HAS_CUDA else {"channels": 32, "low_level_channels": 16})).to(DEV)
@@ -335,7 +346,7 @@ def test_torch_compile_semantic_model_trains_like_eager():
         assert (p.grad - q.grad).abs().max() <= 1e-2 * q.grad.abs().max() + 1e-6, n
 
 
-def test_torch_compile_maskrcnn_backbone():
+def test_torch_compile_maskrcnn_backbone(no_tf32):
     model = fresh("maskrcnn").eval().to(DEV)
     images = torch.rand(1, 3, 128, 128, device=DEV)
     compiled = _compile(model.backbone)

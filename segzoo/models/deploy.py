@@ -241,11 +241,11 @@ def optimize_for_inference(
     if fuse_bn:
         reference = None
         if check:
-            with torch.no_grad():
+            with torch.no_grad(), full_float32():
                 reference = main_output(target(example)).float().clone()
         report = fuse_conv_bn(target, example)
         if check:
-            with torch.no_grad():
+            with torch.no_grad(), full_float32():
                 out = main_output(target(example)).float()
             diff = (out - reference).abs().max().item()
             bound = atol + rtol * reference.abs().max().item()
@@ -265,6 +265,19 @@ def optimize_for_inference(
             compiled = torch.compile(target)
     return DeployedModel(target, channels_last=channels_last, dtype=dtype, fusion=report,
                          compiled=compiled).eval()
+
+
+@contextlib.contextmanager
+def full_float32():
+    """TF32 off for CUDA convolutions and matmuls (their default on Ampere and later GPUs rounds
+    inputs to 10 mantissa bits, ~1e-3 relative), so the fusion check compares float32 with
+    float32, as on the CPU."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
 def main_output(out) -> Tensor:
