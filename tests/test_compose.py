@@ -223,3 +223,16 @@ def test_checkpoint_recorded_with_the_old_aux_head_key_fits_the_new_spelling(tmp
     check_model_fits({"config": {"model": {**old, "aux_head": True}}}, cfg, tmp_path / "old.pt")
     with pytest.raises(CheckpointError, match="auxiliary_head: False -> True"):
         check_model_fits({"config": {"model": {**old, "aux_head": False}}}, cfg, tmp_path / "old.pt")
+
+
+def test_maskrcnn_takes_its_backbone_as_a_part_with_options():
+    with torch.device("meta"):
+        named = segzoo.build_model("maskrcnn", num_classes=4, backbone="resnet18")
+        spec = segzoo.build_model("maskrcnn", num_classes=4, backbone={"name": "resnet18"})
+        timm = segzoo.build_model("maskrcnn", num_classes=4,
+                                  backbone={"name": "tu-resnet18", "out_indices": (1, 2, 3, 4)})
+    assert {k: v.shape for k, v in named.state_dict().items()} == {
+        k: v.shape for k, v in spec.state_dict().items()}
+    assert timm.backbone.out_strides == (4, 8, 16, 32)
+    with pytest.raises(ValueError, match="backbone 'mobilenet_v2' is not a ResNet"):
+        segzoo.build_model("maskrcnn", num_classes=4, backbone={"name": "mobilenet_v2"}, variant="c4")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -21,7 +21,7 @@ from segzoo.models.roi_heads import (
     MultiScaleRoIPool,
     Res5BoxHead,
 )
-from segzoo.models.segmentors.compose import make_backbone
+from segzoo.models.segmentors.compose import build_backbone, parse_spec
 from segzoo.registry import MODELS
 
 PAPER = "He et al., Mask R-CNN, ICCV 2017"
@@ -60,7 +60,7 @@ def freeze_resnet_stages(backbone: ResNetBackbone, trainable: int) -> None:
 def maskrcnn(
     *,
     num_classes: int = 91,
-    backbone: str = "resnet50",
+    backbone: str | dict[str, Any] = "resnet50",
     weights_backbone: str | None = None,
     variant: Literal["fpn", "c4"] = "fpn",
     roi_op: Literal["align", "pool"] = "align",
@@ -96,7 +96,8 @@ def maskrcnn(
     Args:
         num_classes: classes **including the background** (torchvision's convention; 91 for
             torchvision's COCO checkpoints; segzoo's configs take the dataset's count).
-        backbone: any registered backbone (``resnet50``, ``mobilenet_v2``, ``tu-<timm name>``, ...);
+        backbone: any registered backbone (``resnet50``, ``mobilenet_v2``, ``tu-<timm name>``, ...)
+            or ``{name: ..., **options}`` (e.g. ``{name: tu-resnet18, out_indices: [1, 2, 3, 4]}``);
             the C4 variant needs a ResNet.
         weights_backbone: backbone weights (path or URL), e.g. an ImageNet torchvision ResNet.
         variant: ``"fpn"`` (default; torchvision's ``maskrcnn_resnet50_fpn`` layout) or ``"c4"``.
@@ -128,7 +129,8 @@ def maskrcnn(
             a non-ResNet backbone, or ``anchor_sizes`` not matching the pyramid levels.
     """
     frozen = weights_backbone is not None if frozen_bn is None else frozen_bn
-    net = make_backbone(backbone, model="maskrcnn", weights=weights_backbone)
+    net, _ = build_backbone(backbone, model="maskrcnn", weights=weights_backbone)
+    backbone, _ = parse_spec(backbone, key="backbone", model="maskrcnn")  # its name, for messages
     if trainable_backbone_layers is not None:
         if not isinstance(net, ResNetBackbone) or not 0 <= trainable_backbone_layers <= 5:
             raise ValueError("trainable_backbone_layers takes 0..5 and applies to ResNet backbones; "
