@@ -1,5 +1,14 @@
 """Exporting trained models (ONNX). Needs the ``onnx`` extra: ``pip install segzoo[onnx]``."""
 
-from segzoo.export.onnx import export_onnx, onnxruntime_logits
+from segzoo.export.onnx import (
+    VERIFY_SIZES,
+    ExportError,
+    export_onnx,
+    export_program,
+    onnxruntime_logits,
+    onnxruntime_session,
+    verify_sizes,
+)
 
-__all__ = ["export_onnx", "onnxruntime_logits"]
+__all__ = ["VERIFY_SIZES", "ExportError", "export_onnx", "export_program", "onnxruntime_logits",
+           "onnxruntime_session", "verify_sizes"]

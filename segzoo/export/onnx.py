@@ -1,16 +1,28 @@
-"""ONNX export of semantic models (``segzoo export``).
+"""ONNX export of semantic models (``segzoo export``) with dynamic batch, height and width.
 
-The exported graph takes ``images`` (N, 3, H, W) float32, normalised as in training, with the
-batch dimension dynamic and H, W fixed to the export size, and returns ``logits`` (N, K, H, W)
-(eval-mode output; argmax over dim 1 gives the labels). Export uses ``torch.onnx.export`` (the
-dynamo exporter, which needs ``onnxscript``); the result is checked with ``onnx.checker`` and, when
-``onnxruntime`` is installed, compared with PyTorch on a random batch. Instance models are not
-exported (torchvision's detection post-processing is data dependent).
+The exported graph takes ``images`` (N, 3, H, W) float32, normalised as in training (the config's
+``data.mean``/``data.std`` on 0..1 RGB), N, H and W all dynamic (H, W at least the model's
+``min_input_size``), and returns ``logits`` (N, K, H, W) float32: the eval-mode output, already
+resized to the input size (argmax over dim 1 gives the labels). Pre-processing (reading, the val
+resize, normalisation) and the argmax are not in the graph.
+
+How: ``torch.export.export`` with symbolic ``Dim``\\ s for N, H and W (strict: an operation that
+would freeze a size to the export size is an :class:`ExportError` naming the guard), then
+``torch.onnx.export`` of the exported program (the dynamo exporter, needs ``onnxscript``). Size
+checks torch makes internally about a dimension being 1 (memory-layout choices, no effect on values)
+are treated as "not 1" (``backed_size_oblivious``). The models compute their size-dependent steps
+with tensor operations (:mod:`segzoo.models.layers.exportable`), so one graph serves every size.
+
+Verification (on by default) runs the graph with onnxruntime at three sizes other than the export
+size, odd ones included, against PyTorch, and fails if any logit differs by more than ``atol``.
+Instance models (Mask R-CNN) are not exported (see docs/deployment.md).
 """
 
 from __future__ import annotations
 
 import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +31,13 @@ from torch import nn
 
 from segzoo.errors import SegzooError
 
+#: Sizes tried by ``verify`` (the first three that differ from the export size and fit the model).
+VERIFY_SIZES: tuple[tuple[int, int], ...] = ((97, 131), (360, 480), (513, 513), (241, 321))
+
 
 class ExportError(SegzooError, RuntimeError):
-    """The model cannot be exported, or an optional dependency is missing."""
+    """The model cannot be exported, an optional dependency is missing, or the exported graph
+    disagrees with PyTorch."""
 
 
 def _require(module: str):
@@ -31,59 +47,134 @@ def _require(module: str):
         raise ExportError(f"ONNX export needs the '{module}' package: pip install 'segzoo[onnx]'") from None
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int], *,
-                opset: int = 18, verify: bool = True, atol: float = 1e-4) -> dict:
-    """Export a semantic model to ONNX (see the module docstring).
+def _guards(exc: BaseException) -> str:
+    """The lines of a torch.export failure that say which size was frozen, else its first line."""
+    text = str(exc)
+    lines = [ln.strip(" -") for ln in text.splitlines()
+             if "Not all values" in ln or "specialized it to be a constant" in ln]
+    if lines:
+        return "; ".join(lines[:4])
+    first = next((ln for ln in text.splitlines() if ln.strip()), type(exc).__name__)
+    return re.sub(r"\x1b\[[0-9;]*m", "", first)[:500]
+
+
+def export_program(model: nn.Module, path: str | os.PathLike, size: tuple[int, int], *,
+                   min_size: int = 2, opset: int = 18, input_name: str = "images",
+                   output_names: Sequence[str] | None = None) -> Path:
+    """Export ``model`` (one (N, 3, H, W) input) to ``path`` with N, H, W dynamic; returns the path.
 
     Args:
-        model: semantic model (``model.task`` "semantic"); put in eval mode.
-        path: output ``.onnx`` file (parent folders created).
-        size: (H, W) of the exported input.
+        model: eval-mode module.
+        path: ``.onnx`` file to write (parent folders created).
+        size: (H, W) of the example input (batch 2).
+        min_size: smallest H and W the graph accepts (at least 2).
         opset: ONNX opset version.
-        verify: run the graph with onnxruntime (if installed) on a random batch of 2 and compare.
-        atol: largest allowed absolute logit difference when verifying.
-
-    Returns:
-        ``{"path": Path, "max_abs_diff": float | None}`` (None when onnxruntime is absent).
+        input_name, output_names: graph input / output names (default output names: torch's).
 
     Raises:
-        ExportError: an instance model, a missing dependency, or outputs that disagree.
+        ExportError: torch.export froze a size (the message names the condition), the ONNX
+            conversion failed, or a missing package.
     """
-    if getattr(model, "task", "semantic") != "semantic":
-        raise ExportError("only semantic models are exported to ONNX")
     _require("onnx")
     _require("onnxscript")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
     h, w = int(size[0]), int(size[1])
-    example = torch.randn(2, 3, h, w)
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    with torch.no_grad():
-        program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["logits"],
-                                    dynamic_shapes={"images": {0: batch}}, opset_version=opset,
-                                    dynamo=True, verbose=False)
-    program.save(str(path))
+    lo = max(2, int(min_size))
+    if min(h, w) < lo:
+        raise ExportError(f"export size {h}x{w} is below the model's minimum input size {lo}")
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    height = torch.export.Dim("height", min=lo, max=16384)
+    width = torch.export.Dim("width", min=lo, max=16384)
+    example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    from torch.fx.experimental import _config as shape_config
+
+    try:
+        with torch.no_grad(), shape_config.patch(backed_size_oblivious=True):
+            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch, 2: height, 3: width},),
+                                          strict=False)
+    except Exception as exc:  # torch raises several types; all mean "not exportable as is"
+        raise ExportError(f"torch.export cannot trace {type(model).__name__} with dynamic batch, height "
+                          f"and width: {_guards(exc)}") from exc
+    try:
+        onnx_program = torch.onnx.export(program, (example,), input_names=[input_name],
+                                         output_names=list(output_names) if output_names else None,
+                                         opset_version=opset, dynamo=True, verbose=False)
+    except Exception as exc:
+        raise ExportError(f"ONNX conversion of {type(model).__name__} failed: {_guards(exc)}") from exc
+    onnx_program.save(str(path))
     import onnx
 
     onnx.checker.check_model(str(path))
-    diff = None
-    if verify:
-        try:
-            import onnxruntime  # noqa: F401
-        except ImportError:
-            return {"path": path, "max_abs_diff": None}
-        x = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
+    return path
+
+
+def verify_sizes(size: tuple[int, int], min_size: int = 1,
+                 candidates: Sequence[tuple[int, int]] = VERIFY_SIZES) -> list[tuple[int, int]]:
+    """The first three ``candidates`` other than ``size`` with both sides >= ``min_size``."""
+    out = [tuple(map(int, s)) for s in candidates
+           if tuple(map(int, s)) != tuple(size) and min(s) >= min_size]
+    return out[:3]  # type: ignore[return-value]
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int], *,
+                opset: int = 18, verify: bool = True, atol: float = 1e-4,
+                sizes: Sequence[tuple[int, int]] | None = None) -> dict:
+    """Export a semantic model to ONNX with dynamic N, H, W (see the module docstring).
+
+    Args:
+        model: semantic model (``model.task`` "semantic"); put in eval mode.
+        path: output ``.onnx`` file (parent folders created).
+        size: (H, W) of the example input the graph is traced with.
+        opset: ONNX opset version.
+        verify: run the graph with onnxruntime at ``sizes`` and compare with PyTorch.
+        atol: largest allowed absolute logit difference when verifying (fp32).
+        sizes: the (H, W) sizes to verify at (default :func:`verify_sizes`: three of
+            :data:`VERIFY_SIZES` other than ``size``).
+
+    Returns:
+        ``{"path": Path, "sizes": [(H, W), ...], "diffs": [max |diff| per size],
+        "max_abs_diff": float | None}`` (``None`` and no sizes when not verified).
+
+    Raises:
+        ExportError: an instance model, a size-freezing operation, a missing dependency, or
+            logits that differ by more than ``atol`` (the message gives the largest difference and
+            its size).
+    """
+    if getattr(model, "task", "semantic") != "semantic":
+        raise ExportError("only semantic models are exported to ONNX (Mask R-CNN: see docs/deployment.md)")
+    model = model.eval()
+    min_size = int(getattr(model, "min_input_size", 0) or 0)
+    path = export_program(model, path, size, min_size=min_size, opset=opset, output_names=["logits"])
+    if not verify:
+        return {"path": path, "sizes": [], "diffs": [], "max_abs_diff": None}
+    _require("onnxruntime")
+    sizes = [tuple(s) for s in sizes] if sizes is not None else verify_sizes(size, min_size)
+    session = onnxruntime_session(path)
+    diffs = []
+    for i, (h, w) in enumerate(sizes):
+        x = torch.randn(1 + i % 2, 3, h, w, generator=torch.Generator().manual_seed(i))
         with torch.no_grad():
             ref = model(x).numpy()
-        diff = float(np.abs(onnxruntime_logits(path, x.numpy()) - ref).max())
-        if not diff <= atol:
-            raise ExportError(f"{path}: onnxruntime logits differ from PyTorch by {diff:.3g} (> {atol})")
-    return {"path": path, "max_abs_diff": diff}
+        got = session.run(["logits"], {"images": x.numpy()})[0]
+        if got.shape != ref.shape:
+            raise ExportError(f"{path}: at {h}x{w} onnxruntime returned logits {got.shape}, PyTorch {ref.shape}")
+        diffs.append(float(np.abs(got - ref).max()))
+    worst = int(np.argmax(diffs)) if diffs else 0
+    if diffs and not diffs[worst] <= atol:
+        h, w = sizes[worst]
+        raise ExportError(f"{path}: onnxruntime logits differ from PyTorch by up to {diffs[worst]:.3g} "
+                          f"(> {atol}) at {h}x{w}; per size: "
+                          + ", ".join(f"{a}x{b}: {d:.3g}" for (a, b), d in zip(sizes, diffs)))
+    return {"path": path, "sizes": sizes, "diffs": diffs, "max_abs_diff": max(diffs) if diffs else None}
+
+
+def onnxruntime_session(path: str | os.PathLike):
+    """An onnxruntime CPU ``InferenceSession`` for an exported model."""
+    ort = _require("onnxruntime")
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 
 def onnxruntime_logits(path: str | os.PathLike, images: np.ndarray) -> np.ndarray:
     """Run an exported model with onnxruntime on the CPU: images (N, 3, H, W) float32 -> logits."""
-    ort = _require("onnxruntime")
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(["logits"], {"images": images.astype(np.float32)})[0]
+    return onnxruntime_session(path).run(["logits"], {"images": images.astype(np.float32)})[0]

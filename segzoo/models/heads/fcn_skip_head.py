@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from segzoo.models.heads.wiring import FeatureInfo, incompatible
 from segzoo.models.layers import BilinearConvTranspose2d, resize
+from segzoo.models.layers.exportable import conv_transpose_to_size
 from segzoo.registry import HEADS
 
 
@@ -96,12 +97,12 @@ class FCNSkipHead(nn.Module):
 
     @staticmethod
     def _fuse(score: Tensor, skip: Tensor, up: nn.Module | None) -> Tensor:
+        """Upsample to the skip's size and add: the deconvolution given the skip's exact size where
+        it can make it (``output_size``), else deconvolved and resized; decided per input as data
+        (:func:`conv_transpose_to_size`) so an ONNX export serves every input size."""
         size = skip.shape[-2:]
         if up is not None:
-            lo = up.scale * score.shape[-2], up.scale * score.shape[-1]
-            if all(lo[i] <= size[i] < lo[i] + up.scale for i in range(2)):
-                return up(score, output_size=list(size)) + skip
-            score = up(score)
+            return conv_transpose_to_size(up, score, size) + skip
         return resize(score, size) + skip
 
     def forward(self, features: list[Tensor]) -> Tensor:

@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segzoo.models.heads.wiring import FeatureInfo, as_tuple, incompatible
 from segzoo.models.layers import ConvNormAct, NormName, resize
+from segzoo.models.layers.exportable import pad_to
 from segzoo.registry import HEADS
 
 
@@ -56,10 +56,7 @@ class UpBlock(nn.Module):
         if skip is not None and self.padding == "same":
             target = tuple(skip.shape[-2:])
         if self.upsampling == "transposed":
-            x = self.up(x)
-            dh, dw = target[0] - x.shape[-2], target[1] - x.shape[-1]
-            if dh or dw:
-                x = F.pad(x, (0, dw, 0, dh))
+            x = pad_to(self.up(x), target)  # zero rows/columns at the bottom/right (no-op if equal)
         else:
             x = resize(x, target, mode=self.upsampling)
         if skip is not None:

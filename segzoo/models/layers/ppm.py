@@ -3,6 +3,9 @@
 Adaptive average pooling of the features to ``bins`` x ``bins`` for every bin size (1, 2, 3, 6 in
 the paper), each followed by a 1x1 conv reducing to ``channels`` (C / 4 for four bins, 2048 -> 512)
 with norm + ReLU, bilinearly upsampled back to the feature size and concatenated with the input.
+The pooling is torch's adaptive average pooling computed from the input size
+(:class:`~segzoo.models.layers.exportable.AdaptiveAvgPool2d`), so ONNX exports pool correctly at
+every size.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from torch import Tensor, nn
 
 from segzoo.models.layers.aspp import check_pooled_batch
 from segzoo.models.layers.conv import ConvNormAct
+from segzoo.models.layers.exportable import AdaptiveAvgPool2d
 from segzoo.models.layers.upsample import resize
 
 
@@ -46,7 +50,7 @@ class PyramidPooling(nn.Module):
         channels = channels or max(1, in_channels // len(self.bins))
         self.out_channels = in_channels + len(self.bins) * channels
         self.stages = nn.ModuleList(
-            nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvNormAct(in_channels, channels, 1, norm=norm))
+            nn.Sequential(AdaptiveAvgPool2d(b), ConvNormAct(in_channels, channels, 1, norm=norm))
             for b in self.bins
         )
 

@@ -9,15 +9,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
 
 
 def resize(x: Tensor, size: tuple[int, int] | torch.Size, mode: str = "bilinear") -> Tensor:
     """Resize (B, C, H, W) features to ``size`` = (H', W'); no-op when already that size.
 
-    ``mode`` is ``"bilinear"`` (``align_corners=False``) or ``"nearest"``.
+    ``mode`` is ``"bilinear"`` (``align_corners=False``) or ``"nearest"``. Under ``torch.export``
+    with symbolic sizes the no-op shortcut is taken only where the sizes are provably equal (an
+    interpolation to the same size returns its input unchanged), so no size gets frozen.
     """
     size = tuple(size)
-    if tuple(x.shape[-2:]) == size:
+    if all(statically_known_true(a == b) for a, b in zip(x.shape[-2:], size)):
         return x
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from segzoo.models.layers.padding import mirror_pad
+from segzoo.models.layers.exportable import mirror_pad, valid_unet_tile
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 
 
@@ -105,8 +105,8 @@ class UNet(EncoderDecoder):
             return super().forward(images)
         self.check_input(images)
         h, w = images.shape[-2:]
-        th, tw = self.input_size_for(h), self.input_size_for(w)
-        mh, mw = (th - self.output_size(th)) // 2, (tw - self.output_size(tw)) // 2
+        # the tile of input_size_for and its context margin, in closed form (exportable)
+        (th, mh), (tw, mw) = valid_unet_tile(h, self.depth), valid_unet_tile(w, self.depth)
         tile = mirror_pad(images, mh, th - h - mh, mw, tw - w - mw)
         logits = self.decode_head(self.backbone(tile))[..., :h, :w]
         return logits if not self.training else {"out": logits}
