@@ -137,3 +137,44 @@ def test_overfits_a_few_shapes_images_to_keypoint_ap_above_half(tmp_path):
                                "train.num_vis=0", "train.device=cpu", "data.num_workers=0"])
     metrics = Trainer(cfg, tmp_path / "run", progress=False).train().metrics
     assert metrics["num_images"] == 4 and metrics["kp_AP"] > 0.5, metrics
+
+
+def test_joint_mask_and_keypoint_heads_add_the_keypoint_loss_to_unchanged_mask_rcnn_losses():
+    import copy
+
+    from segzoo.models.detectors.keypointrcnn import with_keypoint_head
+
+    torch.manual_seed(0)
+    plain = segzoo.build_model("maskrcnn", num_classes=4, backbone="resnet18", mask_head_dim=16,
+                               **{k: v for k, v in TINY.items() if not k.startswith("keypoint")})
+    joint = with_keypoint_head(copy.deepcopy(plain), 4, head_dim=16, num_convs=2)
+    assert set(joint.loss_weights) == LOSSES | {"loss_mask"}
+    images, targets = shapes_batch()
+    torch.manual_seed(1)
+    ref = plain(images, targets)
+    torch.manual_seed(1)
+    got = joint(images, targets)
+    assert set(got) == set(ref) | {"loss_keypoint"} and torch.isfinite(got["loss_keypoint"])
+    for k in ref:  # the same sampled RoIs: the box, mask and RPN losses are unchanged
+        torch.testing.assert_close(got[k], ref[k])
+    sum(got.values()).backward()
+    assert all(p.grad is not None for p in joint.roi_heads.keypoint_predictor.parameters())
+    joint.eval()
+    with torch.no_grad():
+        out = joint(images)
+    n = len(out[0]["boxes"])
+    assert out[0]["masks"].shape == (n, 1, 64, 64) and out[0]["keypoints"].shape == (n, 4, 3)
+    with pytest.raises(ValueError, match="fpn"):
+        with_keypoint_head(segzoo.build_model("maskrcnn", num_classes=4, backbone="resnet18", variant="c4"), 4)
+
+
+@pytest.mark.shared_data
+def test_coco_mini_config_trains_on_person_keypoints(shared_data, tmp_path):
+    path = CONFIGS / "keypointrcnn" / "keypointrcnn_resnet50_coco_mini-320.yaml"
+    cfg = load_config(path, ["train.max_iters=1", "data.train.batch_size=2", "data.train.dataset.max_images=2",
+                             "data.val.dataset.max_images=2", "train.device=cpu", "data.num_workers=0",
+                             "model.min_size=128", "model.max_size=160", "train.num_vis=1", "scheduler.milestones=[1]"])
+    result = Trainer(cfg, tmp_path / "run", progress=False).train()
+    assert result.metrics["num_images"] == 2 and 0 <= result.metrics["kp_AP"] <= 1
+    results = json.loads((tmp_path / "run" / "coco_results.json").read_text())
+    assert results and all(r["category_id"] == 1 and len(r["keypoints"]) == 51 for r in results)

@@ -72,8 +72,10 @@ def inference_step(model: nn.Module, images: Tensor, dtype: torch.dtype | None) 
     return step
 
 
-def instance_targets(images: Tensor, num_classes: int, per_image: int = 3) -> list[dict]:
-    """Fixed synthetic detection targets (boxes, labels 1..K-1, box-shaped masks) per image."""
+def instance_targets(images: Tensor, num_classes: int, per_image: int = 3,
+                     num_keypoints: int | None = None) -> list[dict]:
+    """Fixed synthetic detection targets (boxes, labels 1..K-1, box-shaped masks, and with
+    ``num_keypoints`` visible keypoints inside each box) per image."""
     g = torch.Generator().manual_seed(0)
     _, _, h, w = images.shape
     targets = []
@@ -85,8 +87,12 @@ def instance_targets(images: Tensor, num_classes: int, per_image: int = 3) -> li
         for k, (x1, y1, x2, y2) in enumerate(boxes.long().tolist()):
             masks[k, y1:y2, x1:x2] = 1
         labels = torch.randint(1, max(num_classes, 2), (per_image,), generator=g)
-        targets.append({k: v.to(images.device) for k, v in
-                        {"boxes": boxes, "labels": labels, "masks": masks}.items()})
+        target = {"boxes": boxes, "labels": labels, "masks": masks}
+        if num_keypoints:
+            u = torch.rand(per_image, num_keypoints, 2, generator=g)
+            xy = boxes[:, None, :2] + u * (boxes[:, None, 2:] - boxes[:, None, :2])
+            target["keypoints"] = torch.cat([xy, torch.full_like(xy[..., :1], 2.0)], -1)
+        targets.append({k: v.to(images.device) for k, v in target.items()})
     return targets
 
 
@@ -102,7 +108,8 @@ def training_step(model: nn.Module, images: Tensor, dtype: torch.dtype | None,
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     if model_task(model) == "instance":
-        inputs, targets = list(images), instance_targets(images, num_classes)
+        inputs = list(images)
+        targets = instance_targets(images, num_classes, num_keypoints=getattr(model, "num_keypoints", None))
 
         def detection_step() -> Tensor:
             optimizer.zero_grad(set_to_none=True)

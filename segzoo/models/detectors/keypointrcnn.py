@@ -89,6 +89,37 @@ def keypoint_branch(names: Sequence[str], in_channels: int, num_keypoints: int, 
             "keypoint_predictor": KeypointRCNNPredictor(head_dim, num_keypoints)}
 
 
+def with_keypoint_head(model: MaskRCNN, num_keypoints: int = 17, *, head_dim: int = 512, num_convs: int = 8,
+                       sampling_ratio: int = 2) -> MaskRCNN:
+    """The paper's joint "mask + keypoint" Mask R-CNN (Table 4): ``model`` (an FPN
+    :class:`MaskRCNN`) with its RoI heads replaced by
+    :class:`~segzoo.models.roi_heads.keypoint_roi_heads.MaskKeypointRoIHeads` keeping every box and
+    mask module and setting, plus a keypoint branch (:func:`keypoint_branch`). The model then also
+    takes ``keypoints`` targets, returns ``loss_keypoint`` and predicts ``keypoints``.
+
+    Raises:
+        ValueError: a C4 model (the keypoint head reads FPN levels) or ``num_keypoints`` < 1.
+    """
+    from segzoo.models.roi_heads.keypoint_roi_heads import MaskKeypointRoIHeads
+
+    if model.neck is None:
+        raise ValueError("the keypoint head pools RoIs from the FPN levels; build maskrcnn with variant 'fpn'")
+    if num_keypoints < 1:
+        raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
+    rh = model.roi_heads
+    model.roi_heads = MaskKeypointRoIHeads(
+        rh.box_roi_pool, rh.box_head, rh.box_predictor, rh.proposal_matcher.high_threshold,
+        rh.proposal_matcher.low_threshold, rh.fg_bg_sampler.batch_size_per_image, rh.fg_bg_sampler.positive_fraction,
+        rh.box_coder.weights, rh.score_thresh, rh.nms_thresh, rh.detections_per_img,
+        mask_roi_pool=rh.mask_roi_pool, mask_head=rh.mask_head, mask_predictor=rh.mask_predictor,
+        mask_loss=rh.mask_loss_kind, class_agnostic_mask=rh.class_agnostic_mask, mask_chunk=rh.mask_chunk,
+        **keypoint_branch(model.neck.featmap_names, model.neck.out_channels, num_keypoints, head_dim=head_dim,
+                          num_convs=num_convs, sampling_ratio=sampling_ratio))
+    model.loss_weights = {**type(model).loss_weights, "loss_keypoint": 1.0}
+    model.num_keypoints = num_keypoints
+    return model
+
+
 @MODELS.register("keypointrcnn", task="instance", paper=PAPER)
 def keypointrcnn(
     *,
