@@ -156,3 +156,28 @@ def test_coco_mini_person_keypoints(shared_data):
     assert ds.class_names == ("background", "person")
     labelled = sum(int((keypoints_xyv(ds[i]["instances"])[..., 2] > 0).any(1).sum()) for i in range(len(ds)))
     assert labelled == 68  # the README's 68 val persons with keypoints
+
+
+def test_instance_folder_reads_an_optional_per_image_keypoint_file(tmp_path):
+    from segzoo.data.instance_folder import InstanceFolderDataset
+    from segzoo.errors import DataError
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "instances").mkdir()
+    ids = np.zeros((20, 30), np.uint16)
+    ids[2:10, 3:12], ids[12:18, 15:28] = 7, 3
+    for name in ("a", "b"):
+        Image.fromarray(np.full((20, 30, 3), 80, np.uint8)).save(tmp_path / "images" / f"{name}.png")
+        Image.fromarray(ids).save(tmp_path / "instances" / f"{name}.png")
+    (tmp_path / "instances" / "a.keypoints.json").write_text(json.dumps(
+        {"7": [[4, 3, 2], [10, 3, 1]], "3": [[16, 13, 2], [26, 16, 0]]}))
+    ds = InstanceFolderDataset(root=str(tmp_path), keypoint_names=["left_tip", "right_tip"], skeleton=[[0, 1]])
+    assert ds.keypoint_flip == [1, 0] and ds.keypoint_sigmas == (0.05, 0.05) and ds.skeleton == ((0, 1),)
+    kp = keypoints_xyv(ds[0]["instances"])  # instances in increasing id order: 3, then 7
+    assert kp.tolist() == [[[16, 13, 2], [26, 16, 0]], [[4, 3, 2], [10, 3, 1]]]
+    assert keypoints_xyv(ds[1]["instances"])[..., 2].sum() == 0  # no file: nothing labelled
+    flipped = keypoints_xyv(_flip(ds[0], {"name": "random_flip", "p": 1.0})["instances"])
+    assert flipped[1].tolist() == [[29 - 10, 3, 1], [29 - 4, 3, 2]]  # left and right tips swapped
+    (tmp_path / "instances" / "b.keypoints.json").write_text(json.dumps({"7": [[1, 2]]}))
+    with pytest.raises(DataError, match=r"b.keypoints.json: instance 7 needs 2"):
+        ds[1]

@@ -6,11 +6,16 @@ Layout under ``root``::
     instances/<name>.png                 one id per pixel (8- or 16-bit): 0 = background, any other
                                          value an object; ids need not be consecutive
     instances/<name>.json                (optional, ``class_suffix: .json``) {"<id>": class, ...}
+    instances/<name>.keypoints.json      (optional, with ``keypoint_names``) {"<id>": [[x, y, v], ...]}
 
 Every non-zero id of a label PNG is one instance. Its class is ``instance_class`` (one-class
 data such as cell nuclei), or the id's entry in the per-image json mapping (ids missing from the
 mapping take ``instance_class``). The semantic mask is the class of each pixel's instance.
 Instance labels are class indices (``thing_classes`` = every class but background 0).
+
+With ``keypoint_names``, each instance also carries K keypoints ``[x, y, v]`` (v: 0 not labelled,
+1 occluded, 2 visible) from the per-image keypoint json; instances (or images) without an entry
+have none labelled. Left/right pairs swap in flips by name (see :mod:`segzoo.data.keypoints`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ from segzoo.data.base import SegDataset
 from segzoo.data.folder import image_label_pairs
 from segzoo.data.instances import instances_from_id_map
 from segzoo.data.intensity import GreyMapping
+from segzoo.data.keypoints import (
+    COCO_PERSON_KEYPOINTS,
+    COCO_PERSON_SIGMAS,
+    add_keypoints,
+    flip_index,
+    read_keypoint_file,
+)
 from segzoo.data.io import read_image, read_label
 from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
@@ -46,6 +58,11 @@ class InstanceFolderDataset(SegDataset):
         class_suffix: file name ending of a per-image json ``{"<id>": class}`` next to the id map
             (e.g. ``".json"``); None: every instance is ``instance_class``.
         palette: RGB colour per class.
+        keypoint_names: names of the K keypoints of every instance (None: no keypoints).
+        keypoint_suffix: file name ending of the per-image keypoint json next to the id map.
+        skeleton: keypoint index pairs joined in drawings.
+        keypoint_sigmas: per-keypoint OKS sigmas of keypoint AP (default 0.05 each; COCO's for
+            COCO's 17 person keypoints).
         image_range, image_percentiles: how single-channel 8/16/32-bit and float images map to
             8 bits (see :mod:`segzoo.data.intensity`; default: by bit depth).
         ignore_index: kept for the common dataset interface.
@@ -61,6 +78,8 @@ class InstanceFolderDataset(SegDataset):
                  seg_suffix: str = ".png", split_file: str | None = None, instance_class: int = 1,
                  class_suffix: str | None = None, palette: Sequence[Sequence[int]] | None = None,
                  image_range: Sequence[float] | None = None, image_percentiles: Sequence[float] | None = None,
+                 keypoint_names: Sequence[str] | None = None, keypoint_suffix: str = ".keypoints.json",
+                 skeleton: Sequence[Sequence[int]] | None = None, keypoint_sigmas: Sequence[float] | None = None,
                  ignore_index: int = 255) -> None:
         super().__init__(ignore_index=ignore_index)
         self.root = resolve_data_path(root)
@@ -72,6 +91,18 @@ class InstanceFolderDataset(SegDataset):
         self.instance_class, self.class_suffix = instance_class, class_suffix
         self.grey = GreyMapping.from_options(image_range, image_percentiles)
         self.pairs = image_label_pairs(self.root, img_dir, ann_dir, seg_suffix, split_file, img_suffix)
+        self.keypoint_suffix = keypoint_suffix
+        if keypoint_names is not None:
+            self.keypoint_names = tuple(str(n) for n in keypoint_names)
+            self.keypoint_flip = flip_index(self.keypoint_names)
+            self.skeleton = tuple((int(a), int(b)) for a, b in (skeleton or ()))
+            if keypoint_sigmas is None:
+                keypoint_sigmas = COCO_PERSON_SIGMAS if self.keypoint_names == COCO_PERSON_KEYPOINTS else \
+                    (0.05,) * len(self.keypoint_names)
+            if len(keypoint_sigmas) != len(self.keypoint_names):
+                raise ValueError(f"keypoint_sigmas has {len(keypoint_sigmas)} values for "
+                                 f"{len(self.keypoint_names)} keypoint_names")
+            self.keypoint_sigmas = tuple(float(x) for x in keypoint_sigmas)
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -103,6 +134,10 @@ class InstanceFolderDataset(SegDataset):
             lut[i] = c
         sample = self.make_sample(image, lut[ids], meta)
         sample["instances"] = instances_from_id_map(ids, classes)
+        if getattr(self, "keypoint_names", None):
+            path = label_path.with_name(label_path.name[: -len(label_path.suffix)] + self.keypoint_suffix)
+            kp = read_keypoint_file(path, sorted(classes), len(self.keypoint_names))
+            sample["instances"] = add_keypoints(sample["instances"], kp, self.keypoint_flip)
         return sample
 
 

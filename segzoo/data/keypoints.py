@@ -20,7 +20,9 @@ Models take and return them as torchvision does: ``keypoints`` (N, K, 3) ``[x, y
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -148,3 +150,33 @@ class RandomHorizontalFlip(v2.RandomHorizontalFlip):
         flat, spec = tree_flatten(sample)
         flat = [self.transform(x, {}) if isinstance(x, tv_tensors.TVTensor) else x for x in flat]
         return swap_flip_pairs(tree_unflatten(flat, spec))
+
+
+def read_keypoint_file(path: Path, ids: Sequence[int], num_keypoints: int) -> Tensor:
+    """(N, K, 3) ``[x, y, v]`` of the instances ``ids`` (in that order) from a per-image json
+    ``{"<instance id>": [[x, y, v], ... K points]}``; instances missing from it, or a missing
+    file, get K unlabelled points (v = 0).
+
+    Raises:
+        DataError: unreadable json, or an entry that is not K ``[x, y, v]`` triples (naming the
+            file and the id).
+    """
+    from segzoo.errors import DataError
+
+    out = torch.zeros(len(ids), num_keypoints, 3)
+    if not path.is_file():
+        return out
+    try:
+        data = {int(k): v for k, v in json.loads(path.read_text()).items()}
+    except (ValueError, AttributeError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the keypoint file ({exc}); expected "
+                        '{"<instance id>": [[x, y, v], ...]}') from None
+    for row, i in enumerate(ids):
+        if i not in data:
+            continue
+        kp = torch.as_tensor(data[i], dtype=torch.float32) if isinstance(data[i], list) else None
+        if kp is None or tuple(kp.shape) != (num_keypoints, 3):
+            raise DataError(f"{path}: instance {i} needs {num_keypoints} [x, y, v] keypoints "
+                            f"(keypoint_names has {num_keypoints}), got {data[i]!r:.80}")
+        out[row] = kp
+    return out
