@@ -83,6 +83,8 @@ class InstanceTask:
         thing_classes: semantic class of each instance label 1..K (for the pasted semantic maps).
         eval_cfg: ``cfg.eval`` (``score_threshold`` of the pasted maps, boundary IoU, ...).
         results_path: where each evaluation writes the COCO results json (None: not written).
+        key_metric: the metric that picks ``best.pt`` (default ``mask_AP``; a model's
+            ``key_metric``, e.g. Keypoint R-CNN's ``kp_AP``).
     """
 
     name = "instance"
@@ -92,8 +94,10 @@ class InstanceTask:
 
     def __init__(self, *, loss_weights: dict[str, float], num_classes: int, ignore_index: int,
                  class_names: Sequence[str], thing_classes: Sequence[int] | None = None, eval_cfg=None,
-                 results_path: str | Path | None = None) -> None:
+                 results_path: str | Path | None = None, key_metric: str | None = None) -> None:
         self.loss_weights = dict(loss_weights)
+        if key_metric is not None:
+            self.key_metric = key_metric
         self.num_classes, self.ignore_index = num_classes, ignore_index
         self.class_names = list(class_names)
         self.thing_classes = list(thing_classes) if thing_classes is not None else None
