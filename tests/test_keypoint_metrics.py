@@ -8,7 +8,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from segzoo.data.keypoints import COCO_PERSON_SIGMAS

@@ -61,7 +61,12 @@ from segzoo.data.base import SegDataset
 from segzoo.data.instances import make_instances
 from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import read_image
-from segzoo.data.keypoints import COCO_PERSON_KEYPOINTS, COCO_PERSON_SIGMAS, add_keypoints, flip_index
+from segzoo.data.keypoints import (
+    COCO_PERSON_KEYPOINTS,
+    COCO_PERSON_SIGMAS,
+    add_keypoints,
+    flip_index,
+)
 from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
 from segzoo.registry import DATASETS

@@ -30,6 +30,7 @@ from segzoo.data.base import SegDataset
 from segzoo.data.folder import image_label_pairs
 from segzoo.data.instances import instances_from_id_map
 from segzoo.data.intensity import GreyMapping
+from segzoo.data.io import read_image, read_label
 from segzoo.data.keypoints import (
     COCO_PERSON_KEYPOINTS,
     COCO_PERSON_SIGMAS,
@@ -37,7 +38,6 @@ from segzoo.data.keypoints import (
     flip_index,
     read_keypoint_file,
 )
-from segzoo.data.io import read_image, read_label
 from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
 from segzoo.registry import DATASETS

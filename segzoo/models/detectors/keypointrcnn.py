@@ -25,7 +25,12 @@ from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
 from segzoo.models.backbones.resnet import ResNetBackbone
-from segzoo.models.detectors.builders import IMAGENET_MEAN, IMAGENET_STD, freeze_batchnorm, freeze_resnet_stages
+from segzoo.models.detectors.builders import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    freeze_batchnorm,
+    freeze_resnet_stages,
+)
 from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
 from segzoo.models.detectors.transform import RCNNTransform
 from segzoo.models.necks.fpn import FPN
