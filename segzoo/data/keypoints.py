@@ -87,7 +87,14 @@ def add_keypoints(instances: dict, keypoints: Tensor, flip: Sequence[int]) -> di
     Raises:
         ValueError: ``keypoints`` not (N, K, 3) for the N instances, or ``flip`` not a permutation
             of 0..K-1.
+        RuntimeError: a torchvision without ``tv_tensors.KeyPoints`` (before 0.23).
     """
+    if not hasattr(tv_tensors, "KeyPoints"):
+        import torchvision
+
+        raise RuntimeError(f"keypoint data needs torchvision >= 0.23 (tv_tensors.KeyPoints, moved by the v2 "
+                           f"transforms); this is torchvision {torchvision.__version__}: upgrade it "
+                           "(constraints.txt pins a version that has it)")
     n = len(instances["labels"])
     kp = torch.as_tensor(keypoints, dtype=torch.float32)
     if kp.numel() == 0:
