@@ -17,6 +17,7 @@ as ``backbone`` and ``backbone.fpn`` as ``neck`` (see :func:`segzoo.models.conve
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
@@ -34,7 +35,7 @@ from segzoo.models.detectors.builders import (
 from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
 from segzoo.models.detectors.transform import RCNNTransform
 from segzoo.models.necks.fpn import FPN
-from segzoo.models.segmentors.compose import make_backbone
+from segzoo.models.segmentors.compose import build_backbone, parse_spec
 from segzoo.registry import MODELS
 
 PAPER = "He et al., Mask R-CNN, ICCV 2017 (sec. 5, human pose estimation)"
@@ -130,7 +131,7 @@ def keypointrcnn(
     *,
     num_classes: int = 2,
     num_keypoints: int = 17,
-    backbone: str = "resnet50",
+    backbone: str | dict[str, Any] = "resnet50",
     weights_backbone: str | None = None,
     frozen_bn: bool | None = None,
     trainable_backbone_layers: int | None = None,
@@ -163,7 +164,8 @@ def keypointrcnn(
         num_classes: classes **including the background** (2 for COCO persons, torchvision's).
         num_keypoints: K, keypoints per instance (17 for COCO persons); one heatmap each, shared by
             every class (torchvision's and the paper's class-agnostic keypoint head).
-        backbone: any registered backbone with at least two levels of stride >= 4.
+        backbone: any registered backbone with at least two levels of stride >= 4, by name or
+            as a part with options (``{"name": "resnet18", ...}``), as :func:`~segzoo.models.maskrcnn`.
         weights_backbone, frozen_bn, trainable_backbone_layers: as :func:`~segzoo.models.maskrcnn`.
         fpn_channels, box_head_dim: widths of the FPN levels (256) and box fc layers (1024).
         keypoint_head_dim, keypoint_head_convs: the keypoint head's 3x3 convs (the paper: 8 x 512).
@@ -180,7 +182,8 @@ def keypointrcnn(
     if num_keypoints < 1:
         raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
     frozen = weights_backbone is not None if frozen_bn is None else frozen_bn
-    net = make_backbone(backbone, model="keypointrcnn", weights=weights_backbone)
+    net, _ = build_backbone(backbone, model="keypointrcnn", weights=weights_backbone)
+    backbone, _ = parse_spec(backbone, key="backbone", model="keypointrcnn")  # its name, for messages
     if trainable_backbone_layers is not None:
         if not isinstance(net, ResNetBackbone) or not 0 <= trainable_backbone_layers <= 5:
             raise ValueError("trainable_backbone_layers takes 0..5 and applies to ResNet backbones; "
