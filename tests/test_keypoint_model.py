@@ -178,3 +178,24 @@ def test_coco_mini_config_trains_on_person_keypoints(shared_data, tmp_path):
     assert result.metrics["num_images"] == 2 and 0 <= result.metrics["kp_AP"] <= 1
     results = json.loads((tmp_path / "run" / "coco_results.json").read_text())
     assert results and all(r["category_id"] == 1 and len(r["keypoints"]) == 51 for r in results)
+
+
+def test_maskrcnn_keypoint_head_option_builds_the_joint_model():
+    joint = segzoo.build_model("maskrcnn", num_classes=4, backbone="resnet18", mask_head_dim=16,
+                               keypoint_head=True, num_keypoints=4,
+                               **{k: v for k, v in TINY.items() if not k.startswith("keypoint")})
+    assert joint.roi_heads.keypoint_predictor is not None and "loss_keypoint" in joint.loss_weights
+    images, targets = shapes_batch()
+    losses = joint(images, targets)
+    assert torch.isfinite(losses["loss_keypoint"]) and "loss_mask" in losses
+
+
+def test_engine_picks_best_checkpoint_by_the_models_key_metric():
+    from segzoo.engine.tasks import build_task
+    from segzoo.losses import LossSet
+
+    model = segzoo.build_model("keypointrcnn", num_classes=2, backbone="resnet18", num_keypoints=4,
+                               **{k: v for k, v in TINY.items() if k != "num_keypoints"})
+    task = build_task(model, LossSet({"ce": torch.nn.CrossEntropyLoss()}), num_classes=2, ignore_index=255, class_names=["bg", "shape"],
+                      loss_weights=None, eval_cfg=None, thing_classes=[1])
+    assert task.key_metric == "kp_AP"

@@ -126,7 +126,8 @@ def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_in
             check_input_normalization(model, data_mean, data_std)
         return InstanceTask(loss_weights=resolve_loss_weights(model, loss_weights), num_classes=num_classes,
                             ignore_index=ignore_index, class_names=class_names, thing_classes=thing_classes,
-                            eval_cfg=eval_cfg, results_path=results_path)
+                            eval_cfg=eval_cfg, results_path=results_path,
+                            key_metric=getattr(model, "key_metric", None))
     if kind != "semantic":
         raise NotImplementedError(f"no engine task for {kind!r} models yet")
     return SemanticTask(losses, loss_weights=resolve_loss_weights(model, loss_weights),

@@ -90,6 +90,8 @@ def maskrcnn(
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
     sampling_ratio: int = 2,
+    keypoint_head: bool = False,
+    num_keypoints: int = 17,
 ) -> MaskRCNN:
     """Mask R-CNN (see :mod:`segzoo.models.detectors.maskrcnn` for the architecture and the contract).
 
@@ -122,6 +124,9 @@ def maskrcnn(
         aspect_ratios: height/width ratios of the anchors (0.5, 1, 2).
         rpn_*, box_*: torchvision's ``MaskRCNN`` arguments of the same names.
         sampling_ratio: RoIAlign sample points per bin side (2: the paper's 4 points per bin).
+        keypoint_head: add the paper's keypoint branch (section 5, "Mask R-CNN for Human Pose
+            Estimation"; the joint mask + keypoint model of its Table 4) with ``num_keypoints``
+            keypoints (FPN only; see :func:`segzoo.models.detectors.keypointrcnn.with_keypoint_head`).
 
     Raises:
         ValueError: the C4 variant on a non-ResNet backbone, ``mask_head="mlp"`` with C4, a softmax
@@ -192,5 +197,11 @@ def maskrcnn(
         class_agnostic_mask=class_agnostic_mask, shared_box_trunk=shared)
     sizes_in = tuple(min_size) if isinstance(min_size, Sequence) else (int(min_size),)
     transform = RCNNTransform(sizes_in, max_size, list(image_mean), list(image_std))
-    return MaskRCNN(net, neck, rpn, roi_heads, transform, num_classes=num_classes, feature_index=index,
-                    variant=variant)
+    model = MaskRCNN(net, neck, rpn, roi_heads, transform, num_classes=num_classes, feature_index=index,
+                     variant=variant)
+    if keypoint_head:
+        # imported here: keypointrcnn builds on this module
+        from segzoo.models.detectors.keypointrcnn import with_keypoint_head
+
+        model = with_keypoint_head(model, num_keypoints, sampling_ratio=sampling_ratio)
+    return model
