@@ -4,7 +4,8 @@
     segzoo train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
     segzoo eval CONFIG --checkpoint PATH [--set ...] [--out FILE]
     segzoo predict CONFIG --checkpoint PATH --input DIR_OR_FILE --output DIR [--set ...]
-    segzoo export CONFIG --checkpoint PATH --output model.onnx [--size H W]
+    segzoo predict CONFIG --backend onnxruntime --model model.onnx --input ... --output DIR
+    segzoo export CONFIG --checkpoint PATH --output model.onnx [--size H W] [--no-verify]
     segzoo data check CONFIG [--split train val] [--out report.json]
     segzoo compare RUN_DIR [RUN_DIR ...] [--out table.md]
     segzoo bench [--models all] [--size H [W]] [--batch 1 8] [--deploy] [--out DIR]
@@ -115,8 +116,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from segzoo.inference.predict import PredictionError, find_images
 
     cfg = _load(args)
-    device = builder.resolve_device(cfg.train.device)
-    model, meta = load_trained_model(cfg, args.checkpoint, device)
+    if args.backend == "onnxruntime":
+        from segzoo.export.runtime import load_onnx_model
+
+        if not args.model:
+            raise SegzooError("--backend onnxruntime needs --model model.onnx (written by segzoo export)")
+        device = "cpu"
+        model, meta = load_onnx_model(cfg, args.model)
+    else:
+        if not args.checkpoint:
+            raise SegzooError("--checkpoint is required (or --backend onnxruntime --model model.onnx)")
+        device = builder.resolve_device(cfg.train.device)
+        model, meta = load_trained_model(cfg, args.checkpoint, device)
     try:
         records = predict_images(model, cfg, find_images(args.input), args.output,
                                  palette=meta["palette"], class_names=meta["class_names"],
@@ -150,12 +161,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     size = tuple(args.size) if args.size else _export_size(cfg)
     if size is None:
         raise SegzooError("cannot tell the input size to export: pass --size H W")
-    model, _ = load_trained_model(cfg, args.checkpoint, "cpu")
-    result = export_onnx(model, args.output, size, opset=args.opset)
-    check = (f"; onnxruntime matches PyTorch (max |diff| {result['max_abs_diff']:.2e})"
-             if result["max_abs_diff"] is not None else "; onnxruntime not installed, not compared")
-    print(f"exported {cfg.model.name} to {result['path']} (input images N x 3 x {size[0]} x {size[1]}, "
-          f"output logits){check}")
+    model, meta = load_trained_model(cfg, args.checkpoint, "cpu")
+    sizes = [tuple(s) for s in args.verify_size] if args.verify_size else None
+    result = export_onnx(model, args.output, size, opset=args.opset, verify=args.verify, sizes=sizes,
+                         atol=args.atol)
+    from segzoo.export.runtime import write_metadata
+
+    write_metadata(result["path"], {
+        "num_classes": meta["num_classes"], "class_names": list(meta["class_names"]),
+        "palette": [list(map(int, c)) for c in meta["palette"]], "model": cfg.model.name,
+        "min_input_size": result["min_size"],
+        "mean": list(map(float, cfg.data.mean)), "std": list(map(float, cfg.data.std))})
+    check = ("; onnxruntime matches PyTorch at " + ", ".join(
+        f"{h}x{w} (max |diff| {d:.2e})" for (h, w), d in zip(result["sizes"], result["diffs"]))
+        if args.verify else "; not verified (--no-verify)")
+    print(f"exported {cfg.model.name} to {result['path']} (input images N x 3 x H x W, any N, H, W >= "
+          f"{result['min_size']}, traced at {size[0]}x{size[1]}; output "
+          f"logits N x K x H x W){check}")
     return 0
 
 
@@ -232,7 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("predict", help="write label PNGs and overlays for images")
     with_config(p)
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", help="trained checkpoint (the pytorch backend)")
+    p.add_argument("--backend", choices=["pytorch", "onnxruntime"], default="pytorch",
+                   help="run the network in PyTorch (default) or run an exported --model in onnxruntime")
+    p.add_argument("--model", help="exported .onnx file (with --backend onnxruntime)")
     p.add_argument("--input", required=True, help="an image file or a folder of images")
     p.add_argument("--output", required=True, help="output folder")
     p.add_argument("--batch-size", type=int, default=1,
@@ -246,6 +271,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", nargs=2, type=int, metavar=("H", "W"),
                    help="input size (default: the val resize or train crop size of the config)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset version (default 18)")
+    p.add_argument("--verify", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the graph with onnxruntime at three other sizes (odd ones included) and "
+                        "fail if a logit differs from PyTorch by more than --atol (default: on)")
+    p.add_argument("--verify-size", nargs=2, type=int, action="append", metavar=("H", "W"),
+                   help="a size to verify at (repeat; default 97x131, 360x480, 513x513)")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest allowed |logit difference| (1e-4)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("compare", help="semantic-vs-instance table of trained runs (both rows per model)")

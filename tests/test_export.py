@@ -40,3 +40,20 @@ def test_export_refuses_instance_models_and_needs_a_size(tiny_config, tiny_check
     assert main(["export", str(tiny_config), "--checkpoint", str(tiny_checkpoint), "--output",
                  str(tmp_path / "m.onnx")]) == 2
     assert "pass --size H W" in capsys.readouterr().err
+
+
+def test_export_verifies_at_other_sizes_and_fails_with_the_largest_difference(tiny_config, tiny_checkpoint,
+                                                                            tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "model.onnx"
+    args = ["export", str(tiny_config), "--checkpoint", str(tiny_checkpoint), "--output", str(out),
+            "--size", "32", "32", "--verify-size", "33", "47", "--verify-size", "64", "40",
+            "--verify-size", "71", "71"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "at 33x47 (max |diff|" in text and "71x71" in text and "H, W >= 32" in text
+    # an impossible tolerance: the failure names the largest difference and its size
+    assert main([*args, "--atol", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert "differ from PyTorch by up to" in err and "(> -1.0) at" in err and "33x47:" in err

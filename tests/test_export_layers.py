@@ -116,7 +116,8 @@ def test_exportable_ops_export_with_dynamic_height_and_width(tmp_path):
     from segzoo.export.onnx import export_program
 
     model = _Ops().eval()
-    path = export_program(model, tmp_path / "ops.onnx", (16, 20))
+    path, min_size = export_program(model, tmp_path / "ops.onnx", (16, 20))
+    assert min_size == 2
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     for h, w in [(16, 20), (9, 13), (23, 8)]:
         x = torch.randn(1, 3, h, w)

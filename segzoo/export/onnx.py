@@ -60,8 +60,12 @@ def _guards(exc: BaseException) -> str:
 
 def export_program(model: nn.Module, path: str | os.PathLike, size: tuple[int, int], *,
                    min_size: int = 2, opset: int = 18, input_name: str = "images",
-                   output_names: Sequence[str] | None = None) -> Path:
-    """Export ``model`` (one (N, 3, H, W) input) to ``path`` with N, H, W dynamic; returns the path.
+                   output_names: Sequence[str] | None = None) -> tuple[Path, int]:
+    """Export ``model`` (one (N, 3, H, W) input) to ``path`` with N, H, W dynamic.
+
+    Returns:
+        (path, smallest H and W the graph accepts): ``min_size``, or ``min_size + 1`` where the
+        model's coarsest feature map would be 1x1 at ``min_size`` (torch's kernels branch there).
 
     Args:
         model: eval-mode module.
@@ -83,16 +87,27 @@ def export_program(model: nn.Module, path: str | os.PathLike, size: tuple[int, i
     lo = max(2, int(min_size))
     if min(h, w) < lo:
         raise ExportError(f"export size {h}x{w} is below the model's minimum input size {lo}")
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    height = torch.export.Dim("height", min=lo, max=16384)
-    width = torch.export.Dim("width", min=lo, max=16384)
     example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
     from torch.fx.experimental import _config as shape_config
 
-    try:
+    def trace(lo: int):
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        height = torch.export.Dim("height", min=lo, max=16384)
+        width = torch.export.Dim("width", min=lo, max=16384)
         with torch.no_grad(), shape_config.patch(backed_size_oblivious=True):
-            program = torch.export.export(model, (example,), dynamic_shapes=({0: batch, 2: height, 3: width},),
-                                          strict=False)
+            return torch.export.export(model, (example,), dynamic_shapes=({0: batch, 2: height, 3: width},),
+                                       strict=False)
+
+    try:
+        try:
+            program = trace(lo)
+        except Exception as exc:
+            # at the very minimum size the coarsest feature map is 1x1, where torch's kernels take
+            # other paths: the graph then starts one pixel above it
+            if "!= 1" not in str(exc) or min(h, w) <= lo:
+                raise
+            lo += 1
+            program = trace(lo)
     except Exception as exc:  # torch raises several types; all mean "not exportable as is"
         raise ExportError(f"torch.export cannot trace {type(model).__name__} with dynamic batch, height "
                           f"and width: {_guards(exc)}") from exc
@@ -106,7 +121,7 @@ def export_program(model: nn.Module, path: str | os.PathLike, size: tuple[int, i
     import onnx
 
     onnx.checker.check_model(str(path))
-    return path
+    return path, lo
 
 
 def verify_sizes(size: tuple[int, int], min_size: int = 1,
@@ -133,8 +148,9 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int]
             :data:`VERIFY_SIZES` other than ``size``).
 
     Returns:
-        ``{"path": Path, "sizes": [(H, W), ...], "diffs": [max |diff| per size],
-        "max_abs_diff": float | None}`` (``None`` and no sizes when not verified).
+        ``{"path": Path, "min_size": smallest H, W the graph takes, "sizes": [(H, W), ...],
+        "diffs": [max |diff| per size], "max_abs_diff": float | None}`` (``None`` and no sizes
+        when not verified).
 
     Raises:
         ExportError: an instance model, a size-freezing operation, a missing dependency, or
@@ -145,9 +161,10 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int]
         raise ExportError("only semantic models are exported to ONNX (Mask R-CNN: see docs/deployment.md)")
     model = model.eval()
     min_size = int(getattr(model, "min_input_size", 0) or 0)
-    path = export_program(model, path, size, min_size=min_size, opset=opset, output_names=["logits"])
+    path, min_size = export_program(model, path, size, min_size=min_size, opset=opset,
+                                    output_names=["logits"])
     if not verify:
-        return {"path": path, "sizes": [], "diffs": [], "max_abs_diff": None}
+        return {"path": path, "min_size": min_size, "sizes": [], "diffs": [], "max_abs_diff": None}
     _require("onnxruntime")
     sizes = [tuple(s) for s in sizes] if sizes is not None else verify_sizes(size, min_size)
     session = onnxruntime_session(path)
@@ -166,7 +183,8 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int]
         raise ExportError(f"{path}: onnxruntime logits differ from PyTorch by up to {diffs[worst]:.3g} "
                           f"(> {atol}) at {h}x{w}; per size: "
                           + ", ".join(f"{a}x{b}: {d:.3g}" for (a, b), d in zip(sizes, diffs)))
-    return {"path": path, "sizes": sizes, "diffs": diffs, "max_abs_diff": max(diffs) if diffs else None}
+    return {"path": path, "min_size": min_size, "sizes": sizes, "diffs": diffs,
+            "max_abs_diff": max(diffs) if diffs else None}
 
 
 def onnxruntime_session(path: str | os.PathLike):

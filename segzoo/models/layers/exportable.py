@@ -48,7 +48,7 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | Sequence[int]) -> Tensor:
 
     (B, C, H, W) -> (B, C, bh, bw): window (i, j) averages rows [floor(i H / bh), ceil((i + 1) H / bh))
     and the columns likewise, as torch does; computed as (0/1 row windows) @ x @ (0/1 column
-    windows)^T divided by the window areas. A 1x1 output is the plain spatial mean. Equal to torch up
+    windows)^T divided by the window areas (two 2-D matrix products). A 1x1 output is the plain spatial mean. Equal to torch up
     to float rounding (summation order). Floating inputs only.
     """
     bh, bw = _as_pair(output_size)
@@ -56,9 +56,12 @@ def adaptive_avg_pool2d(x: Tensor, output_size: int | Sequence[int]) -> Tensor:
         return x.mean(dim=(-2, -1), keepdim=True)
     mh, nh = _bin_matrix(x.shape[-2], bh, x.device)
     mw, nw = _bin_matrix(x.shape[-1], bw, x.device)
-    sums = torch.matmul(torch.matmul(mh.to(x.dtype), x), mw.to(x.dtype).transpose(0, 1))
+    b, c, h, w = x.shape
+    # two plain 2-D products (a batched matmul would branch on sizes being 1 when traced)
+    cols = torch.mm(x.flatten(0, 2), mw.to(x.dtype).t()).reshape(b, c, h, bw)
+    rows = torch.mm(cols.transpose(-1, -2).flatten(0, 2), mh.to(x.dtype).t()).reshape(b, c, bw, bh)
     area = (nh[:, None] * nw[None, :]).to(x.dtype)
-    return sums / area
+    return rows.transpose(-1, -2) / area
 
 
 class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
