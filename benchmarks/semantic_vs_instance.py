@@ -53,6 +53,7 @@ SHAPES_CONFIGS = {
     "deeplabv2": "configs/deeplabv2/deeplabv2_resnet18_shapes-64x64.yaml",
     "deeplabv3": "configs/deeplabv3/deeplabv3_resnet18_shapes-64x64.yaml",
     "deeplabv3plus": "configs/deeplabv3plus/deeplabv3plus_resnet18_shapes-64x64.yaml",
+    "encoder_decoder": "configs/composed/psphead-fcnaux_mobilenetv2_shapes-64x64.yaml",
     "pspnet": "configs/pspnet/pspnet_resnet18_shapes-64x64.yaml",
 }
 SEMANTIC_KEYS = ("mIoU", "pixel_acc")
