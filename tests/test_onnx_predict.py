@@ -2,8 +2,13 @@
 as the PyTorch path, at image sizes other than the export size; the ONNX file carries the class
 names, palette and normalisation."""
 
+import re
+import subprocess
+import sys
+
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
 from segzoo.cli import main
@@ -41,6 +46,19 @@ def test_onnx_predict_writes_what_the_pytorch_path_writes(tiny_config, tiny_chec
             np.testing.assert_array_equal(a, b)
     lab = Image.open(tmp_path / "ort" / "labels" / "img1.png")
     assert lab.mode == "P" and lab.size == (37, 45)
+
+    # docs/deployment.md's torch-free script (the tiny config has no val resize): same label PNGs
+    doc = (REPO / "docs" / "deployment.md").read_text()
+    script = next(b for b in re.findall(r"```python\n(.*?)```", doc, flags=re.S) if b.startswith("# deploy_onnx.py"))
+    (tmp_path / "deploy_onnx.py").write_text(script)
+    no_torch = "import runpy, sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0])"
+    for i in range(3):
+        out = tmp_path / f"bare{i}.png"
+        subprocess.run([sys.executable, "-c", no_torch, str(tmp_path / "deploy_onnx.py"), str(onnx_path),
+                        str(tmp_path / "images" / f"img{i}.png"), str(out)], check=True)
+        a, b = Image.open(tmp_path / "pt" / "labels" / f"img{i}.png"), Image.open(out)
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+        assert a.getpalette()[:12] == b.getpalette()[:12]
 
 
 def test_onnx_predict_errors(tiny_config, tmp_path, capsys):
