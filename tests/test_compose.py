@@ -170,11 +170,6 @@ def test_describe_heads_lists_what_each_head_reads_and_accepts():
 # -- from config ------------------------------------------------------------------------------
 
 COMPOSED = sorted((CONFIGS / "composed").glob("*_shapes-*.yaml"))
-TINY_RUN = ["data.train.dataset.num_images=4", "data.train.dataset.size=[32, 32]",
-            "data.train.batch_size=2", "data.val.dataset.num_images=2",
-            "data.val.dataset.size=[32, 32]", "data.val.batch_size=2", "train.max_iters=3",
-            "train.log_interval=1", "train.checkpoint_interval=0", "train.num_vis=0",
-            "train.device=cpu", "scheduler.warmup_iters=0"]
 
 
 def test_three_worked_configs_exist_with_the_documented_parts():
@@ -188,16 +183,8 @@ def test_three_worked_configs_exist_with_the_documented_parts():
         assert f"configs/composed/{path.name}" in docs
 
 
-@pytest.mark.parametrize("path", COMPOSED, ids=lambda p: p.stem)
-def test_composed_config_trains_through_the_engine(path, tmp_path):
-    from segzoo.engine import Trainer
-
-    cfg = load_config(path, TINY_RUN)
-    trainer = Trainer(cfg, tmp_path / "run", progress=False)
-    assert trainer.model.name == "encoder_decoder"
-    result = trainer.train()
-    assert result.metrics["iteration"] == 3 and 0.0 <= result.metrics["mIoU"] <= 1.0
-    assert all(torch.isfinite(p).all() for p in trainer.model.parameters())
+# the composed shapes configs are trained through the engine by
+# tests/test_config.py::test_every_shapes_config_trains_two_iterations (every *_shapes-* config)
 
 
 def test_config_checks_nested_parts_and_keeps_the_old_aux_head_key():
