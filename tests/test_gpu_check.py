@@ -4,6 +4,7 @@ and writes its files, so the script cannot rot between GPU loans (docs/benchmark
 import json
 import os
 import subprocess
+import sys
 
 from conftest import REPO
 
@@ -11,6 +12,7 @@ from conftest import REPO
 def test_gpu_check_dry_run_on_cpu(tmp_path):
     out = tmp_path / "res"
     env = {k: v for k, v in os.environ.items() if k not in ("OUT", "SEGZOO_CUDA_TESTS_ON_CPU")}
+    env["PYTHON"] = sys.executable  # the interpreter running the tests, wherever its venv lives
     proc = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--device", "cpu", "--quick",
                            "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
