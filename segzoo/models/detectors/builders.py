@@ -56,6 +56,32 @@ def freeze_resnet_stages(backbone: ResNetBackbone, trainable: int) -> None:
             m.requires_grad_(False)
 
 
+def detector_backbone(backbone: str | dict[str, Any], model: str, weights_backbone: str | None,
+                      frozen_bn: bool | None, trainable_backbone_layers: int | None):
+    """A detector's backbone, built and frozen as torchvision does: BatchNorm frozen when
+    pretrained weights are given (or ``frozen_bn``), and a ResNet's first stages frozen
+    (``trainable_backbone_layers``, default 3 with pretrained weights). Returns (backbone module,
+    its name for messages).
+
+    Raises:
+        ValueError: ``trainable_backbone_layers`` outside 0..5 or for a non-ResNet backbone.
+    """
+    frozen = weights_backbone is not None if frozen_bn is None else frozen_bn
+    net, _ = build_backbone(backbone, model=model, weights=weights_backbone)
+    name, _ = parse_spec(backbone, key="backbone", model=model)
+    if trainable_backbone_layers is not None:
+        if not isinstance(net, ResNetBackbone) or not 0 <= trainable_backbone_layers <= 5:
+            raise ValueError("trainable_backbone_layers takes 0..5 and applies to ResNet backbones; "
+                             f"got {trainable_backbone_layers} for {name!r}")
+    elif isinstance(net, ResNetBackbone) and weights_backbone is not None:
+        trainable_backbone_layers = 3
+    if frozen:
+        freeze_batchnorm(net)
+    if isinstance(net, ResNetBackbone) and trainable_backbone_layers is not None:
+        freeze_resnet_stages(net, trainable_backbone_layers)
+    return net, name
+
+
 @MODELS.register("maskrcnn", task="instance", paper=PAPER)
 def maskrcnn(
     *,
@@ -133,19 +159,8 @@ def maskrcnn(
             mask loss with class-agnostic masks, ``trainable_backbone_layers`` outside 0..5 or for
             a non-ResNet backbone, or ``anchor_sizes`` not matching the pyramid levels.
     """
-    frozen = weights_backbone is not None if frozen_bn is None else frozen_bn
-    net, _ = build_backbone(backbone, model="maskrcnn", weights=weights_backbone)
-    backbone, _ = parse_spec(backbone, key="backbone", model="maskrcnn")  # its name, for messages
-    if trainable_backbone_layers is not None:
-        if not isinstance(net, ResNetBackbone) or not 0 <= trainable_backbone_layers <= 5:
-            raise ValueError("trainable_backbone_layers takes 0..5 and applies to ResNet backbones; "
-                             f"got {trainable_backbone_layers} for {backbone!r}")
-    elif isinstance(net, ResNetBackbone) and weights_backbone is not None:
-        trainable_backbone_layers = 3
-    if frozen:
-        freeze_batchnorm(net)
-    if isinstance(net, ResNetBackbone) and trainable_backbone_layers is not None:
-        freeze_resnet_stages(net, trainable_backbone_layers)
+    net, backbone = detector_backbone(backbone, "maskrcnn", weights_backbone, frozen_bn,
+                                      trainable_backbone_layers)
 
     pool_cls = MultiScaleRoIAlign if roi_op == "align" else MultiScaleRoIPool
     pool_kw = {"sampling_ratio": sampling_ratio} if roi_op == "align" else {}

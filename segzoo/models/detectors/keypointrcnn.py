@@ -25,17 +25,10 @@ from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, Keypoi
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
-from segzoo.models.backbones.resnet import ResNetBackbone
-from segzoo.models.detectors.builders import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    freeze_batchnorm,
-    freeze_resnet_stages,
-)
+from segzoo.models.detectors.builders import IMAGENET_MEAN, IMAGENET_STD, detector_backbone
 from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
 from segzoo.models.detectors.transform import RCNNTransform
 from segzoo.models.necks.fpn import FPN
-from segzoo.models.segmentors.compose import build_backbone, parse_spec
 from segzoo.registry import MODELS
 
 PAPER = "He et al., Mask R-CNN, ICCV 2017 (sec. 5, human pose estimation)"
@@ -181,19 +174,8 @@ def keypointrcnn(
     """
     if num_keypoints < 1:
         raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
-    frozen = weights_backbone is not None if frozen_bn is None else frozen_bn
-    net, _ = build_backbone(backbone, model="keypointrcnn", weights=weights_backbone)
-    backbone, _ = parse_spec(backbone, key="backbone", model="keypointrcnn")  # its name, for messages
-    if trainable_backbone_layers is not None:
-        if not isinstance(net, ResNetBackbone) or not 0 <= trainable_backbone_layers <= 5:
-            raise ValueError("trainable_backbone_layers takes 0..5 and applies to ResNet backbones; "
-                             f"got {trainable_backbone_layers} for {backbone!r}")
-    elif isinstance(net, ResNetBackbone) and weights_backbone is not None:
-        trainable_backbone_layers = 3
-    if frozen:
-        freeze_batchnorm(net)
-    if isinstance(net, ResNetBackbone) and trainable_backbone_layers is not None:
-        freeze_resnet_stages(net, trainable_backbone_layers)
+    net, backbone = detector_backbone(backbone, "keypointrcnn", weights_backbone, frozen_bn,
+                                      trainable_backbone_layers)
 
     neck = FPN(net.out_channels, net.out_strides, out_channels=fpn_channels)
     names = neck.featmap_names
