@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 
 from segzoo.engine.evaluator import evaluate_semantic, predict_labels
 from segzoo.errors import ConfigError
-from segzoo.inference.evaluate import check_input_size
+from segzoo.inference.evaluate import check_input_size, image_names
 from segzoo.losses import LossSet
 
 
@@ -59,8 +59,7 @@ class SemanticTask:
         """Weighted loss terms of one training batch (see the class docstring)."""
         images = batch["image"].to(device, non_blocking=True)
         target = batch["mask"].to(device, non_blocking=True)
-        check_input_size(model, images.shape[-2:], "training batch of "
-                         + ", ".join(str(m.get("image_path", m.get("index", "?"))) for m in batch["meta"][:3]),
+        check_input_size(model, images.shape[-2:], f"training batch of {image_names(batch['meta'])}",
                          slide=True)
         outputs = model(images)
         if isinstance(outputs, Tensor):  # a plain model returning logits in training mode too

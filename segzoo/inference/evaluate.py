@@ -70,7 +70,8 @@ def check_input_size(model: nn.Module, size: Sequence[int], what: str, *, slide:
         f"{max(m, w)}]}}){hint}")
 
 
-def _names(metas: Sequence[dict]) -> str:
+def image_names(metas: Sequence[dict]) -> str:
+    """The first three images of a batch by path (else dataset index), for error messages."""
     paths = [str(m.get("image_path", m.get("index", "?"))) for m in metas]
     return ", ".join(paths[:3]) + (f" (+{len(paths) - 3} more)" if len(paths) > 3 else "")
 
@@ -237,7 +238,7 @@ class Scorer:
             for i, pred in enumerate(preds):
                 for key in ("boxes", "scores"):
                     if key in pred:
-                        check_finite_output(pred[key], _names([metas[i]]))
+                        check_finite_output(pred[key], image_names([metas[i]]))
                 mask, inst = self._targets(batch, i, need_inst)
                 pred = rescale_instances(pred, images[i].shape[-2:], mask.shape[-2:])
                 self.add_instances(pred, mask.to(device), inst, self._image_id(metas[i]))
@@ -245,9 +246,9 @@ class Scorer:
         images = batch["image"].to(device, non_blocking=True)
         inferencer = inferencer or SemanticInferencer(model)
         if inferencer.mode != "slide":
-            check_input_size(model, images.shape[-2:], f"val image {_names(metas)}")
+            check_input_size(model, images.shape[-2:], f"val image {image_names(metas)}")
         logits = inferencer(images)
-        check_finite_output(logits, _names(metas))
+        check_finite_output(logits, image_names(metas))
         if not need_inst and not any("orig_mask" in m for m in metas):  # the fast, batched path
             self._semantic(logits.argmax(1), batch["mask"].to(device, non_blocking=True))
             self.num_images += images.shape[0]
