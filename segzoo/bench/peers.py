@@ -74,6 +74,14 @@ PAIRS: list[PeerPair] = [
              "`from_torchvision(arch='maskrcnn')`; timed at `--instance-size` (default 800x1333), "
              "both with `box_score_thresh=0` (the mask head runs on the top 100 boxes)",
              copy="from_torchvision:maskrcnn"),
+    PeerPair("torchvision keypointrcnn_resnet50_fpn",
+             Candidate("segzoo", "keypointrcnn", {"backbone": "resnet50", "num_keypoints": 17}),
+             Candidate("torchvision", "keypointrcnn_resnet50_fpn", {"num_keypoints": 17}),
+             "equal", "ResNet-50-FPN Keypoint R-CNN (eight 3x3 512-d convs + deconv, 17 x 56 x 56 "
+             "heatmaps), torchvision's weights loaded through `from_torchvision(arch='keypointrcnn')`; "
+             "timed at `--instance-size`, both with `box_score_thresh=0` (the keypoint head runs on "
+             "the top 100 boxes)",
+             copy="from_torchvision:keypointrcnn"),
     PeerPair("smp Unet resnet34",
              Candidate("segzoo", "unet", {"backbone": "resnet34"}),
              Candidate("smp", "Unet", {"encoder_name": "resnet34"}, patch={"head_kernel_size": 1}),
