@@ -89,7 +89,7 @@ class MaskRCNN(nn.Module):
                 if bool(bad.any()):
                     raise ValueError(f"target {i}: box {b[bad][0].tolist()} has zero width or height; "
                                      "drop degenerate boxes before training")
-        original_sizes = [(int(im.shape[-2]), int(im.shape[-1])) for im in images]
+        original_sizes = [(im.shape[-2], im.shape[-1]) for im in images]  # traced sizes when exporting
         image_list, targets = self.transform(list(images), targets)
         features = self.features(image_list.tensors)
         proposals, rpn_losses = self.rpn(image_list, features, targets)

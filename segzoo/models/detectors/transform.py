@@ -6,12 +6,19 @@ torchvision resizes every target mask of an image at once as float32 (4 bytes pe
 instance: 2 GB for 500 instances at 800 x 1333). Here masks are resized ``chunk`` at a time (same
 nearest-neighbour result, bit for bit) and not at all when the image keeps its size, so the
 memory of an image's masks stays one byte per pixel per instance.
+
+When traced for ONNX export (:mod:`segzoo.export.detection`), the eval resize computes its output
+size as eager PyTorch does, floor(side x scale) in float64, as tensor operations of the input's
+size, and resizes to that size (torchvision's traced path multiplies in float32, which gives a row
+fewer at some sizes, e.g. 97 x (64 / 97) = 63.99..., and resamples with the unrounded scale).
+Eager PyTorch runs torchvision's code unchanged.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import Tensor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
@@ -27,6 +34,8 @@ class RCNNTransform(GeneralizedRCNNTransform):
         self.mask_chunk = mask_chunk
 
     def resize(self, image: Tensor, target: dict[str, Tensor] | None = None) -> tuple[Tensor, dict | None]:
+        if target is None and not self.training and self.fixed_size is None and torchvision._is_tracing():
+            return traced_resize(image, self.min_size[-1], self.max_size), None
         masks = None
         if target is not None and "masks" in target:
             target = dict(target)
@@ -40,3 +49,16 @@ class RCNNTransform(GeneralizedRCNNTransform):
                 masks = torch.cat(parts) if parts else masks.new_zeros((0, *size), dtype=torch.uint8)
             target["masks"] = masks
         return image, target
+
+
+def traced_resize(image: Tensor, min_size: int, max_size: int) -> Tensor:
+    """Eval resize of one (3, H, W) image with the sizes as tensors (for the ONNX tracer): the
+    shorter side to ``min_size``, the longer at most ``max_size``, output sides floor(side x scale)
+    computed in float64 exactly as eager torchvision + ``F.interpolate(recompute_scale_factor=True)``
+    do in Python floats, then bilinear (``align_corners=False``) to that size."""
+    hw = torch._shape_as_tensor(image)[-2:].to(torch.float64)
+    # 1-element float64 tensors, not numbers or 0-dim tensors: the ONNX exporter computes those in float32
+    limits = hw.new_tensor([float(min_size), float(max_size)])
+    scale = (limits / torch.stack([hw.amin(0), hw.amax(0)])).amin(0, keepdim=True)
+    size = torch.floor(hw * scale).to(torch.int64)
+    return F.interpolate(image[None], size=(size[0], size[1]), mode="bilinear", align_corners=False)[0]

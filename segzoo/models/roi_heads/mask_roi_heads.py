@@ -89,8 +89,9 @@ def mask_probabilities(mask_logits: Tensor, labels: list[Tensor], *, kind: str =
     flat = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64, device=mask_logits.device)
     probs = mask_logits.softmax(1) if kind == "softmax" else mask_logits.sigmoid()
     channel = torch.zeros_like(flat) if class_agnostic else flat
-    picked = probs[torch.arange(len(flat), device=flat.device), channel][:, None]
-    return list(picked.split([len(lab) for lab in labels], 0))
+    # sizes from .shape, not len(): the ONNX tracer keeps them symbolic (segzoo.export.detection)
+    picked = probs[torch.arange(flat.shape[0], device=flat.device), channel][:, None]
+    return list(picked.split([lab.shape[0] for lab in labels], 0))
 
 
 class MaskRCNNRoIHeads(RoIHeads):

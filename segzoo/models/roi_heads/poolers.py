@@ -45,7 +45,7 @@ class MultiScaleRoIPool(MultiScaleRoIAlign):
         if len(feats) == 1:
             return roi_pool(feats[0], rois, self.output_size, self.scales[0])
         levels = self.map_levels(boxes)
-        out = feats[0].new_zeros((len(rois), feats[0].shape[1], *self.output_size))
+        out = feats[0].new_zeros((rois.shape[0], feats[0].shape[1], *self.output_size))
         for level, (feat, scale) in enumerate(zip(feats, self.scales)):
             idx = torch.where(levels == level)[0]
             out[idx] = roi_pool(feat, rois[idx], self.output_size, scale).to(out.dtype)
