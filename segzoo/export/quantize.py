@@ -29,6 +29,7 @@ with ``mean``/``std`` -> logits (N, K, H, W) float32.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -268,8 +269,8 @@ class Int8Model(nn.Module):
         self.min_input_size = int(self.meta.get("min_input_size", 0) or 0)
         if "num_classes" in self.meta:
             self.num_classes = int(self.meta["num_classes"])
-        self._run = (torch.compile(self.module_, dynamic=dynamic, options={"freezing": True})
-                     if compile else self.module_)
+        self._run = torch.compile(self.module_, dynamic=dynamic) if compile else self.module_
+        self.compiled = compile
         self.eval()
 
     def train(self, mode: bool = True) -> Int8Model:
@@ -279,8 +280,23 @@ class Int8Model(nn.Module):
         return self
 
     def forward(self, images: Tensor) -> Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), inductor_freezing(self.compiled):
             return self._run(images.float())
+
+
+@contextlib.contextmanager
+def inductor_freezing(enabled: bool = True):
+    """Inductor's ``freezing`` on while compiling (weights become constants: the int8 weights
+    are prepacked for oneDNN once). ``torch.compile(options={"freezing": True})`` does not
+    reach the step that decides it in torch 2.14 (the graph keeps ``qconv_prepack`` calls that
+    inductor cannot trace), hence the global setting, restored afterwards."""
+    if not enabled:
+        yield
+        return
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(freezing=True):
+        yield
 
 
 def min_input_size(program: torch.export.ExportedProgram) -> int:
