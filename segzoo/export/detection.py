@@ -107,7 +107,7 @@ def example_image(height: int, width: int, seed: int = 0) -> Tensor:
 
 
 def export_program(model: nn.Module, path: str | os.PathLike, size: tuple[int, int], *,
-                   opset: int = 17) -> tuple[Path, tuple[str, ...]]:
+                   opset: int = 18) -> tuple[Path, tuple[str, ...]]:
     """Trace ``model`` (eval mode) on one image of ``size`` and write the ONNX graph.
 
     Returns:
@@ -286,7 +286,7 @@ def verify_detection(model: nn.Module, path: str | os.PathLike, images: Sequence
 
 
 def export_detection(model: nn.Module, path: str | os.PathLike, size: tuple[int, int] | None = None, *,
-                     opset: int = 17, verify: bool = True, sizes: Sequence[tuple[int, int]] | None = None,
+                     opset: int = 18, verify: bool = True, sizes: Sequence[tuple[int, int]] | None = None,
                      images: Sequence[Tensor] | None = None, score_threshold: float = 0.5,
                      box_tol: float = 0.5, min_mask_iou: float = 0.99) -> dict:
     """Export an instance model to ONNX for one image of any size (see the module docstring) and
