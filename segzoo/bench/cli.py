@@ -13,6 +13,7 @@ from segzoo.errors import SegzooError
 EPILOG = """examples:
   segzoo bench --models all --size 512 --out benchmarks/results/cpu
   segzoo bench --models deeplabv3plus --backbones mobilenet_v2 resnet50 --batch 1 8 --deploy
+  segzoo bench --models fcn8s deeplabv3plus --backbones mobilenet_v2 --batch 1 --deploy --onnxruntime
   segzoo bench --models unet --set base_channels=8 depth=2 --size 64 --repeats 1 --no-peers
   segzoo bench --device cuda --dtype bf16 --deploy --no-train --in-process --out bench_gpu
 """
@@ -40,6 +41,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-train", action="store_true", help="skip the training-step timing")
     p.add_argument("--deploy", action="store_true",
                    help="also time deploy mode (conv+BN fused, channels_last) against eager")
+    p.add_argument("--onnxruntime", action="store_true",
+                   help="also time the model exported to ONNX and run by onnxruntime (CPU, as many "
+                        "threads as torch) against eager, batch 1 (needs segzoo[onnx])")
     p.add_argument("--peers", nargs="+", default=["all"],
                    help="peer pairs to run (substrings of their names, or 'all')")
     p.add_argument("--no-peers", action="store_true", help="skip the torchvision/smp comparisons")
@@ -79,6 +83,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         dtype=args.dtype, warmup=args.warmup, repeats=args.repeats,
         large_batch_repeats=args.large_batch_repeats, train=not args.no_train,
         train_batch=args.train_batch, train_repeats=args.train_repeats, deploy=args.deploy,
+        onnxruntime=args.onnxruntime,
         peers=[] if args.no_peers else args.peers, peer_batch=args.peer_batch, threads=args.threads,
         num_classes=args.num_classes, timeout=args.timeout, matmul_size=args.matmul_size,
         in_process=args.in_process,

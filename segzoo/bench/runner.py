@@ -3,7 +3,8 @@ the results (JSON + Markdown, see :mod:`segzoo.bench.report`).
 
 Per model: parameters and GFLOPs (meta device, FLOPs = 2 x MACs), inference latency at batch 1
 and the larger batches (one fresh process each: its peak RSS is the model's), one training step,
-and with ``deploy`` the deploy mode against eager in one process (interleaved). Per ready peer
+and with ``deploy`` the deploy mode against eager in one process (interleaved), with
+``onnxruntime`` the ONNX export run by onnxruntime against eager likewise. Per ready peer
 pair: ours against the peer (and ours in deploy mode) interleaved in one process, as ratios.
 """
 
@@ -49,6 +50,7 @@ class BenchSettings:
     train_batch: int = 2
     train_repeats: int | None = None         # default: repeats
     deploy: bool = False
+    onnxruntime: bool = False                # time the ONNX export in onnxruntime against eager
     peers: list[str] = field(default_factory=lambda: ["all"])
     peer_batch: int = 1
     threads: int | None = None
@@ -208,6 +210,11 @@ def bench_model(runner: Runner, c: Candidate) -> dict:
         row["train"] = runner.job([c], "train", s.train_batch, size, repeats=s.train_repeats or s.repeats)
     if s.deploy:
         row["deploy"] = runner.job([c, c.with_variant("deploy")], "infer", 1, size)
+    if s.onnxruntime:
+        if is_instance(c):
+            row["onnxruntime"] = {"error": "instance models are not exported to ONNX"}
+        else:
+            row["onnxruntime"] = runner.job([c, c.with_variant("onnxruntime")], "infer", 1, size)
     return row
 
 
