@@ -15,6 +15,9 @@ difference, the smallest mask IoU, the largest keypoint difference
 * ``keypointrcnn_mobilenetv2_coco_mini`` (when the checkpoint exists): a trained Keypoint R-CNN
   (``work_dirs/keypoints/coco_mini_mbv2_overfit/checkpoints/last.pt``) on the coco_mini train
   images with persons (the split it is trained on), every returned detection compared.
+* ``maskrcnn_options_tiny``: every ``maskrcnn`` option (C4, RoIPool, MLP and softmax mask heads,
+  class-agnostic masks, the joint keypoint head) on a tiny random ResNet-18 model, generated images
+  at 97x131, 121x77 and 33x200 (``options/maskrcnn_options_tiny.json``).
 
 Results: ``benchmarks/results/export/detection/<case>.json`` (per image rows, versions, machine) and
 ``benchmarks/results/export/detection/README.md`` (table). The per-image seconds in the JSON are
@@ -111,6 +114,64 @@ def case_setup(case: str, count: int):
         "with persons of the split it trains on; every returned detection (score >= 0.05) compared")
 
 
+#: maskrcnn options checked on a tiny random ResNet-18 model (``options`` case)
+OPTIONS = {"fpn": {}, "c4": {"variant": "c4", "anchor_sizes": [8, 16, 32], "rpn_post_nms_top_n_test": 16},
+           "roipool": {"roi_op": "pool"}, "mlp-mask": {"mask_head": "mlp"}, "softmax-mask": {"mask_loss": "softmax"},
+           "class-agnostic-mask": {"class_agnostic_mask": True},
+           "mask+keypoint": {"keypoint_head": True, "num_keypoints": 5}}
+TINY = {"min_size": 64, "max_size": 96, "fpn_channels": 32, "box_head_dim": 64, "mask_head_dim": 32,
+        "anchor_sizes": [8, 16, 32, 64, 128], "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
+        "box_detections_per_img": 20, "box_score_thresh": 0.3}
+
+
+def check_options(out: Path) -> dict:
+    """Every maskrcnn option exported from a tiny random model (classifier scaled so scores spread
+    over 0..1) and verified on generated images at 97x131, 121x77 and 33x200 (detections >= 0.5)."""
+    import segzoo
+    from segzoo.export.detection import export_detection
+
+    record = {"case": "maskrcnn_options_tiny", "note": "random ResNet-18 Mask R-CNN, min_size 64, per option",
+              "torch": torch.__version__, "machine": machine(), "options": {}}
+    t0 = time.perf_counter()
+    for name, kw in OPTIONS.items():
+        torch.manual_seed(0)
+        model = segzoo.build_model("maskrcnn", num_classes=4, backbone="resnet18", **{**TINY, **kw}).eval()
+        with torch.no_grad():
+            model.roi_heads.box_predictor.cls_score.weight.mul_(20)
+        t = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                r = export_detection(model, Path(tmp) / "m.onnx", (64, 80), sizes=[(97, 131), (121, 77), (33, 200)])
+            record["options"][name] = {"kwargs": kw, "status": "ok", "outputs": list(r["outputs"]), "rows": r["rows"]}
+        except Exception as exc:
+            record["options"][name] = {"kwargs": kw, "status": "failed", "error": f"{type(exc).__name__}: {exc}"[:2000]}
+        record["options"][name]["seconds"] = round(time.perf_counter() - t, 1)
+        print(f"  {name:<22} {record['options'][name]['status']}", flush=True)
+    record["status"] = "ok" if all(o["status"] == "ok" for o in record["options"].values()) else "failed"
+    record["seconds"] = round(time.perf_counter() - t0, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "options" / "maskrcnn_options_tiny.json").parent.mkdir(exist_ok=True)
+    (out / "options" / "maskrcnn_options_tiny.json").write_text(json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def options_table(folder: Path = RESULTS) -> str:
+    path = folder / "options" / "maskrcnn_options_tiny.json"
+    if not path.is_file():
+        return ""
+    lines = ["| maskrcnn option | status | detections >= 0.5 at 97x131 / 121x77 / 33x200 | max box diff px | "
+             "min mask IoU | max keypoint diff px |", "|---|---|---|---|---|---|"]
+    for name, o in json.loads(path.read_text())["options"].items():
+        rows = o.get("rows", [])
+        if not rows:
+            lines.append(f"| {name} | {o['status']} | {o.get('error', '')[:150]} | | | |")
+            continue
+        lines.append(f"| {name} | {o['status']} | {' / '.join(str(x['detections']) for x in rows)} | "
+                     f"{max(x['box_diff'] for x in rows):.1e} | {min(x['mask_iou_decided'] for x in rows):.4f} | "
+                     + (f"{max(x['keypoint_diff'] for x in rows):.1e} |" if "keypoints" in o["outputs"] else "- |"))
+    return "\n".join(lines)
+
+
 def check(case: str, count: int, out: Path) -> dict:
     import onnx
     import onnxruntime
@@ -172,7 +233,8 @@ def table(folder: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
-CASES = ["maskrcnn_mobilenetv2_coco128", "maskrcnn_mobilenetv2_coco128_empty", "keypointrcnn_mobilenetv2_coco_mini"]
+CASES = ["maskrcnn_mobilenetv2_coco128", "maskrcnn_mobilenetv2_coco128_empty", "keypointrcnn_mobilenetv2_coco_mini",
+         "maskrcnn_options_tiny"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.table:
         for case in args.cases:
-            r = check(case, args.images, args.out)
+            r = check_options(args.out) if case == "maskrcnn_options_tiny" else check(case, args.images, args.out)
             print(f"{case:<38} {r['status']:<7} {r['seconds']:>7.1f}s {r.get('error', '')[:300]}", flush=True)
-    text = table(args.out)
+    text = table(args.out) + "\n\n" + options_table(args.out)
     if not args.table:
         (args.out / "README.md").write_text(
             "# ONNX export of the instance models on real images\n\n"
