@@ -158,6 +158,16 @@ def check_run(name: str, args) -> dict:
     return rec
 
 
+def cpu_flags() -> str:
+    """Which of the int8 / bf16 instruction sets the CPU reports (``/proc/cpuinfo`` flags)."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return "unknown"
+    return ", ".join(f"{f} {'yes' if f in flags else 'no'}"
+                     for f in ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "amx_bf16"))
+
+
 def pct(v) -> str:
     return "-" if v is None else f"{100 * v:.1f}"
 
@@ -175,17 +185,19 @@ def table(records: list[dict]) -> str:
              f"rounds (medians; ratio: median of per-round ratios to fp32 eager). Calibration: "
              f"{records[0]['calib']} train images through the val pipeline. mIoU: the protocol's evaluation "
              f"(val resized to 180x240, scored at 360x480), 101 images.\n",
-             f"Command: `{records[0]['command']}`\n",
+             f"CPU features: {cpu_flags()}.\n",
+             "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in records})) + "\n",
              "| run | mIoU fp32 | mIoU int8 | drop (points) | " + " | ".join(f"{r} ms (x)" for r in ROWS)
-             + " | int8 file MiB (fp32 weights MiB) |",
-             "|---|---|---|---|" + "---|" * len(ROWS) + "---|"]
+             + " | int8 file MiB (fp32 weights MiB) | load avg (start / end) |",
+             "|---|---|---|---|" + "---|" * len(ROWS) + "---|---|"]
     for r in records:
         cells = [f"{1e3 * r['latency'][k]['seconds']['median']:.0f} ({r['latency'][k]['ratio_to_fp32_eager']['median']:.2f})"
                  for k in ROWS]
         kept = "all convs int8" if not r.get("keep_float") else "classifiers float32"
         lines.append(f"| {Path(r['run']).parent.name} ({kept}) | {pct(r['fp32']['mIoU'])} | {pct(r['int8']['mIoU'])} | "
                      f"{r['miou_drop_points']:.2f} | " + " | ".join(cells)
-                     + f" | {r['int8_file_mb']:.1f} ({r['fp32_params_mb']:.1f}) |")
+                     + f" | {r['int8_file_mb']:.1f} ({r['fp32_params_mb']:.1f}) | "
+                     f"{r['load_average_start'][0]} / {r['load_average_end'][0]} |")
     lines.append("")
     for r in records:
         if "profile" in r:

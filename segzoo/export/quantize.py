@@ -15,6 +15,9 @@ since they left ``torch.ao``; needs the ``quantize`` extra: ``pip install 'segzo
    would, only slower);
 5. the converted graph is exported again and saved with ``torch.export.save`` (``.pt2``).
 
+Modules named in ``keep_float`` stay float32; ``segzoo quantize`` keeps the class-score convs
+(:func:`classifier_convs`) there by default.
+
 Running it fast is ``torch.compile`` with inductor's ``freezing``: inductor pattern-matches the
 dequantize -> conv -> quantize chains into oneDNN int8 convolutions (VNNI) on prepacked weights
 (:class:`Int8Model`, ``compile=True``). Uncompiled, the same program runs the reference float
