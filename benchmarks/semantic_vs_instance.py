@@ -14,7 +14,7 @@ common schedule of :func:`segzoo.bench.runs.common_schedule`; finished runs are 
 ``--latency-size`` (batch 1, CPU, a fresh worker process, median of ``--latency-repeats``).
 
 Instance metrics. Both rows of every model come from the cross-task scoring of
-``segzoo compare`` (:func:`segzoo.inference.compare.evaluate_run` on the run folder): a semantic
+``segzoo compare`` (:func:`segzoo.evaluation.compare.evaluate_run` on the run folder): a semantic
 model's mask AP is the COCO AP of the connected components of its argmax map (score = mean class
 probability, :func:`segzoo.metrics.cross_task.semantic_to_instances`); an instance model (Mask
 R-CNN) gets its mIoU from its masks pasted by descending score
@@ -73,9 +73,9 @@ def config_for(model: str) -> str | None:
 
 def cross_task_scores(work_dir: str) -> dict:
     """Both rows of a trained run folder: ``{"task", "mIoU", "pixel_acc", "mask_AP", "mask_AP50",
-    "mask_AP75", "bbox_AP", ...}`` from :func:`segzoo.inference.compare.evaluate_run` (scalars
+    "mask_AP75", "bbox_AP", ...}`` from :func:`segzoo.evaluation.compare.evaluate_run` (scalars
     only; NaN, COCO's "no such objects", becomes None)."""
-    from segzoo.inference.compare import evaluate_run
+    from segzoo.evaluation.compare import evaluate_run
 
     metrics = evaluate_run(work_dir)
     out = {}

@@ -78,32 +78,15 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from segzoo.engine import builder
-    from segzoo.engine.compat import check_num_classes
-    from segzoo.engine.evaluator import format_metrics
     from segzoo.engine.logger import write_json
-    from segzoo.inference import load_trained_model
-    from segzoo.inference.evaluate import evaluate
+    from segzoo.evaluation import evaluate_checkpoint, format_metrics
 
     cfg = _load(args)
-    if cfg.data.val is None:
-        raise SegzooError("the config has no data.val split to evaluate on")
-    if args.cross_task or cfg.eval.cross_task:
-        from segzoo.inference.compare import enable_instances
-
-        enable_instances(cfg)  # the val dataset returns instance targets if it can
-    device = builder.resolve_device(cfg.train.device)
-    model, meta = load_trained_model(cfg, args.checkpoint, device)
-    dataset = builder.dataset_from_split(cfg, cfg.data.val)
-    check_num_classes(meta, dataset.num_classes, args.checkpoint, "the config's val dataset")
-    loader = builder.loader_from_split(cfg, cfg.data.val, dataset, train=False)
     ckpt = Path(args.checkpoint)
     out = Path(args.out) if args.out else (
         ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent) / f"eval_{ckpt.stem}.json"
     results = out.with_name(out.stem + "_coco_results.json")
-    metrics = evaluate(model, loader, num_classes=meta["num_classes"], ignore_index=cfg.data.ignore_index,
-                       class_names=dataset.class_names, eval_cfg=cfg.eval,
-                       cross_task=True if args.cross_task else None, device=device, results_path=results)
+    metrics = evaluate_checkpoint(cfg, ckpt, cross_task=True if args.cross_task else None, results_path=results)
     print(format_metrics(metrics))
     write_json(out, {**metrics, "checkpoint": str(ckpt), "config": str(args.config)})
     print(f"metrics written to {out}" + (f"; COCO results to {results}" if "mask_AP" in metrics else ""))
@@ -111,9 +94,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from segzoo.engine import builder
-    from segzoo.inference import load_trained_model, predict_images
-    from segzoo.inference.predict import PredictionError, find_images
+    from segzoo import builders
+    from segzoo.checkpoint import load_trained_model
+    from segzoo.errors import PredictionError
+    from segzoo.inference.predict import find_images, predict_images
 
     cfg = _load(args)
     if args.backend == "onnxruntime":
@@ -126,7 +110,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         if not args.checkpoint:
             raise SegzooError("--checkpoint is required (or --backend onnxruntime --model model.onnx)")
-        device = builder.resolve_device(cfg.train.device)
+        device = builders.resolve_device(cfg.train.device)
         model, meta = load_trained_model(cfg, args.checkpoint, device)
     try:
         records = predict_images(model, cfg, find_images(args.input), args.output,
@@ -154,8 +138,8 @@ def _export_size(cfg) -> tuple[int, int] | None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from segzoo.checkpoint import load_trained_model
     from segzoo.export import export_onnx
-    from segzoo.inference import load_trained_model
 
     cfg = _load(args)
     size = tuple(args.size) if args.size else _export_size(cfg)
@@ -183,7 +167,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from segzoo.engine.logger import write_json
-    from segzoo.inference.compare import evaluate_run, format_table
+    from segzoo.evaluation.compare import evaluate_run
+    from segzoo.evaluation.tables import format_table
 
     rows = [evaluate_run(run, checkpoint=args.checkpoint, overrides=args.set or [], device=args.device,
                          progress=True) for run in args.runs]
@@ -199,8 +184,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_data_check(args: argparse.Namespace) -> int:
+    from segzoo import builders
     from segzoo.data.check import check_dataset
-    from segzoo.engine import builder
     from segzoo.engine.logger import write_json
 
     cfg = _load(args)
@@ -210,7 +195,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
         split = getattr(cfg.data, name, None)
         if split is None:
             raise SegzooError(f"the config has no data.{name} split")
-        report = check_dataset(lambda split=split: builder.dataset_from_split(cfg, split), name,
+        report = check_dataset(lambda split=split: builders.dataset_from_split(cfg, split), name,
                                max_images=args.max_images, progress=True)
         print(report.format())
         reports.append(report)
@@ -296,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, help="scan only the first N samples of each split")
     p.add_argument("--out", help="also write the report as JSON")
     p.set_defaults(func=cmd_data_check)
-    # --- bench (issue 7): the subcommand lives in segzoo/bench/cli.py
+    # --- bench: the subcommand lives in segzoo/bench/cli.py
     from segzoo.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)

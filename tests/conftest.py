@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segzoo.data.paths import data_root
+from segzoo.paths import data_root
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -60,7 +60,7 @@ def tiny_config(tmp_path: Path) -> Path:
 def tiny_checkpoint(tmp_path: Path) -> Path:
     """An untrained checkpoint of the tiny config's model (fcn8s, vgg16_bn, fc 16 wide, 1x1
     kernel, 4 classes) at ``tmp_path/run/checkpoints/last.pt``; no training needed."""
-    from segzoo.engine import save_checkpoint
+    from segzoo.checkpoint import save_checkpoint
     from segzoo.models import fcn8s
 
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 import segzoo
-from segzoo.engine import distributed
+from segzoo import distributed
 
 
 def main(out_path: str) -> None:

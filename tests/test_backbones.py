@@ -6,8 +6,7 @@ import torch
 import torchvision
 
 import segzoo
-from segzoo.errors import RegistryError
-from segzoo.models.weights import WeightsError
+from segzoo.errors import RegistryError, WeightsError
 from segzoo.registry import BACKBONES
 
 

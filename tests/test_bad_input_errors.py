@@ -10,11 +10,12 @@ import torch
 from PIL import Image
 from tiny_model import write_tiny_config
 
+from segzoo.checkpoint import load_checkpoint, save_checkpoint
 from segzoo.cli import main
 from segzoo.config import load_config
-from segzoo.engine import Trainer, load_checkpoint, save_checkpoint
+from segzoo.engine import Trainer
 from segzoo.errors import CheckpointError, ConfigError, NonFiniteError
-from segzoo.inference.evaluate import Scorer
+from segzoo.evaluation.evaluator import Scorer
 from segzoo.metrics import ConfusionMatrix
 
 

@@ -23,7 +23,7 @@ from segzoo.bench.timing import (
 )
 from segzoo.cli import main
 from segzoo.errors import SegzooError
-from segzoo.models.deploy import main_output
+from segzoo.export.deploy import main_output
 
 TINY_UNET = {"base_channels": 4, "depth": 2, "norm": "bn"}
 

@@ -103,9 +103,9 @@ def test_semantic_vs_instance_table_plot_and_cross_task_rows(tmp_path, monkeypat
         assert "plot not written" in doc
 
     # cached: nothing is trained or scored again
-    fake = types.ModuleType("segzoo.inference.compare")
+    fake = types.ModuleType("segzoo.evaluation.compare")
     fake.evaluate_run = NoTraining
-    monkeypatch.setitem(sys.modules, "segzoo.inference.compare", fake)
+    monkeypatch.setitem(sys.modules, "segzoo.evaluation.compare", fake)
     monkeypatch.setattr(segzoo.engine, "Trainer", NoTraining)
     assert svi.main(args) == 0
     assert (tmp_path / "benchmarks.md").read_text().count("<!-- semantic-vs-instance:start -->") == 1

@@ -5,10 +5,10 @@ import json
 import torch
 from conftest import CONFIGS, StubInstanceModel
 
+from segzoo.checkpoint import save_checkpoint
 from segzoo.cli import main
 from segzoo.config import load_config, save_config
-from segzoo.engine import save_checkpoint
-from segzoo.inference.compare import format_table
+from segzoo.evaluation.tables import format_table
 from segzoo.models import fcn8s
 
 

@@ -202,7 +202,7 @@ def test_config_checks_nested_parts_and_keeps_the_old_aux_head_key():
 
 
 def test_checkpoint_recorded_with_the_old_aux_head_key_fits_the_new_spelling(tmp_path):
-    from segzoo.engine.compat import check_model_fits
+    from segzoo.checkpoint.compat import check_model_fits
     from segzoo.errors import CheckpointError
 
     cfg = load_config(CONFIGS / "pspnet" / "pspnet_resnet18_shapes-64x64.yaml")

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 import segzoo
 from segzoo.bench.timing import instance_targets
-from segzoo.engine import load_checkpoint, save_checkpoint
+from segzoo.checkpoint import load_checkpoint, save_checkpoint
 from segzoo.engine.accel import Precision
 from segzoo.engine.reproducibility import Determinism, seed_everything
 from segzoo.registry import MODELS as MODEL_REGISTRY
@@ -170,14 +170,6 @@ def test_train_step_every_model(name, mode, request):
         assert (out_cl - out).abs().max() <= 1e-3 * out.abs().max() + 1e-5
 
 
-@pytest.fixture
-def no_tf32():
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
-
-
 # fp32, TF32 off: |GPU - CPU| <= RTOL * max|CPU output| + ATOL (random-init deep networks in eval
 # mode have outputs of 1e2..1e4, and cuDNN and oneDNN sum in different orders)
 RTOL, ATOL = 1e-4, 1e-5
@@ -251,7 +243,7 @@ def test_deterministic_mode_deeplabv3plus_bit_identical():
 def no_tf32():
     """float32 comparisons in float32: TF32 (torch's default for CUDA convolutions) rounds to
     ~1e-3 relative, which BatchNorm on a 2-image batch amplifies in the gradients."""
-    from segzoo.models.deploy import full_float32
+    from segzoo.export.deploy import full_float32
 
     with full_float32():
         yield

@@ -85,7 +85,7 @@ def test_maskrcnn_fp16_on_gpu_then_resumed_on_cpu(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert "mask_AP" in metrics and "bbox_AP" in metrics
 
-    from segzoo.engine import load_checkpoint
+    from segzoo.checkpoint import load_checkpoint
 
     gpu_state = load_checkpoint(run / "checkpoints/last.pt")
     assert gpu_state["iteration"] == 4

@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segzoo.data import CamVid, FolderDataset, build_dataset
+from segzoo.data import CamVidDataset, FolderDataset, build_dataset
 from segzoo.errors import DataError
 
 
@@ -28,7 +28,7 @@ def make_camvid(root: Path, n: int = 3, size=(36, 48)) -> Path:
 
 def test_camvid_reader_maps_void_to_ignore(tmp_path):
     root = make_camvid(tmp_path / "camvid")
-    ds = CamVid(root=str(root), split="train")
+    ds = CamVidDataset(root=str(root), split="train")
     assert len(ds) == 3 and ds.num_classes == 11
     s = ds[0]
     raw = torch.from_numpy(np.array(Image.open(root / "trainannot" / "train_000.png"))).long()
@@ -36,19 +36,19 @@ def test_camvid_reader_maps_void_to_ignore(tmp_path):
     assert torch.equal(mask == 255, raw == 11)
     assert torch.equal(mask[raw != 11], raw[raw != 11])
     assert s["image"].shape == (3, 36, 48)
-    assert len(CamVid(root=str(root), split="val", max_images=2)) == 2
+    assert len(CamVidDataset(root=str(root), split="val", max_images=2)) == 2
 
 
 def test_segnet_style_absolute_list_paths(tmp_path):
     root = make_camvid(tmp_path / "camvid")
     (root / "train.txt").write_text("/SegNet/CamVid/train/train_000.png /SegNet/CamVid/trainannot/train_000.png\n")
-    assert CamVid(root=str(root))[0]["mask"].shape == (36, 48)
+    assert CamVidDataset(root=str(root))[0]["mask"].shape == (36, 48)
 
 
 def test_corrupt_image_names_the_file(tmp_path):
     root = make_camvid(tmp_path / "camvid")
     (root / "train" / "train_001.png").write_bytes(b"not a png at all")
-    ds = CamVid(root=str(root))
+    ds = CamVidDataset(root=str(root))
     with pytest.raises(DataError, match=r"train_001\.png.*corrupt"):
         ds[1]
 
@@ -59,23 +59,23 @@ def test_label_out_of_range_names_file_and_values(tmp_path):
     label[0, :3] = [12, 40, 40]
     Image.fromarray(label).save(root / "trainannot" / "train_002.png")
     with pytest.raises(DataError, match=r"train_002\.png has values \[12, 40\] outside \[0, 11\)"):
-        CamVid(root=str(root))[2]
+        CamVidDataset(root=str(root))[2]
 
 
 def test_wrong_sized_label_names_both_files(tmp_path):
     root = make_camvid(tmp_path / "camvid")
     Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(root / "trainannot" / "train_000.png")
     with pytest.raises(DataError, match=r"train_000\.png is \(10, 10\).*\(36, 48\)"):
-        CamVid(root=str(root))[0]
+        CamVidDataset(root=str(root))[0]
 
 
 def test_missing_root_and_rgb_label(tmp_path):
     with pytest.raises(DataError, match="SEGZOO_DATA"):
-        CamVid(root=str(tmp_path / "nowhere"))
+        CamVidDataset(root=str(tmp_path / "nowhere"))
     root = make_camvid(tmp_path / "camvid")
     Image.fromarray(np.zeros((36, 48, 3), dtype=np.uint8)).save(root / "trainannot" / "train_000.png")
     with pytest.raises(DataError, match="colour"):
-        CamVid(root=str(root))[0]
+        CamVidDataset(root=str(root))[0]
 
 
 def test_folder_dataset_pairs_by_name_and_reports_missing_labels(tmp_path):
@@ -94,8 +94,8 @@ def test_folder_dataset_pairs_by_name_and_reports_missing_labels(tmp_path):
 
 @pytest.mark.shared_data
 def test_real_camvid_from_shared_data(shared_data):
-    train = CamVid(root=str(shared_data / "camvid"), split="train")
-    val = CamVid(root=str(shared_data / "camvid"), split="val")
+    train = CamVidDataset(root=str(shared_data / "camvid"), split="train")
+    val = CamVidDataset(root=str(shared_data / "camvid"), split="val")
     assert (len(train), len(val)) == (367, 101)
     s = val[0]
     assert s["image"].shape == (3, 360, 480) and s["mask"].shape == (360, 480)

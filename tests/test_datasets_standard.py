@@ -10,10 +10,10 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from segzoo.data import (
-    ADE20K,
-    Cityscapes,
+    ADE20KDataset,
+    CityscapesDataset,
     COCODataset,
-    VOCSegmentation,
+    VOCDataset,
     build_dataloader,
     build_pipeline,
 )
@@ -54,7 +54,7 @@ def make_voc(root):
 
 def test_voc_semantic_instances_and_sbd_aug(tmp_path):
     voc = make_voc(tmp_path)
-    ds = VOCSegmentation(root=str(tmp_path / "VOCdevkit"), split="train", instances=True)
+    ds = VOCDataset(root=str(tmp_path / "VOCdevkit"), split="train", instances=True)
     assert len(ds) == 1 and ds.num_classes == 21 and ds.class_names[15] == "person"
     s = ds[0]
     mask = s["mask"].as_subclass(torch.Tensor)
@@ -64,12 +64,12 @@ def test_voc_semantic_instances_and_sbd_aug(tmp_path):
     assert inst["boxes"].tolist()[1] == [12.0, 10.0, 22.0, 18.0] and inst["masks"].shape == (3, 20, 24)
     assert inst["masks"].dtype == torch.uint8 and int(inst["masks"][0].sum()) == 6 * 8
     with pytest.raises(DataError, match="SegmentationClassAug.*aug: false"):
-        VOCSegmentation(root=str(voc), split="train", aug=True)
+        VOCDataset(root=str(voc), split="train", aug=True)
     # SBD in mmseg's layout: aug.txt names + SegmentationClassAug labels
     save_rgb(voc / "JPEGImages" / "2008_000123.jpg", 20, 24, 3)
     save_palette_png(voc / "SegmentationClassAug" / "2008_000123.png", np.full((20, 24), 7))
     (voc / "ImageSets" / "Segmentation" / "aug.txt").write_text("2007_000032\n2008_000123\n")
-    aug = VOCSegmentation(root=str(voc), split="train", aug=True, ignore_index=254)
+    aug = VOCDataset(root=str(voc), split="train", aug=True, ignore_index=254)
     assert len(aug) == 2 and (aug[1]["mask"] == 7).all()
     assert (aug[0]["mask"].as_subclass(torch.Tensor)[1] == 254).all()  # void follows ignore_index
 
@@ -99,7 +99,7 @@ def make_cityscapes(root):
 
 def test_cityscapes_train_ids_and_instances(tmp_path):
     root = make_cityscapes(tmp_path / "cityscapes")
-    ds = Cityscapes(root=str(root), split="val", instances=True)
+    ds = CityscapesDataset(root=str(root), split="val", instances=True)
     assert len(ds) == 1 and ds.num_classes == 19
     mask = ds[0]["mask"].as_subclass(torch.Tensor)
     assert mask[0, 0] == 10 and mask[7, 10] == 0 and mask[10, 3] == 13 and mask[10, 21] == 11
@@ -113,7 +113,7 @@ def test_cityscapes_train_ids_and_instances(tmp_path):
     assert [ds.class_names[c] for c in ds.things()][:3] == ["person", "rider", "car"]
     (root / "gtFine" / "train" / "aachen" / "aachen_000000_000019_gtFine_labelIds.png").unlink()
     with pytest.raises(DataError, match=r"1 image\(s\).*aachen_000000_000019_gtFine_labelIds\.png"):
-        Cityscapes(root=str(root), split="train")
+        CityscapesDataset(root=str(root), split="train")
 
 
 # ----------------------------------------------------------------------------- ADE20K
@@ -124,11 +124,11 @@ def test_ade20k_reduce_zero_label(tmp_path):
         save_rgb(root / "images" / folder / f"{prefix}_00000001.jpg", 8, 12)
         (root / "annotations" / folder).mkdir(parents=True)
         Image.fromarray(ann).save(root / "annotations" / folder / f"{prefix}_00000001.png")
-    ds = ADE20K(root=str(root), split="val")
+    ds = ADE20KDataset(root=str(root), split="val")
     assert ds.num_classes == 150 and ds.class_names[0] == "wall" and ds.class_names[149] == "flag"
     m = ds[0]["mask"].as_subclass(torch.Tensor)
     assert m[0, 0] == 255 and m[0, 4] == 0 and m[0, 8] == 149 and m[4, 8] == 74
-    raw = ADE20K(root=str(root), split="train", reduce_zero_label=False)
+    raw = ADE20KDataset(root=str(root), split="train", reduce_zero_label=False)
     assert raw.num_classes == 151 and raw[0]["mask"][0, 8] == 150
 
 
@@ -291,8 +291,8 @@ CONFIG_FIXTURES = {
 def test_dataset_configs_validate_and_load_their_val_split(name, tmp_path):
     from conftest import CONFIGS
 
+    from segzoo import builders
     from segzoo.config import load_config
-    from segzoo.engine import builder
 
     cfg_file = tmp_path / "model.yaml"
     cfg_file.write_text(f"_base_: {CONFIGS / '_base_' / 'datasets' / name}\nmodel: {{name: fcn8s}}\n")
@@ -303,6 +303,6 @@ def test_dataset_configs_validate_and_load_their_val_split(name, tmp_path):
         return
     key, root = make(tmp_path)
     cfg = load_config(cfg_file, [f"{key}={root}"])
-    ds = builder.dataset_from_split(cfg, cfg.data.val)
+    ds = builders.dataset_from_split(cfg, cfg.data.val)
     sample = ds[0]
     assert sample["image"].dtype == torch.float32 and sample["mask"].shape == sample["image"].shape[-2:]

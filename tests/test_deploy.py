@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import segzoo
-from segzoo.models.deploy import find_conv_bn_pairs, fuse_conv_bn, optimize_for_inference
+from segzoo.export.deploy import find_conv_bn_pairs, fuse_conv_bn, optimize_for_inference
 from segzoo.registry import MODELS
 
 # every registered model, small: (name, builder kwargs). Each model's default backbone family is

@@ -8,10 +8,10 @@ import torch
 from test_resume import CHILD, child_env, finish, tensors
 from tiny_model import write_tiny_config
 
+from segzoo import builders
+from segzoo.checkpoint import load_checkpoint, load_trained_model
 from segzoo.config import load_config
-from segzoo.engine import builder, load_checkpoint
-from segzoo.engine.evaluator import evaluate_semantic
-from segzoo.inference import load_trained_model
+from segzoo.evaluation import evaluate
 
 # no BatchNorm (per-process batch statistics differ from one process's by design) and no dropout
 # (each rank has its own dropout stream), so one process and two are the same computation;
@@ -87,8 +87,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
     try:
         cfg = load_config(config)
         model, _ = load_trained_model(cfg, ddp_dir / "checkpoints/last.pt")
-        val = builder.dataset_from_split(cfg, cfg.data.val)
-        single = evaluate_semantic(model, builder.build_dataloader(val, batch_size=2, shuffle=False),
+        val = builders.dataset_from_split(cfg, cfg.data.val)
+        single = evaluate(model, builders.build_dataloader(val, batch_size=2, shuffle=False),
                                    num_classes=4, ignore_index=255, class_names=val.class_names, progress=False)
     finally:
         torch.set_num_threads(threads)

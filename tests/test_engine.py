@@ -3,9 +3,10 @@ import json
 import pytest
 import torch
 
+from segzoo.checkpoint import load_checkpoint, save_checkpoint
 from segzoo.config import load_config
-from segzoo.engine import RunExistsError, Trainer, load_checkpoint, save_checkpoint
-from segzoo.errors import SegzooError
+from segzoo.engine import Trainer
+from segzoo.errors import RunExistsError, SegzooError
 
 
 def test_tiny_run_leaves_a_complete_run_folder(tiny_config, tmp_path):
@@ -22,9 +23,13 @@ def test_tiny_run_leaves_a_complete_run_folder(tiny_config, tmp_path):
     assert set(metrics["IoU"]) == {"background", "circle", "square", "triangle"}
     lines = [json.loads(x) for x in (wd / "metrics.jsonl").read_text().splitlines()]
     assert [x["iter"] for x in lines if x["mode"] == "train"] == [2, 4]
-    assert load_config(wd / "config.yaml").model.kwargs["num_classes"] == 4
+    # the config is saved as validated (num_classes comes from the dataset, not written back);
+    # the checkpoint records the number of classes the model was built with
+    assert "num_classes" not in load_config(wd / "config.yaml").model.kwargs
+    assert "num_classes" not in cfg.model.kwargs
     state = load_checkpoint(wd / "checkpoints" / "last.pt")
     assert state["iteration"] == 4 and state["meta"]["class_names"][1] == "circle"
+    assert state["meta"]["num_classes"] == 4
 
 
 def test_loss_falls_on_a_tiny_overfit_problem(tiny_config, tmp_path):

@@ -10,7 +10,7 @@ from torch import nn
 from segzoo.config.schema import EvalConfig
 from segzoo.data import ShapesDataset, build_dataloader, build_pipeline
 from segzoo.errors import ConfigError, DataError
-from segzoo.inference.evaluate import Scorer, evaluate, rescale_instances
+from segzoo.evaluation.evaluator import Scorer, evaluate, rescale_instances
 from segzoo.metrics.cross_task import instances_to_semantic
 
 

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
+from segzoo.checkpoint import load_trained_model
 from segzoo.cli import main
 from segzoo.config import load_config
-from segzoo.export.onnx import ExportError, export_onnx
-from segzoo.inference import load_trained_model
+from segzoo.errors import ExportError
+from segzoo.export.onnx import export_onnx
 
 
 def test_export_cli_output_matches_pytorch_in_onnxruntime(tiny_config, tiny_checkpoint, tmp_path, capsys):

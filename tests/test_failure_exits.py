@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from tiny_model import write_tiny_config
 
-from segzoo.engine import load_checkpoint
+from segzoo.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 CHILD = HERE / "train_child.py"

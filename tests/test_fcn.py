@@ -4,9 +4,9 @@ import torch.nn.functional as F
 import torchvision
 
 import segzoo
+from segzoo.errors import WeightsError
 from segzoo.models import fcn8s, fcn16s, fcn32s
 from segzoo.models.layers import BilinearConvTranspose2d
-from segzoo.models.weights import WeightsError
 
 
 def slim(builder, **kw):

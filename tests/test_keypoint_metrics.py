@@ -10,8 +10,9 @@ import pytest
 import torch
 from pycocotools.cocoeval import COCOeval
 
-from segzoo.data.keypoints import COCO_PERSON_SIGMAS
-from segzoo.metrics.instance import InstanceEvaluator, format_instance_metrics
+from segzoo.constants import COCO_PERSON_SIGMAS
+from segzoo.evaluation.tables import format_instance_metrics
+from segzoo.metrics.instance import InstanceEvaluator
 
 THRESHOLDS = np.linspace(0.5, 0.95, 10)
 

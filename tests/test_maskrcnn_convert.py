@@ -5,8 +5,8 @@ import pytest
 import torch
 import torchvision
 
+from segzoo.errors import WeightsError
 from segzoo.models import from_torchvision, maskrcnn
-from segzoo.models.weights import WeightsError
 
 SMALL = {"min_size": 96, "max_size": 128, "box_score_thresh": 0.0, "rpn_pre_nms_top_n_test": 200,
          "rpn_post_nms_top_n_test": 100}

@@ -13,9 +13,10 @@ from PIL import Image
 from pycocotools.coco import COCO
 
 import segzoo
+from segzoo.checkpoint import load_checkpoint
 from segzoo.cli import main
 from segzoo.config import load_config
-from segzoo.engine import Trainer, load_checkpoint
+from segzoo.engine import Trainer
 from segzoo.engine.instance_task import InstanceTask, training_targets
 from segzoo.errors import ConfigError
 

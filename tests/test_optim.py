@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from segzoo.config import load_config
-from segzoo.engine.optim import adamw, param_groups, sgd
-from segzoo.engine.schedulers import constant, cosine, multistep, poly
 from segzoo.errors import ConfigError
+from segzoo.optim.optimizers import adamw, param_groups, sgd
+from segzoo.optim.schedulers import constant, cosine, multistep, poly
 
 # the schedule tests step schedulers without optimizer steps
 pytestmark = pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)`")

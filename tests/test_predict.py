@@ -7,8 +7,8 @@ from conftest import CONFIGS, StubInstanceModel
 from PIL import Image
 from pycocotools.coco import COCO
 
+from segzoo.checkpoint import save_checkpoint
 from segzoo.cli import main
-from segzoo.engine import save_checkpoint
 
 
 def write_images(folder, sizes):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from tiny_model import write_tiny_config
 
-from segzoo.engine import load_checkpoint
+from segzoo.checkpoint import load_checkpoint
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent

@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torchvision.models import segmentation as tvseg
 
+from segzoo.errors import WeightsError
 from segzoo.models import deeplabv3_resnet50, fcn_resnet50, from_torchvision
-from segzoo.models.weights import WeightsError, load_state_dict
+from segzoo.models.weights import load_state_dict
 
 PAIRS = [(fcn_resnet50, tvseg.fcn_resnet50, "fcn"), (deeplabv3_resnet50, tvseg.deeplabv3_resnet50, "deeplabv3")]
 

@@ -8,9 +8,10 @@ import pytest
 import torch
 from tiny_model import write_tiny_config
 
+from segzoo.checkpoint import load_checkpoint
 from segzoo.config import load_config
-from segzoo.engine import Trainer, load_checkpoint
-from segzoo.engine.distributed import DistInfo, convert_sync_bn
+from segzoo.distributed import DistInfo, convert_sync_bn
+from segzoo.engine import Trainer
 from segzoo.errors import ConfigError
 
 
@@ -90,8 +91,8 @@ def test_gradient_clipping_bounds_the_update(cfg_path, tmp_path):
 
 
 def test_ema_weights_are_evaluated_saved_and_loaded_for_inference(cfg_path, tmp_path):
-    from segzoo.engine.evaluator import evaluate_semantic
-    from segzoo.inference import load_trained_model
+    from segzoo.checkpoint import load_trained_model
+    from segzoo.evaluation import evaluate
 
     cfg = load_config(cfg_path, ["train.ema={decay: 0.5, warmup: false}"])
     result = Trainer(cfg, tmp_path / "run", progress=False).train()
@@ -100,10 +101,10 @@ def test_ema_weights_are_evaluated_saved_and_loaded_for_inference(cfg_path, tmp_
     assert any(not torch.equal(state["ema"]["module"][k], v) for k, v in state["model"].items())
     model, meta = load_trained_model(load_config(cfg_path), result.checkpoint)
     assert meta["weights"] == "ema"
-    from segzoo.engine import builder
-    val = builder.dataset_from_split(cfg, cfg.data.val)
-    loader = builder.build_dataloader(val, batch_size=2, shuffle=False)
-    metrics = evaluate_semantic(model, loader, num_classes=4, ignore_index=255)
+    from segzoo import builders
+    val = builders.dataset_from_split(cfg, cfg.data.val)
+    loader = builders.build_dataloader(val, batch_size=2, shuffle=False)
+    metrics = evaluate(model, loader, num_classes=4, ignore_index=255)
     assert metrics["mIoU"] == result.metrics["mIoU"] and metrics["pixel_acc"] == result.metrics["pixel_acc"]
 
 
@@ -239,7 +240,7 @@ def test_non_finite_weights_are_never_saved(cfg_path, tmp_path):
 
 
 def test_a_save_cut_short_keeps_the_previous_checkpoint_and_leftovers_are_cleaned(cfg_path, tmp_path, monkeypatch):
-    from segzoo.engine import save_checkpoint
+    from segzoo.checkpoint import save_checkpoint
 
     path = tmp_path / "ck" / "last.pt"
     save_checkpoint({"model": {"w": torch.ones(2)}, "iteration": 1}, path)

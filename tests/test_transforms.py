@@ -65,7 +65,7 @@ def test_random_resize_scale_is_height_width_for_non_square_targets():
 
 
 def test_scale_jitter_crop_and_flip_keep_instance_boxes_on_their_masks():
-    """Issue 4: boxes and masks move together (tv_tensors); instances cropped away are dropped."""
+    """Boxes and masks move together (tv_tensors); instances cropped away are dropped."""
     from segzoo.data import ShapesDataset
     from segzoo.data.instances import boxes_from_masks
 

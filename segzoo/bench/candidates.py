@@ -18,14 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from segzoo.errors import SegzooError
-from segzoo.models.deploy import main_output  # noqa: F401  (re-exported)
+from segzoo.errors import PeerUnavailable, SegzooError
+from segzoo.export.deploy import main_output  # noqa: F401  (re-exported)
 
 SOURCES = ("segzoo", "torchvision", "smp")
-
-
-class PeerUnavailable(SegzooError):
-    """A peer library (smp) is not installed: ``pip install -e '.[bench]'``."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +29,7 @@ class Candidate:
     """One model to build: ``source`` ("segzoo", "torchvision" or "smp"), its ``name`` there
     (registered model name, ``torchvision.models.segmentation`` function, smp class) and builder
     keyword arguments; ``variant`` "eager" or "deploy" (segzoo's
-    :func:`~segzoo.models.deploy.optimize_for_inference`)."""
+    :func:`~segzoo.export.deploy.optimize_for_inference`)."""
 
     source: str
     name: str

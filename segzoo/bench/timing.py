@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segzoo.bench.machine import synchronize
-from segzoo.models.deploy import DeployedModel, main_output
+from segzoo.export.deploy import DeployedModel, main_output
 
 DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -58,7 +58,7 @@ def model_inputs(model: nn.Module, images: Tensor) -> Tensor | list[Tensor]:
 
 def inference_step(model: nn.Module, images: Tensor, dtype: torch.dtype | None) -> Callable[[], Tensor]:
     """One eval forward under ``torch.inference_mode`` (and autocast to ``dtype``). A
-    :class:`~segzoo.models.deploy.DeployedModel` brings its own mode and dtype. Returns the main
+    :class:`~segzoo.export.deploy.DeployedModel` brings its own mode and dtype. Returns the main
     output (logits; the first image's first tensor for instance models)."""
     device = images.device
     inputs = model_inputs(model, images)

@@ -39,7 +39,7 @@ from segzoo.bench.timing import (
     summarize,
     training_step,
 )
-from segzoo.models.deploy import optimize_for_inference
+from segzoo.export.deploy import optimize_for_inference
 
 
 def rss_mb() -> float | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, Literal
 
-from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from segzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 def registry_field(registry: str, *, factory: Any = None) -> Any:

@@ -31,11 +31,9 @@ MODEL_PARTS = {"backbone": "backbone", "neck": "neck", "decode_head": "head", "a
 
 
 def registries() -> dict[str, Registry]:
-    """Every registry that configs refer to, by kind (importing the modules that fill them)."""
-    import segzoo.data  # noqa: F401  (register datasets and transforms)
-    import segzoo.engine.optim  # noqa: F401  (register optimizers and schedulers)
-    import segzoo.losses  # noqa: F401
-    import segzoo.models  # noqa: F401
+    """Every registry that configs refer to, by kind. They are filled when ``segzoo`` is imported
+    (its ``__init__`` imports the data, models, losses and optim packages before any module of
+    this package runs), so the config layer imports none of the layers it describes."""
     from segzoo import registry as r
 
     return {"model": r.MODELS, "dataset": r.DATASETS, "transform": r.TRANSFORMS,

@@ -1,17 +1,17 @@
 """Datasets, joint transforms and loaders. Importing registers every dataset and transform."""
 
-from segzoo.data.ade20k import ADE20K
+from segzoo.data.ade20k import ADE20KDataset
 from segzoo.data.base import SegDataset
-from segzoo.data.camvid import CamVid
-from segzoo.data.cityscapes import Cityscapes
+from segzoo.data.camvid import CamVidDataset
+from segzoo.data.cityscapes import CityscapesDataset
 from segzoo.data.coco import COCODataset
 from segzoo.data.folder import FolderDataset
 from segzoo.data.instance_folder import InstanceFolderDataset
 from segzoo.data.loader import build_dataloader, build_train_loader, collate_semantic
-from segzoo.data.paths import data_root, resolve_data_path
 from segzoo.data.shapes import ShapesDataset
 from segzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_pipeline
-from segzoo.data.voc import VOCSegmentation
+from segzoo.data.voc import VOCDataset
+from segzoo.paths import data_root, resolve_data_path
 from segzoo.registry import DATASETS
 
 
@@ -26,17 +26,17 @@ def build_dataset(name: str, **kwargs) -> SegDataset:
 
 
 __all__ = [
-    "ADE20K",
+    "ADE20KDataset",
     "COCODataset",
-    "CamVid",
-    "Cityscapes",
+    "CamVidDataset",
+    "CityscapesDataset",
     "FolderDataset",
     "InstanceFolderDataset",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "SegDataset",
     "ShapesDataset",
-    "VOCSegmentation",
+    "VOCDataset",
     "build_dataloader",
     "build_train_loader",
     "build_dataset",

@@ -14,8 +14,8 @@ from __future__ import annotations
 from segzoo.data import problems
 from segzoo.data.base import SegDataset
 from segzoo.data.io import read_image, read_label
-from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
+from segzoo.paths import resolve_data_path
 from segzoo.registry import DATASETS
 
 ADE20K_CLASSES = (
@@ -41,7 +41,7 @@ _SPLITS = {"train": "training", "val": "validation", "training": "training", "va
 
 
 @DATASETS.register("ade20k", task="semantic")
-class ADE20K(SegDataset):
+class ADE20KDataset(SegDataset):
     """ADE20K SceneParsing: 150 classes (0 = "other" ignored with ``reduce_zero_label``).
 
     Args:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from segzoo.data.base import SegDataset, apply_label_map
 from segzoo.data.io import read_image, read_label
-from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
+from segzoo.paths import resolve_data_path
 from segzoo.registry import DATASETS
 
 
@@ -43,7 +43,7 @@ def _under_root(rel: str, root: Path) -> Path:
 
 
 @DATASETS.register("camvid", task="semantic")
-class CamVid(SegDataset):
+class CamVidDataset(SegDataset):
     """CamVid semantic segmentation (480x360 RGB, 11 classes; void -> ignore_index).
 
     Args:

@@ -26,8 +26,8 @@ from segzoo.data import problems
 from segzoo.data.base import SegDataset
 from segzoo.data.instances import make_instances
 from segzoo.data.io import read_image, read_label
-from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
+from segzoo.paths import resolve_data_path
 from segzoo.registry import DATASETS
 
 CITYSCAPES_CLASSES = ("road", "sidewalk", "building", "wall", "fence", "pole", "traffic light",
@@ -44,7 +44,7 @@ THING_TRAIN_IDS = tuple(range(11, 19))
 
 
 @DATASETS.register("cityscapes", task="semantic+instance")
-class Cityscapes(SegDataset):
+class CityscapesDataset(SegDataset):
     """Cityscapes fine annotations: 19 classes (train ids), optional thing instances.
 
     Args:

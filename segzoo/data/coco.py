@@ -56,6 +56,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 
+from segzoo.constants import COCO_PERSON_SIGMAS
 from segzoo.data import problems
 from segzoo.data.base import SegDataset
 from segzoo.data.instances import make_instances
@@ -63,12 +64,11 @@ from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import read_image
 from segzoo.data.keypoints import (
     COCO_PERSON_KEYPOINTS,
-    COCO_PERSON_SIGMAS,
     add_keypoints,
     flip_index,
 )
-from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
+from segzoo.paths import resolve_data_path
 from segzoo.registry import DATASETS
 
 

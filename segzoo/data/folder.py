@@ -9,9 +9,9 @@ from segzoo.data import problems
 from segzoo.data.base import SegDataset, apply_label_map
 from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import IMAGE_EXTENSIONS, read_image, read_label
-from segzoo.data.paths import resolve_data_path
 from segzoo.data.voc import read_name_list
 from segzoo.errors import DataError
+from segzoo.paths import resolve_data_path
 from segzoo.registry import DATASETS
 
 

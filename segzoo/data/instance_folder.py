@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 import torch
 
+from segzoo.constants import COCO_PERSON_SIGMAS
 from segzoo.data import problems
 from segzoo.data.base import SegDataset
 from segzoo.data.folder import image_label_pairs
@@ -33,13 +34,12 @@ from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import read_image, read_label
 from segzoo.data.keypoints import (
     COCO_PERSON_KEYPOINTS,
-    COCO_PERSON_SIGMAS,
     add_keypoints,
     flip_index,
     read_keypoint_file,
 )
-from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
+from segzoo.paths import resolve_data_path
 from segzoo.registry import DATASETS
 
 

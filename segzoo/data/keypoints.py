@@ -39,9 +39,6 @@ COCO_PERSON_KEYPOINTS = (
 COCO_PERSON_SKELETON = (
     (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7), (6, 8), (7, 9),
     (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6))
-# per-keypoint OKS sigmas of COCO persons (pycocotools' COCOeval kpt_oks_sigmas, Ronchi & Perona 2017)
-COCO_PERSON_SIGMAS = (0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
-                      0.107, 0.107, 0.087, 0.087, 0.089, 0.089)
 
 _SIDES = (("left", "right"), ("l_", "r_"), ("_l", "_r"))
 

@@ -25,12 +25,10 @@ import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segzoo.constants import IMAGENET_MEAN, IMAGENET_STD
 from segzoo.data.instances import SanitizeInstances
 from segzoo.data.keypoints import RandomHorizontalFlip
 from segzoo.registry import TRANSFORMS
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from segzoo.data import problems
 from segzoo.data.base import SegDataset, apply_label_map
 from segzoo.data.instances import instances_from_id_map
 from segzoo.data.io import read_image, read_label
-from segzoo.data.paths import resolve_data_path
 from segzoo.errors import DataError
+from segzoo.paths import resolve_data_path
 from segzoo.registry import DATASETS
 
 VOC_CLASSES = ("background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -48,7 +48,7 @@ def read_name_list(path: Path, hint: str) -> list[str]:
 
 
 @DATASETS.register("voc", task="semantic+instance")
-class VOCSegmentation(SegDataset):
+class VOCDataset(SegDataset):
     """PASCAL VOC 2012 semantic segmentation (21 classes) and object instances.
 
     Args:

@@ -1,15 +1,5 @@
-"""The training engine: one loop for every model of the zoo."""
+"""The training engine: one loop for every model of the zoo (:class:`Trainer`)."""
 
-from segzoo.engine.checkpoint import load_checkpoint, save_checkpoint
-from segzoo.engine.evaluator import evaluate_semantic, format_metrics
-from segzoo.engine.trainer import RunExistsError, Trainer, TrainResult
+from segzoo.engine.trainer import Trainer, TrainResult
 
-__all__ = [
-    "RunExistsError",
-    "TrainResult",
-    "Trainer",
-    "evaluate_semantic",
-    "format_metrics",
-    "load_checkpoint",
-    "save_checkpoint",
-]
+__all__ = ["TrainResult", "Trainer"]

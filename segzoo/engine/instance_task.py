@@ -7,10 +7,10 @@ detection contract (see :mod:`segzoo.engine.tasks` for the interface the trainer
   instances, with **crowd annotations dropped** (detectron2's choice: a crowd region is neither an
   object to find nor background to learn) and **boxes of zero width or height dropped** with a
   warning that counts them (those the pipeline's sanitising step removed after crops included).
-* **Evaluation**: COCO box and mask AP (pycocotools, RLE-encoded predictions; crowd ground truth
-  matched the COCO way) of every rank's share of the val split, gathered across ranks, plus the
-  semantic row of the masks pasted by descending score; the COCO results json is written to
-  ``results_path`` (the run folder's ``coco_results.json``). Key metric ``mask_AP``. Keypoint
+* **Evaluation** (by :func:`segzoo.evaluation.evaluate_checkpoint`, as for every model): COCO box
+  and mask AP (pycocotools, RLE-encoded predictions; crowd ground truth matched the COCO way),
+  plus the semantic row of the masks pasted by descending score; the trainer writes the COCO
+  results json to the run folder's ``coco_results.json``. Key metric ``mask_AP``. Keypoint
   models (Keypoint R-CNN) also get ``loss_keypoint`` and keypoint AP (``kp_AP``; their configs set
   ``train.best_metric: kp_AP``); without masks, their semantic row pastes the boxes.
 """
@@ -20,36 +20,12 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from segzoo.engine import distributed
-from segzoo.engine.evaluator import _reduce_counts
-from segzoo.errors import ConfigError
-from segzoo.inference.evaluate import evaluate
 from segzoo.metrics.cross_task import instances_to_semantic
 from segzoo.metrics.keypoints import boxes_as_masks, target_keypoints
-
-
-def check_input_normalization(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
-    """Refuse to feed normalised images to a model that normalises them itself.
-
-    Models with ``normalizes_input = True`` (segzoo's Mask R-CNN, like torchvision's detection
-    models) take 0..1 images; their configs set ``data.mean: [0, 0, 0]`` and ``data.std: [1, 1, 1]``.
-
-    Raises:
-        ConfigError: other ``data.mean``/``data.std`` for such a model.
-    """
-    if not getattr(model, "normalizes_input", False):
-        return
-    if any(float(m) != 0.0 for m in mean) or any(float(s) != 1.0 for s in std):
-        raise ConfigError(
-            f"'data.mean'/'data.std' are {list(mean)}/{list(std)}, but {type(model).__name__} normalises its "
-            "0..1 input images itself (torchvision's detection convention; model.image_mean/image_std); "
-            "set data.mean: [0, 0, 0] and data.std: [1, 1, 1]")
 
 
 def training_targets(instances: Sequence[dict], device: torch.device | str) -> tuple[list[dict[str, Tensor]], int]:
@@ -81,8 +57,7 @@ class InstanceTask:
         loss_weights: weight per loss term (missing terms weigh 1).
         num_classes, ignore_index, class_names: of the data (``num_classes`` counts the background).
         thing_classes: semantic class of each instance label 1..K (for the pasted semantic maps).
-        eval_cfg: ``cfg.eval`` (``score_threshold`` of the pasted maps, boundary IoU, ...).
-        results_path: where each evaluation writes the COCO results json (None: not written).
+        eval_cfg: ``cfg.eval`` (``score_threshold`` of the pasted maps in the overlays).
         key_metric: the metric that picks ``best.pt`` (default ``mask_AP``; a model's
             ``key_metric``, e.g. Keypoint R-CNN's ``kp_AP``).
     """
@@ -94,7 +69,7 @@ class InstanceTask:
 
     def __init__(self, *, loss_weights: dict[str, float], num_classes: int, ignore_index: int,
                  class_names: Sequence[str], thing_classes: Sequence[int] | None = None, eval_cfg=None,
-                 results_path: str | Path | None = None, key_metric: str | None = None) -> None:
+                 key_metric: str | None = None) -> None:
         self.loss_weights = dict(loss_weights)
         if key_metric is not None:
             self.key_metric = key_metric
@@ -102,7 +77,6 @@ class InstanceTask:
         self.class_names = list(class_names)
         self.thing_classes = list(thing_classes) if thing_classes is not None else None
         self.eval_cfg = eval_cfg
-        self.results_path = Path(results_path) if results_path is not None else None
         self.dropped_boxes = 0
         self._warn_at = 1
 
@@ -123,16 +97,6 @@ class InstanceTask:
                           f"({self.dropped_boxes} so far): degenerate annotations, or objects the "
                           "transforms cropped away", stacklevel=2)
             self._warn_at = 2 ** math.ceil(math.log2(self.dropped_boxes + 1))
-
-    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device, progress: bool = True) -> dict:
-        """COCO box/mask AP (and the pasted semantic row) over every rank's share of the val split."""
-        dist = distributed.info().is_distributed
-        main = distributed.info().is_main
-        return evaluate(model, loader, num_classes=self.num_classes, ignore_index=self.ignore_index,
-                        class_names=self.class_names, eval_cfg=self.eval_cfg, device=device, progress=progress,
-                        results_path=self.results_path if main else None,
-                        reduce=(lambda c: _reduce_counts(c, device)) if dist else None,
-                        gather=distributed.all_gather_object if dist else None)
 
     @torch.inference_mode()
     def predict(self, model: nn.Module, images: Tensor) -> Tensor:

@@ -10,10 +10,10 @@ A model declares its kind with ``model.task``: ``"semantic"`` models follow the 
   ``train.best_metric``);
 * ``losses(model, batch, device) -> {term: scalar}`` for one training batch (``model`` may be
   a DDP or compiled wrapper; the loop runs this call under autocast and sums the terms);
-* ``evaluate(model, loader, device, progress) -> metrics`` over this rank's share of the val
-  split, reduced across ranks inside (every rank gets the same metrics): a semantic task sums
-  its confusion matrix; an instance task gathers its detections;
 * ``predict(model, images) -> labels`` for the overlays.
+
+Evaluation is the same for every task: :func:`segzoo.evaluation.evaluate_checkpoint` dispatches
+on ``model.task`` itself.
 """
 
 from __future__ import annotations
@@ -22,11 +22,10 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
 
-from segzoo.engine.evaluator import evaluate_semantic, predict_labels
+from segzoo.engine.instance_task import InstanceTask
 from segzoo.errors import ConfigError
-from segzoo.inference.evaluate import check_input_size, image_names
+from segzoo.inference.checks import check_input_normalization, check_input_size, image_names
 from segzoo.losses import LossSet
 
 
@@ -72,18 +71,10 @@ class SemanticTask:
                 terms[f"loss_{out_name}" if single else f"loss_{out_name}_{loss_name}"] = w * value
         return terms
 
-    def evaluate(self, model: nn.Module, loader: DataLoader, device: torch.device,
-                 progress: bool = True) -> dict:
-        """Metrics of :func:`~segzoo.engine.evaluator.evaluate_semantic` over every rank's
-        share of the val split."""
-        return evaluate_semantic(
-            model, loader, num_classes=self.num_classes, ignore_index=self.ignore_index,
-            class_names=self.class_names, device=device, progress=progress, eval_cfg=self.eval_cfg,
-        )
-
+    @torch.inference_mode()
     def predict(self, model: nn.Module, images: Tensor) -> Tensor:
-        """Labels (B, H, W) int64 for normalised images (B, 3, H, W)."""
-        return predict_labels(model, images)
+        """Eval-mode argmax labels (B, H, W) int64 for normalised images (B, 3, H, W)."""
+        return model(images).argmax(1)
 
 
 def resolve_loss_weights(model: nn.Module, overrides: dict[str, float] | None) -> dict[str, float]:
@@ -103,13 +94,13 @@ def resolve_loss_weights(model: nn.Module, overrides: dict[str, float] | None) -
 
 def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_index: int,
                class_names: Sequence[str], loss_weights: dict[str, float] | None = None,
-               eval_cfg=None, thing_classes: Sequence[int] | None = None, results_path=None,
+               eval_cfg=None, thing_classes: Sequence[int] | None = None,
                data_mean: Sequence[float] | None = None, data_std: Sequence[float] | None = None):
     """The task adapter for ``model.task`` (semantic by default); ``loss_weights`` override the
     model's per-output weights; ``eval_cfg`` is ``cfg.eval``.
 
     Instance models get an :class:`~segzoo.engine.instance_task.InstanceTask` (``losses``
-    is not used: their losses are the model's own), which writes COCO results to ``results_path``;
+    is not used: their losses are the model's own);
     ``data_mean``/``data_std`` are checked against models that normalise their input themselves.
 
     Raises:
@@ -119,13 +110,11 @@ def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_in
     """
     kind = getattr(model, "task", "semantic")
     if kind == "instance":
-        from segzoo.engine.instance_task import InstanceTask, check_input_normalization
-
         if data_mean is not None and data_std is not None:
             check_input_normalization(model, data_mean, data_std)
         return InstanceTask(loss_weights=resolve_loss_weights(model, loss_weights), num_classes=num_classes,
                             ignore_index=ignore_index, class_names=class_names, thing_classes=thing_classes,
-                            eval_cfg=eval_cfg, results_path=results_path,
+                            eval_cfg=eval_cfg,
                             key_metric=getattr(model, "key_metric", None))
     if kind != "semantic":
         raise NotImplementedError(f"no engine task for {kind!r} models yet")

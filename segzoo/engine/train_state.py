@@ -1,23 +1,18 @@
 """Saving and restoring the whole training state of a :class:`~segzoo.engine.trainer.Trainer`
 (weights, EMA, optimizer, scheduler, AMP scaler, position in the data stream, RNG streams of every
 rank, best metric, config and dataset meta): the checkpoint layout of
-:mod:`segzoo.engine.checkpoint`, so that a resumed run continues exactly where it stopped."""
+:mod:`segzoo.checkpoint`, so that a resumed run continues exactly where it stopped."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from segzoo import distributed
+from segzoo.checkpoint.compat import load_model_weights
+from segzoo.checkpoint.io import check_finite, load_checkpoint, save_checkpoint, snapshot
 from segzoo.config.schema import config_diff
-from segzoo.engine import distributed
-from segzoo.engine.checkpoint import (
-    CheckpointError,
-    check_finite,
-    load_checkpoint,
-    save_checkpoint,
-    snapshot,
-)
-from segzoo.engine.compat import load_model_weights
 from segzoo.engine.reproducibility import rng_state, seed_everything, set_rng_state
+from segzoo.errors import CheckpointError
 
 
 class TrainingState:

@@ -30,23 +30,20 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from segzoo import builders, distributed
+from segzoo.checkpoint import describe_checkpoint, load_checkpoint
+from segzoo.checkpoint.compat import check_resume_fits
 from segzoo.config import Config, save_config
-from segzoo.engine import accel, builder, distributed
-from segzoo.engine.checkpoint import describe_checkpoint, load_checkpoint
-from segzoo.engine.compat import check_resume_fits
+from segzoo.engine import accel
 from segzoo.engine.ema import ModelEMA
-from segzoo.engine.evaluator import format_metrics
 from segzoo.engine.logger import NullLogger, RunLogger, run_summary, write_json, write_overlays
-from segzoo.engine.optim import base_lr
 from segzoo.engine.reproducibility import Determinism, rng_state, seed_everything, set_rng_state
 from segzoo.engine.signals import GracefulStop
 from segzoo.engine.tasks import build_task
 from segzoo.engine.train_state import TrainingState
-from segzoo.errors import ConfigError, EvaluationError, NonFiniteError, SegzooError
-
-
-class RunExistsError(SegzooError, FileExistsError):
-    """The work dir already holds a finished run."""
+from segzoo.errors import ConfigError, EvaluationError, NonFiniteError, RunExistsError, SegzooError
+from segzoo.evaluation import evaluate_checkpoint, format_metrics, val_dataset
+from segzoo.optim import base_lr
 
 
 @dataclass
@@ -110,31 +107,31 @@ class Trainer(TrainingState):
             torch.set_flush_denormal(True)  # denormals make some CPU steps several times slower
         if cfg.data.train is None:
             raise SegzooError("the config has no data.train split to train on")
-        self.train_set = builder.dataset_from_split(cfg, cfg.data.train)
-        self.val_set = builder.dataset_from_split(cfg, cfg.data.val) if cfg.data.val else None
-        num_classes = builder.resolve_num_classes(cfg, self.train_set)
+        self.train_set = builders.dataset_from_split(cfg, cfg.data.train)
+        self.val_set = val_dataset(cfg) if cfg.data.val else None
+        num_classes = builders.resolve_num_classes(cfg, self.train_set)
         if self.val_set is not None and self.val_set.num_classes != num_classes:
             raise SegzooError(
                 f"train and val datasets disagree on the number of classes "
                 f"({num_classes} vs {self.val_set.num_classes})"
             )
-        self.val_loader = builder.val_loader(cfg, self.val_set, self.world) if self.val_set else None
+        self.val_loader = builders.val_loader(cfg, self.val_set, self.world) if self.val_set else None
 
-        model = builder.model_from_config(cfg)
+        model = builders.model_from_config(cfg, num_classes)
         model, note = distributed.convert_sync_bn(model, tc.sync_bn, self.world, self.device)
         self.notes += [note] if note else []
         self.model = accel.prepare_model(model, self.device, channels_last=tc.channels_last)
         if tc.ema is not None and not 0.0 < tc.ema.decay < 1.0:
             raise ConfigError(f"'train.ema.decay' must lie in (0, 1), got {tc.ema.decay}")
         self.ema = ModelEMA(self.model, decay=tc.ema.decay, warmup=tc.ema.warmup) if tc.ema else None
-        stats = builder.cached_label_stats(self.train_set, num_classes, cfg.data.ignore_index,
+        stats = builders.cached_label_stats(self.train_set, num_classes, cfg.data.ignore_index,
                                            self.work_dir / "label_stats.json", self.notes.append)
-        losses = builder.losses_from_config(cfg, num_classes, stats).to(self.device)
+        losses = builders.losses_from_config(cfg, num_classes, stats).to(self.device)
         self.task = build_task(self.model, losses, num_classes=num_classes, ignore_index=cfg.data.ignore_index,
                                class_names=self.train_set.class_names, loss_weights=tc.loss_weights,
                                eval_cfg=cfg.eval,
                                thing_classes=self.train_set.things(), data_mean=cfg.data.mean,
-                               data_std=cfg.data.std, results_path=self.work_dir / "coco_results.json")
+                               data_std=cfg.data.std)
         for name, loss in losses.losses.items():
             if getattr(loss, "weight", None) is not None:
                 self.notes.append(f"loss {name}: class weights {[round(w, 4) for w in loss.weight.tolist()]}")
@@ -142,8 +139,8 @@ class Trainer(TrainingState):
         if self.best_metric not in self.task.metric_names:
             raise ConfigError(f"'train.best_metric' is {self.best_metric!r}; {self.task.name} models "
                               f"report {', '.join(self.task.metric_names)}")
-        self.optimizer = builder.optimizer_from_config(cfg, self.model)
-        self.scheduler = builder.scheduler_from_config(cfg, self.optimizer)
+        self.optimizer = builders.optimizer_from_config(cfg, self.model)
+        self.scheduler = builders.scheduler_from_config(cfg, self.optimizer)
         self.precision = accel.Precision(tc.amp, self.device)
         ddp = distributed.wrap_ddp(self.model, self.world, self.device,
                                    find_unused_parameters=tc.find_unused_parameters)
@@ -202,7 +199,7 @@ class Trainer(TrainingState):
 
     def _loop(self, stop: GracefulStop) -> TrainResult:
         cfg, tc = self.cfg, self.cfg.train
-        loader = builder.train_loader(cfg, self.train_set, self.world, start=self.samples_seen)
+        loader = builders.train_loader(cfg, self.train_set, self.world, start=self.samples_seen)
         batches = iter(loader)
         self.model.train()
         window: dict[str, list[float]] = {}
@@ -338,7 +335,7 @@ class Trainer(TrainingState):
         """
         rng = rng_state()
         try:
-            return self._evaluate()
+            return self._evaluate(checkpoint)
         except Exception as exc:
             message = (
                 f"evaluation at iteration {self.iteration} failed: {type(exc).__name__}: {exc}\n"
@@ -352,10 +349,13 @@ class Trainer(TrainingState):
             set_rng_state(rng)
             self.model.train()
 
-    def _evaluate(self) -> dict:
-        """Evaluate on every rank's shard; rank 0 logs, keeps best.pt and writes overlays."""
+    def _evaluate(self, checkpoint: Path) -> dict:
+        """Evaluate the weights just saved to ``checkpoint`` (those in memory) on every rank's
+        shard; rank 0 logs, keeps best.pt and writes overlays."""
         with self.precision.autocast():
-            metrics = self.task.evaluate(self.eval_model, self.val_loader, self.device, self.progress)
+            metrics = evaluate_checkpoint(self.cfg, checkpoint, model=self.eval_model, loader=self.val_loader,
+                                          device=self.device, progress=self.progress, sharded=True,
+                                          results_path=self.work_dir / "coco_results.json")
         self.last_metrics = metrics
         key = self.best_metric
         self.logger.record(self.iteration, {k: v for k, v in metrics.items()}, "val")

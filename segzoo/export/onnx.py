@@ -29,18 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from segzoo.errors import SegzooError
+from segzoo.errors import ExportError
 
 #: Sizes tried by ``verify`` (the first three that differ from the export size and fit the model).
 VERIFY_SIZES: tuple[tuple[int, int], ...] = ((97, 131), (360, 480), (513, 513), (241, 321))
 
 
-class ExportError(SegzooError, RuntimeError):
-    """The model cannot be exported, an optional dependency is missing, or the exported graph
-    disagrees with PyTorch."""
-
-
-def _require(module: str):
+def require_module(module: str):
     try:
         return __import__(module)
     except ImportError:
@@ -81,8 +76,8 @@ def export_program(model: nn.Module, path: str | os.PathLike, size: tuple[int, i
         ExportError: torch.export froze a size (the message names the condition), the ONNX
             conversion failed, or a missing package.
     """
-    _require("onnx")
-    _require("onnxscript")
+    require_module("onnx")
+    require_module("onnxscript")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = int(size[0]), int(size[1])
@@ -169,7 +164,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int]
                                     output_names=["logits"], optimize=optimize)
     if not verify:
         return {"path": path, "min_size": min_size, "sizes": [], "diffs": [], "max_abs_diff": None}
-    _require("onnxruntime")
+    require_module("onnxruntime")
     sizes = [tuple(s) for s in sizes] if sizes is not None else verify_sizes(size, min_size)
     session = onnxruntime_session(path)
     diffs, scales = [], []
@@ -194,7 +189,7 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int]
 
 def onnxruntime_session(path: str | os.PathLike):
     """An onnxruntime CPU ``InferenceSession`` for an exported model."""
-    ort = _require("onnxruntime")
+    ort = require_module("onnxruntime")
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
 

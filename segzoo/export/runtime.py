@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from segzoo.export.onnx import ExportError, _require, onnxruntime_session
+from segzoo.errors import ExportError
+from segzoo.export.onnx import onnxruntime_session, require_module
 
 #: metadata_props keys written by :func:`write_metadata`.
 META_KEYS = ("num_classes", "class_names", "palette", "min_input_size", "mean", "std", "model")
@@ -26,7 +27,7 @@ META_KEYS = ("num_classes", "class_names", "palette", "min_input_size", "mean", 
 def write_metadata(path: str | os.PathLike, meta: dict) -> None:
     """Store ``meta`` (JSON-serialisable values under :data:`META_KEYS`) in the ONNX file's
     ``metadata_props`` as ``segzoo.<key>`` = JSON text."""
-    onnx = _require("onnx")
+    onnx = require_module("onnx")
     model = onnx.load(str(path))
     for key in META_KEYS:
         if key in meta:
@@ -88,7 +89,7 @@ class OnnxRuntimeModel(nn.Module):
 def load_onnx_model(cfg, path: str | os.PathLike) -> tuple[OnnxRuntimeModel, dict]:
     """(model, meta) for ``segzoo predict --backend onnxruntime``: ``meta`` has ``num_classes``,
     ``class_names`` and ``palette`` from the file's metadata, else from the config's val (else
-    train) dataset, as :func:`segzoo.inference.load_trained_model` does for a bare state dict.
+    train) dataset, as :func:`segzoo.checkpoint.load_trained_model` does for a bare state dict.
 
     Raises:
         ExportError: see :class:`OnnxRuntimeModel`; also a file whose mean/std differ from the
@@ -101,13 +102,13 @@ def load_onnx_model(cfg, path: str | os.PathLike) -> tuple[OnnxRuntimeModel, dic
             raise ExportError(f"{path} was exported with data.{key}={model.meta[key]}, the config has "
                               f"{list(getattr(cfg.data, key))}: use the config the model was trained with")
     if "num_classes" not in meta:
+        from segzoo import builders
         from segzoo.data.palette import default_palette
-        from segzoo.engine import builder
 
         split = cfg.data.val or cfg.data.train
         if split is None:
             raise ExportError(f"{path} has no class metadata and the config no dataset to take it from")
-        ds = builder.dataset_from_split(cfg, split)
+        ds = builders.dataset_from_split(cfg, split)
         meta = {"num_classes": ds.num_classes, "class_names": list(ds.class_names), "palette": ds.colors()}
         meta.setdefault("palette", default_palette(meta["num_classes"]))
     return model, meta

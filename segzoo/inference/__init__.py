@@ -1,24 +1,8 @@
-"""Inference: inference modes (whole, slide, overlap-tile, TTA), scoring loops, and predicting on
-image files. Submodules are imported lazily (the engine imports :mod:`segzoo.inference.evaluate`,
-and :mod:`segzoo.inference.predict` imports the engine)."""
+"""Inference: inference modes (whole, slide, overlap-tile, TTA; :mod:`.modes`, :mod:`.tiling`),
+checks of a model's input and output (:mod:`.checks`), instance predictions between sizes
+(:mod:`.instances`) and predicting on image files (:mod:`.predict`)."""
 
-from __future__ import annotations
+from segzoo.inference.modes import SemanticInferencer
+from segzoo.inference.predict import find_images, predict_images
 
-import importlib
-
-_LAZY = {
-    "load_trained_model": "segzoo.inference.predict",
-    "predict_images": "segzoo.inference.predict",
-    "SemanticInferencer": "segzoo.inference.modes",
-    "evaluate": "segzoo.inference.evaluate",
-    "Scorer": "segzoo.inference.evaluate",
-}
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'segzoo.inference' has no attribute {name!r}")
-
-
-__all__ = list(_LAZY)
+__all__ = ["SemanticInferencer", "find_images", "predict_images"]

@@ -13,69 +13,20 @@ from torch import nn
 from torchvision import tv_tensors
 from tqdm import tqdm
 
+from segzoo import builders
 from segzoo.config import Config
 from segzoo.data import build_pipeline
 from segzoo.data.intensity import GreyMapping
 from segzoo.data.io import IMAGE_EXTENSIONS, read_image
-from segzoo.data.palette import default_palette
-from segzoo.engine import builder
-from segzoo.engine.checkpoint import load_checkpoint
-from segzoo.engine.compat import (
-    check_finite_weights,
-    check_model_fits,
-    load_model_weights,
-)
-from segzoo.errors import DataError, SegzooError
-from segzoo.inference.evaluate import (
-    check_finite_output,
-    check_input_size,
-    model_task,
-    rescale_instances,
-)
+from segzoo.errors import DataError, PredictionError, SegzooError
+from segzoo.inference.checks import check_finite_output, check_input_size, model_task
+from segzoo.inference.instances import rescale_instances
 from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics.cross_task import instances_to_semantic
 from segzoo.metrics.instance import encode_masks, xyxy_to_xywh
 from segzoo.metrics.keypoints import boxes_as_masks
 from segzoo.models.layers import resize
 from segzoo.visualize import draw_instances, overlay, save_label_png, save_rgb
-
-
-def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
-                       device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Build ``cfg.model`` and load a checkpoint's weights; returns (eval-mode model, meta).
-
-    ``meta`` holds ``num_classes``, ``class_names`` and ``palette`` from the checkpoint, or, for a
-    bare state dict, from the config's val (else train) dataset. A checkpoint of a run with
-    ``train.ema`` gives its EMA weights (those the run evaluated); ``meta["weights"]`` says which.
-    """
-    state = load_checkpoint(checkpoint)
-    meta = dict(state.get("meta") or {})
-    if "num_classes" not in meta:
-        split = cfg.data.val or cfg.data.train
-        if split is None and "num_classes" not in cfg.model.kwargs:
-            raise DataError("cannot tell the number of classes: the checkpoint has no meta and "
-                            "the config no dataset or model.num_classes")
-        if split is not None:
-            ds = builder.dataset_from_split(cfg, split)
-            meta.update(num_classes=ds.num_classes, class_names=list(ds.class_names),
-                        palette=ds.colors())
-        else:
-            meta["num_classes"] = cfg.model.kwargs["num_classes"]
-    cfg.model.kwargs["num_classes"] = meta["num_classes"]
-    meta.setdefault("class_names", [str(i) for i in range(meta["num_classes"])])
-    meta.setdefault("palette", default_palette(meta["num_classes"]))
-    check_model_fits(state, cfg, checkpoint)
-    model = builder.model_from_config(cfg)
-    if model_task(model) == "instance":  # a model that normalises its 0..1 input itself
-        from segzoo.engine.instance_task import check_input_normalization
-
-        check_input_normalization(model, cfg.data.mean, cfg.data.std)
-    ema = state.get("ema")
-    weights = ema["module"] if ema else state["model"]
-    check_finite_weights(weights, checkpoint)
-    load_model_weights(model, weights, checkpoint)
-    meta["weights"] = "ema" if ema else "model"
-    return model.to(device).eval(), meta
 
 
 def find_images(path: str | os.PathLike) -> list[Path]:
@@ -197,20 +148,6 @@ def predict_images(
     return records
 
 
-class PredictionError(SegzooError):
-    """Some images could not be predicted; every other image was written.
-
-    Attributes:
-        records: the written images' records (as :func:`predict_images` returns).
-        failures: ``(image path, reason)`` per failed image.
-    """
-
-    def __init__(self, records: list[dict], failures: list[tuple[Path, str]]) -> None:
-        self.records, self.failures = records, failures
-        lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
-        super().__init__(f"{len(failures)} image(s) could not be predicted ({len(records)} written):\n{lines}")
-
-
 def output_names(paths: Sequence[Path]) -> dict[Path, str]:
     """Output file name (without ``.png``) per input image: its stem, or, where two inputs share
     a stem (``x.png`` and ``x.jpg``), its full name (``x.png``, ``x.jpg``), so no output
@@ -245,7 +182,7 @@ def keypoint_skeleton(cfg: Config) -> list[tuple[int, int]] | None:
     if split is None:
         return None
     try:
-        ds = builder.dataset_from_split(cfg, split)
+        ds = builders.dataset_from_split(cfg, split)
     except (SegzooError, OSError, ValueError, TypeError):
         return None  # the points are still drawn, unconnected
     return list(getattr(ds, "skeleton", None) or []) or None

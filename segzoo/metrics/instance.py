@@ -351,18 +351,3 @@ def _load_results(gt: COCO, dets: list[dict], iou_type: str) -> COCO:
     with contextlib.redirect_stdout(io.StringIO()):
         res.createIndex()
     return res
-
-
-def format_instance_metrics(metrics: Mapping[str, Any]) -> str:
-    """One line per iou type: AP, AP50, AP75, APs, APm, APl in percent (keypoints: no APs)."""
-    lines = []
-    for prefix in IOU_TYPES.values():
-        if f"{prefix}_AP" in metrics:
-            names = KP_STAT_NAMES if prefix == "kp" else STAT_NAMES
-            vals = "  ".join(f"{n} {_pct(metrics[f'{prefix}_{n}'])}" for n in names)
-            lines.append(f"{prefix:<5} {vals}  ({metrics.get('num_images', '?')} images)")
-    return "\n".join(lines)
-
-
-def _pct(x: float) -> str:
-    return "nan" if x != x else f"{100 * x:.2f}"

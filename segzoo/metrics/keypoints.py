@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from segzoo.data.keypoints import COCO_PERSON_SIGMAS
+from segzoo.constants import COCO_PERSON_SIGMAS
 
 KP_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl")
 

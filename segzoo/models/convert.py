@@ -34,7 +34,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from segzoo.models.weights import WeightsError
+from segzoo.errors import WeightsError
 
 # (torchvision key pattern, segzoo replacement), tried in order; backbone.* keys are identical
 _HEAD_FCN = [

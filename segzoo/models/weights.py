@@ -3,7 +3,7 @@
 Nothing is downloaded unless a URL is given explicitly (``torch.hub`` caches it under
 ``$TORCH_HOME``). Relative paths that do not exist from the working directory are looked up under
 the shared data folder, like dataset roots (``weights/mobilenet_v2_imagenet_features.safetensors``
-finds ``$SEGZOO_DATA/weights/...``; see :func:`segzoo.data.paths.resolve_data_path`). Supported files: ``.safetensors`` and anything ``torch.load`` reads (a state
+finds ``$SEGZOO_DATA/weights/...``; see :func:`segzoo.paths.resolve_data_path`). Supported files: ``.safetensors`` and anything ``torch.load`` reads (a state
 dict, or a checkpoint dict holding one under ``"model"`` / ``"state_dict"``).
 """
 
@@ -17,13 +17,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from segzoo.errors import SegzooError
+from segzoo.errors import WeightsError
 
 log = logging.getLogger(__name__)
-
-
-class WeightsError(SegzooError, ValueError):
-    """Pretrained weights could not be read or do not fit the model."""
 
 
 def load_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
@@ -67,7 +63,7 @@ def load_state_dict(source: str | os.PathLike) -> dict[str, Tensor]:
 def resolve_weights_path(path: str | os.PathLike) -> Path:
     """A weights path as it will be read: absolute, relative to the working directory if it exists
     there, else under the shared data folder (``$SEGZOO_DATA`` or ``../shared/data``)."""
-    from segzoo.data.paths import resolve_data_path
+    from segzoo.paths import resolve_data_path
 
     return resolve_data_path(path)
 

@@ -19,8 +19,9 @@ from typing import Literal
 
 from torch import Tensor
 
+from segzoo.errors import WeightsError
 from segzoo.models.backbones.base import Backbone
-from segzoo.models.weights import WeightsError, load_state_dict, load_weights
+from segzoo.models.weights import load_state_dict, load_weights
 from segzoo.registry import BACKBONES, close_matches
 
 log = logging.getLogger(__name__)

@@ -10,6 +10,7 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 
+from segzoo.constants import IMAGENET_MEAN, IMAGENET_STD  # torchvision's detection normalisation
 from segzoo.models.backbones.resnet import ResNetBackbone
 from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
 from segzoo.models.detectors.transform import RCNNTransform
@@ -25,8 +26,6 @@ from segzoo.models.segmentors.compose import build_backbone, parse_spec
 from segzoo.registry import MODELS
 
 PAPER = "He et al., Mask R-CNN, ICCV 2017"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's detection models normalise with these
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def freeze_batchnorm(module: nn.Module) -> nn.Module:

@@ -25,7 +25,8 @@ from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, Keypoi
 from torchvision.models.detection.roi_heads import RoIHeads
 from torchvision.ops import MultiScaleRoIAlign
 
-from segzoo.models.detectors.builders import IMAGENET_MEAN, IMAGENET_STD, detector_backbone
+from segzoo.constants import IMAGENET_MEAN, IMAGENET_STD
+from segzoo.models.detectors.builders import detector_backbone
 from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
 from segzoo.models.detectors.transform import RCNNTransform
 from segzoo.models.necks.fpn import FPN

@@ -1,6 +1,6 @@
 """Does a checkpoint fit a config? Checked before anything is built, said in one line.
 
-A checkpoint records the resolved config of its run (see :mod:`segzoo.engine.checkpoint`). Loading
+A checkpoint records the resolved config of its run (see :mod:`segzoo.checkpoint`). Loading
 it with another config (another architecture, backbone or width, another number of classes,
 resuming with another optimizer) would otherwise fail deep inside PyTorch with a dump of state-dict
 keys, or, for the number of classes, only after a whole evaluation.

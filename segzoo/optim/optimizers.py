@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from segzoo.engine import schedulers  # noqa: F401  (registers the schedules)
+from segzoo.optim import schedulers  # noqa: F401  (registers the schedules)
 from segzoo.registry import OPTIMIZERS
 
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)

@@ -17,7 +17,7 @@ the original size before the argmax; instance boxes/masks are rescaled to it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,11 @@ from torch.utils.data import DataLoader, Subset
 from torchvision.transforms import v2
 from tqdm import tqdm
 
+from segzoo import distributed
 from segzoo.data.instances import SanitizeInstances
-from segzoo.errors import ConfigError, DataError, NonFiniteError
+from segzoo.errors import ConfigError, DataError
+from segzoo.inference.checks import check_finite_output, check_input_size, image_names, model_task
+from segzoo.inference.instances import rescale_instances
 from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics import BoundaryIoU, ConfusionMatrix
 from segzoo.metrics.cross_task import instances_to_semantic, semantic_to_instances
@@ -37,51 +40,6 @@ from segzoo.metrics.instance import InstanceEvaluator
 from segzoo.metrics.keypoints import boxes_as_masks
 
 _RESIZE_ONLY = (v2.Resize, v2.ToDtype, v2.Normalize, v2.ToImage, v2.ToPureTensor, SanitizeInstances)
-
-
-def check_finite_output(output: Tensor, what: str) -> None:
-    """Raise :class:`~segzoo.errors.NonFiniteError` if ``output`` (logits, scores, boxes) holds
-    NaN or inf: its argmax would silently score as class 0 everywhere."""
-    if output.is_floating_point() and not bool(output.isfinite().all()):
-        n = int((~output.isfinite()).sum())
-        raise NonFiniteError(
-            f"the model output {n} non-finite (NaN/inf) value(s) for {what}; check the checkpoint's "
-            "weights and the input values (with train.amp fp16, overflow: try bf16 or fp32)")
-
-
-def check_input_size(model: nn.Module, size: Sequence[int], what: str, *, slide: bool = False) -> None:
-    """Raise :class:`DataError` if an input of ``size`` (H, W) is below the model's
-    ``min_input_size`` (its coarsest feature map would be empty), saying the minimum and what to
-    change. Models without ``min_input_size`` (detectors resize their input) pass.
-
-    Args:
-        slide: the image is predicted in sliding windows (``eval.mode: slide``), which cannot help.
-    """
-    model = getattr(model, "module", model)  # DDP / compile wrappers
-    m = int(getattr(model, "min_input_size", 0) or 0)
-    h, w = int(size[0]), int(size[1])
-    if h >= m and w >= m:
-        return
-    name = getattr(model, "name", type(model).__name__)
-    hint = ("" if slide else f", or predict it in windows: eval.mode: slide with eval.crop_size >= {m}")
-    raise DataError(
-        f"{what} is {h}x{w} pixels, below the {m}x{m} that {name} needs (its output stride); add a "
-        f"resize transform to the split's transforms (e.g. {{name: resize, size: [{max(m, h)}, "
-        f"{max(m, w)}]}}){hint}")
-
-
-def image_names(metas: Sequence[dict]) -> str:
-    """The first three images of a batch by path (else dataset index), for error messages."""
-    paths = [str(m.get("image_path", m.get("index", "?"))) for m in metas]
-    return ", ".join(paths[:3]) + (f" (+{len(paths) - 3} more)" if len(paths) > 3 else "")
-
-
-def model_task(model: nn.Module) -> str:
-    """``model.task`` (``"semantic"`` when the model does not say)."""
-    task = getattr(model, "task", "semantic")
-    if task not in ("semantic", "instance"):
-        raise ValueError(f"model.task must be 'semantic' or 'instance', got {task!r}")
-    return task
 
 
 def prepare_eval_dataset(dataset: Any, original_size: bool = True) -> None:
@@ -102,30 +60,6 @@ def prepare_eval_dataset(dataset: Any, original_size: bool = True) -> None:
                 f"pipeline that only resizes; it has {', '.join(other)}. Remove them from "
                 "data.val.transforms or set eval.original_size: false")
     dataset.keep_original = bool(original_size)
-
-
-def rescale_instances(pred: dict, from_size: Sequence[int], to_size: Sequence[int]) -> dict:
-    """Boxes and masks of a detection dict predicted at ``from_size`` (H, W) moved to ``to_size``
-    (probability masks bilinear, binary masks nearest)."""
-    (fh, fw), (th, tw) = from_size, to_size
-    if (fh, fw) == (th, tw):
-        return pred
-    out = dict(pred)
-    scale = torch.tensor([tw / fw, th / fh, tw / fw, th / fh], device=pred["boxes"].device)
-    out["boxes"] = pred["boxes"] * scale
-    if "keypoints" in pred:  # (N, K, 3) [x, y, v]
-        out["keypoints"] = pred["keypoints"] * scale.new_tensor([tw / fw, th / fh, 1.0])
-    if "masks" in pred:
-        m = pred["masks"]
-        if m.numel() == 0:
-            out["masks"] = m.new_zeros(*m.shape[:-2], th, tw)
-        elif m.is_floating_point():
-            x = m if m.ndim == 4 else m.unsqueeze(1)
-            out["masks"] = F.interpolate(x, size=(th, tw), mode="bilinear", align_corners=False)
-        else:
-            x = m.unsqueeze(1) if m.ndim == 3 else m
-            out["masks"] = F.interpolate(x.float(), size=(th, tw), mode="nearest").squeeze(1) > 0.5
-    return out
 
 
 class Scorer:
@@ -296,9 +230,7 @@ class Scorer:
 def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_index: int,
              class_names: Sequence[str] | None = None, eval_cfg: Any = None,
              cross_task: bool | None = None, device: torch.device | str = "cpu", progress: bool = True,
-             desc: str = "eval", results_path: str | Path | None = None,
-             reduce: Callable[[Tensor], Tensor] | None = None,
-             gather: Callable[[Any], list] | None = None) -> dict:
+             desc: str = "eval", results_path: str | Path | None = None, sharded: bool = False) -> dict:
     """Score ``model`` on every batch of ``loader`` (its mode is restored afterwards).
 
     Args:
@@ -306,10 +238,10 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
         cross_task: compute both rows (default: ``eval_cfg.cross_task``, else False). A semantic
             model always gets the semantic row, an instance model the instance row.
         results_path: where to write the COCO results json of the instance row, if any.
-        reduce, gather: under torch.distributed, where each process scores its own share of the
-            data: ``reduce`` sums a count vector over processes (all-reduce), ``gather`` returns the
-            list of every process's object (all-gather); every process then gets the metrics of
-            the whole split.
+        sharded: under torch.distributed, each process passes its own share of the data (no
+            sample twice, as the trainer's val loader gives): the count vectors are summed and the
+            detections gathered across processes, so every process returns the metrics of the
+            whole split, equal to a single process's. Only process 0 writes ``results_path``.
 
     Returns:
         the metrics of :meth:`Scorer.compute` plus ``"task"`` (the model's) and, with an instance
@@ -340,15 +272,18 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
             scorer.update(model, batch, device, inferencer)
     finally:
         model.train(was_training)
-    if reduce is not None:
-        scorer.load_counts(reduce(scorer.counts()))
-    if gather is not None and scorer.instances is not None:
-        scorer.instances.merge(gather(scorer.instances.state()))
+    sharded = sharded and distributed.info().is_distributed
+    if sharded:
+        # summed on the device the backend needs (NCCL: CUDA; gloo: CPU)
+        counts = scorer.counts()
+        scorer.load_counts(distributed.all_reduce_sum(counts.to(device)).to(counts.device))
+        if scorer.instances is not None:
+            scorer.instances.merge(distributed.all_gather_object(scorer.instances.state()))
     metrics = scorer.compute()
     metrics["task"] = task
     if want_instances:
         metrics["instance_source"] = "model" if task == "instance" else "components"
         metrics["semantic_source"] = "model" if task == "semantic" else "pasted"
-        if results_path is not None:
+        if results_path is not None and (not sharded or distributed.info().is_main):
             scorer.instances.write_results(results_path)
     return metrics

@@ -1,7 +1,13 @@
-"""Building the run's components (datasets, loaders, model, loss, optimizer) from a Config."""
+"""Config -> objects: the datasets, loaders, model, losses, optimizer and schedule a config names.
+
+Every function reads a validated :class:`~segzoo.config.Config` and never writes to it: what is
+learnt on the way (the number of classes, from the dataset) is returned and passed on, e.g.
+``model_from_config(cfg, num_classes=resolve_num_classes(cfg, train_set))``.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from segzoo import distributed
 from segzoo.config import Config
 from segzoo.config.schema import SplitConfig
 from segzoo.data import (
@@ -20,22 +27,34 @@ from segzoo.data import (
     build_train_loader,
 )
 from segzoo.data.sampler import shard_indices
-from segzoo.engine import distributed
-from segzoo.engine.distributed import DistInfo
+from segzoo.distributed import DistInfo
 from segzoo.errors import ConfigError
 from segzoo.losses import LossContext, LossSet, build_losses, label_statistics
 from segzoo.losses.base import LabelStats
-from segzoo.registry import MODELS, OPTIMIZERS, SCHEDULERS
+from segzoo.registry import DATASETS, MODELS, OPTIMIZERS, SCHEDULERS
 
 
-def dataset_from_split(cfg: Config, split: SplitConfig) -> SegDataset:
-    """The split's dataset with its transform pipeline attached."""
+def dataset_from_split(cfg: Config, split: SplitConfig, **options) -> SegDataset:
+    """The split's dataset with its transform pipeline attached; ``options`` are dataset keywords
+    added to (or replacing) the config's for this call only (e.g. ``with_instances=True``)."""
     data = cfg.data
-    dataset = build_dataset(split.dataset.name, ignore_index=data.ignore_index, **split.dataset.kwargs)
+    dataset = build_dataset(split.dataset.name, ignore_index=data.ignore_index,
+                            **{**split.dataset.kwargs, **options})
     dataset.transforms = build_pipeline(
         split.transforms, ignore_index=data.ignore_index, mean=data.mean, std=data.std
     )
     return dataset
+
+
+def instance_target_options(split: SplitConfig) -> dict:
+    """The dataset keyword that makes the split's dataset return instance targets too
+    (``{"with_instances": True}`` or ``{"instances": True}``), or ``{}`` if it has no such switch;
+    for :func:`dataset_from_split` when both rows (semantic and instance) are scored."""
+    params = inspect.signature(DATASETS.get(split.dataset.name)).parameters
+    for key in ("with_instances", "instances"):
+        if key in params:
+            return {key: split.dataset.kwargs.get(key, True)}
+    return {}
 
 
 def loader_from_split(cfg: Config, split: SplitConfig, dataset: SegDataset, *, train: bool) -> DataLoader:
@@ -113,7 +132,13 @@ def losses_from_config(cfg: Config, num_classes: int,
 
 
 def resolve_num_classes(cfg: Config, dataset: SegDataset) -> int:
-    """Fill ``model.num_classes`` from the dataset, or check that a given value agrees."""
+    """The number of classes to build the model with: the dataset's (``model.num_classes``, when
+    the config gives it, must agree).
+
+    Raises:
+        ConfigError: ``model.num_classes`` disagrees with the dataset, or ``data.ignore_index`` is
+            one of the dataset's classes.
+    """
     given = cfg.model.kwargs.get("num_classes")
     if given is not None and given != dataset.num_classes:
         raise ConfigError(
@@ -126,15 +151,19 @@ def resolve_num_classes(cfg: Config, dataset: SegDataset) -> int:
             f"'data.ignore_index' is {ignore}, a real class of {type(dataset).__name__} "
             f"({dataset.class_names[ignore]!r} of {dataset.num_classes} classes): its pixels would be "
             "left out of training and scoring; use a value outside [0, num_classes), e.g. 255")
-    cfg.model.kwargs["num_classes"] = dataset.num_classes
     return dataset.num_classes
 
 
-def model_from_config(cfg: Config) -> nn.Module:
-    """Build ``cfg.model`` (``num_classes`` must be resolved already)."""
-    if "num_classes" not in cfg.model.kwargs:
+def model_from_config(cfg: Config, num_classes: int | None = None) -> nn.Module:
+    """Build ``cfg.model`` with ``num_classes`` (default: ``model.num_classes`` of the config).
+
+    Raises:
+        ConfigError: neither gives the number of classes.
+    """
+    num_classes = cfg.model.kwargs.get("num_classes") if num_classes is None else num_classes
+    if num_classes is None:
         raise ConfigError("'model.num_classes' is not set and no dataset was given to take it from")
-    return MODELS.build(cfg.model.name, **cfg.model.kwargs)
+    return MODELS.build(cfg.model.name, **{**cfg.model.kwargs, "num_classes": int(num_classes)})
 
 
 def optimizer_from_config(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:

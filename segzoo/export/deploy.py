@@ -1,7 +1,7 @@
 """Deploy mode: an inference-only copy of a model with conv+BN fused, channels_last memory format,
 ``torch.inference_mode`` and optionally ``torch.compile`` / bfloat16 autocast.
 
-    from segzoo.models.deploy import optimize_for_inference
+    from segzoo.export.deploy import optimize_for_inference
 
     fast = optimize_for_inference(model)                  # fuse BN, channels_last, inference_mode
     fast = optimize_for_inference(model, dtype="bf16")    # + bfloat16 autocast (GPU; CPU with AMX)
