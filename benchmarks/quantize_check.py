@@ -73,6 +73,7 @@ def check_run(name: str, args) -> dict:
         Int8Model,
         calibration_images,
         classifier_convs,
+        cpu_has_vnni,
         int8_metadata,
         load_int8,
         quantize_int8,
@@ -96,9 +97,10 @@ def check_run(name: str, args) -> dict:
 
     t0 = time.perf_counter()
     calib = calibration_images(cfg, args.calib)
-    keep = [] if args.all_int8 else classifier_convs(model)
+    keep = classifier_convs(model) if args.float_classifiers else []
     rec["keep_float"] = keep
-    program = quantize_int8(model, calib, keep_float=keep)
+    rec["reduce_range"] = (not cpu_has_vnni()) if args.reduce_range is None else args.reduce_range
+    program = quantize_int8(model, calib, keep_float=keep, reduce_range=rec["reduce_range"])
     rec["quantize_s"] = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = save_int8(program, Path(tmp) / "model_int8.pt2", int8_metadata(cfg, meta, program, calib, keep))
@@ -193,7 +195,8 @@ def table(records: list[dict]) -> str:
     for r in records:
         cells = [f"{1e3 * r['latency'][k]['seconds']['median']:.0f} ({r['latency'][k]['ratio_to_fp32_eager']['median']:.2f})"
                  for k in ROWS]
-        kept = "all convs int8" if not r.get("keep_float") else "classifiers float32"
+        kept = ("all convs int8" if not r.get("keep_float") else "classifiers float32") + (
+            ", 7-bit activations" if r.get("reduce_range") else ", 8-bit activations")
         lines.append(f"| {Path(r['run']).parent.name} ({kept}) | {pct(r['fp32']['mIoU'])} | {pct(r['int8']['mIoU'])} | "
                      f"{r['miou_drop_points']:.2f} | " + " | ".join(cells)
                      + f" | {r['int8_file_mb']:.1f} ({r['fp32_params_mb']:.1f}) | "
@@ -219,8 +222,10 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--profile", action="store_true", help="profile int8 and fp32 eager always")
-    p.add_argument("--all-int8", action="store_true",
-                   help="quantize the class-score convs too (default: float32, as segzoo quantize)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="7-bit activations (default: where the CPU has no VNNI)")
+    p.add_argument("--float-classifiers", action="store_true",
+                   help="keep the class-score convs in float32 (segzoo quantize --float-classifiers)")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--table", action="store_true", help="only rewrite quantize.md from the JSONs")
     args = p.parse_args()
@@ -233,7 +238,9 @@ def main() -> int:
                 print(f"[{name}] skipped: no trained checkpoint ({args.checkpoint}) yet", flush=True)
                 continue
             rec = check_run(name, args)
-            (args.out / f"{name}{'-all-int8' if args.all_int8 else ''}.json").write_text(json.dumps(rec, indent=1))
+            suffix = ("-float-classifiers" if args.float_classifiers else "") + (
+                "" if rec["reduce_range"] else "-full-range")
+            (args.out / f"{name}{suffix}.json").write_text(json.dumps(rec, indent=1))
             write_table(args.out)
     write_table(args.out)
     return 0
@@ -242,7 +249,8 @@ def main() -> int:
 def write_table(out: Path) -> None:
     order = {n: i for i, n in enumerate(DEFAULT_RUNS)}
     records = sorted((json.loads(p.read_text()) for p in out.glob("*.json")),
-                     key=lambda r: (order.get(Path(r["run"]).parent.name, 99), not r.get("keep_float")))
+                     key=lambda r: (order.get(Path(r["run"]).parent.name, 99), not r.get("reduce_range"),
+                               bool(r.get("keep_float"))))
     (out / "quantize.md").write_text(table(records))
 
 

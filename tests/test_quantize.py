@@ -23,6 +23,7 @@ from segzoo.export.quantize import (  # noqa: E402
     Int8Model,
     calibration_images,
     classifier_convs,
+    cpu_has_vnni,
     load_int8,
     min_input_size,
     quantize_int8,
@@ -51,8 +52,11 @@ def test_int8_fcn8s_agrees_with_float32_and_round_trips(tmp_path):
     assert len(calib) == 4 and calib[0].shape == (1, 3, 64, 64) and calib[0].dtype == torch.float32
     assert calib[0].mean().abs() < 2 and calib[0].std() > 0.2  # normalised, not 0..255
     model = tiny_fcn8s()
-    program = quantize_int8(model, calib)
+    program = quantize_int8(model, calib, reduce_range=True)
     assert min_input_size(program) == 32  # the model's coarsest stride
+    ranges = {n.args[4] for n in program.graph.nodes  # activations: uint8 in 0..127 (7 bits)
+              if n.op == "call_function" and "quantize_per_tensor" in str(n.target)}
+    assert ranges == {127}
 
     weights = {**program.state_dict, **program.constants}
     int8 = sum(v.numel() for v in weights.values() if v.dtype == torch.int8)
@@ -108,7 +112,7 @@ def test_quantize_command_writes_a_working_file(tiny_config, tiny_checkpoint, tm
     add_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "int8.pt2"
     args = parser.parse_args(["quantize", str(tiny_config), "--checkpoint", str(tiny_checkpoint),
-                              "--calib", "2", "--output", str(out)])
+                              "--calib", "2", "--float-classifiers", "--output", str(out)])
     assert args.func(args) == 0
     text = capsys.readouterr().out
     assert "quantized fcn8s with 2 calibration images" in text and "argmax agreement" in text
@@ -118,9 +122,9 @@ def test_quantize_command_writes_a_working_file(tiny_config, tiny_checkpoint, tm
     from segzoo.checkpoint import load_trained_model
 
     model, _ = load_trained_model(load_config(tiny_config), tiny_checkpoint)
-    scores = classifier_convs(model)  # kept in float32 by default
+    scores = classifier_convs(model)  # kept in float32 (--float-classifiers)
     assert scores == ["decode_head.score_fr", "decode_head.score_pool4", "decode_head.score_pool3"]
-    assert meta["keep_float"] == scores
+    assert meta["keep_float"] == scores and meta["reduce_range"] == (not cpu_has_vnni())
     weights = {**program.state_dict, **program.constants}
     convs = {n: m.weight.numel() for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
     assert sum(v.numel() for v in weights.values() if v.dtype == torch.int8) == (

@@ -15,8 +15,9 @@ since they left ``torch.ao``; needs the ``quantize`` extra: ``pip install 'segzo
    would, only slower);
 5. the converted graph is exported again and saved with ``torch.export.save`` (``.pt2``).
 
-Modules named in ``keep_float`` stay float32; ``segzoo quantize`` keeps the class-score convs
-(:func:`classifier_convs`) there by default.
+Modules named in ``keep_float`` stay float32 (``segzoo quantize --float-classifiers``: the
+class-score convs, :func:`classifier_convs`). On CPUs without VNNI the activations use 7 bits
+(``reduce_range``, see :func:`x86_quantizer`).
 
 Running it fast is ``torch.compile`` with inductor's ``freezing``: inductor pattern-matches the
 dequantize -> conv -> quantize chains into oneDNN int8 convolutions (VNNI) on prepacked weights
@@ -57,13 +58,35 @@ def _torchao():
     return prepare_pt2e, convert_pt2e, xiq
 
 
-def x86_quantizer(keep_float: Sequence[str] = ()):
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has an int8 dot-product instruction (AVX-512 VNNI, AVX-VNNI or AMX;
+    torch's capability check, else ``/proc/cpuinfo`` flags)."""
+    try:
+        if torch.cpu._is_vnni_supported() or torch.cpu._is_amx_tile_supported():
+            return True
+    except AttributeError:  # older or newer torch without these helpers
+        pass
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+
+def x86_quantizer(keep_float: Sequence[str] = (), reduce_range: bool | None = None):
     """The ``X86InductorQuantizer`` with its default static config (see the module docstring);
     the modules named in ``keep_float`` (and their children, e.g. ``decode_head.score_fr``) are
-    left in float32 (``set_module_name_qconfig(name, None)``)."""
+    left in float32 (``set_module_name_qconfig(name, None)``).
+
+    ``reduce_range``: activations in 0..127 instead of 0..255 (torchao's advice for CPUs without
+    VNNI, whose AVX2 int8 kernels add pairs of u8 x s8 products in saturating int16: full-range
+    activations overflow there). ``None``: on when :func:`cpu_has_vnni` is false. It is fixed at
+    quantization time: quantize on (or for) the CPU the model will run on."""
     _, _, xiq = _torchao()
+    if reduce_range is None:
+        reduce_range = not cpu_has_vnni()
     quantizer = xiq.X86InductorQuantizer()
-    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config(reduce_range=bool(reduce_range)))
     for name in keep_float:
         quantizer.set_module_name_qconfig(name, None)
     return quantizer
@@ -157,16 +180,16 @@ def _drop_unused_attributes(gm: torch.fx.GraphModule) -> None:
 def classifier_convs(model: nn.Module) -> list[str]:
     """Names of the convolutions that output class scores (``out_channels == model.num_classes``:
     FCN's ``score_fr``/``score_pool4``/``score_pool3``, a decode head's ``conv_seg``, auxiliary
-    heads included). Kept in float32 by ``segzoo quantize`` unless ``--int8-classifiers``: they
-    are a negligible share of the compute, and their int8 rounding lands directly on the logits
-    (on CamVid, FCN-8s lost 1.6 mIoU points with them in int8, 0.2 without)."""
+    heads included): ``segzoo quantize --float-classifiers`` keeps them in float32, a negligible
+    share of the compute whose int8 rounding lands directly on the logits."""
     k = getattr(model, "num_classes", None)
     return [n for n, m in model.named_modules()
             if k and isinstance(m, nn.Conv2d) and m.out_channels == k]
 
 
 def quantize_int8(model: nn.Module, calibration: Iterable[Tensor], *, example: Tensor | None = None,
-                  keep_float: Sequence[str] = ()) -> torch.export.ExportedProgram:
+                  keep_float: Sequence[str] = (),
+                  reduce_range: bool | None = None) -> torch.export.ExportedProgram:
     """Post-training static int8 quantization (PT2E, x86 inductor quantizer; module docstring).
 
     Args:
@@ -176,6 +199,8 @@ def quantize_int8(model: nn.Module, calibration: Iterable[Tensor], *, example: T
         example: the input the graph is traced with (default: the first calibration batch).
         keep_float: names of modules (``model.named_modules()``) left in float32, e.g. the
             classifier convs where int8 costs accuracy and saves little time.
+        reduce_range: 7-bit activations (see :func:`x86_quantizer`; ``None``: where this CPU
+            has no VNNI).
 
     Returns:
         The quantized ``torch.export.ExportedProgram``: (N, 3, H, W) float32 -> (N, K, H, W)
@@ -203,7 +228,7 @@ def quantize_int8(model: nn.Module, calibration: Iterable[Tensor], *, example: T
     min_size = int(getattr(model, "min_input_size", 0) or 0)
     graph = export_dynamic(model, example, min_size).module()
     _one_partition_per_call(graph.graph)
-    prepared = prepare_pt2e(graph, x86_quantizer(keep_float))
+    prepared = prepare_pt2e(graph, x86_quantizer(keep_float, reduce_range))
     with torch.no_grad():
         prepared(first)
         for batch in batches:
@@ -339,7 +364,8 @@ def min_input_size(program: torch.export.ExportedProgram) -> int:
 
 
 def int8_metadata(cfg, meta: dict, program: torch.export.ExportedProgram,
-                  calibration: Sequence[Tensor], keep_float: Sequence[str] = ()) -> dict:
+                  calibration: Sequence[Tensor], keep_float: Sequence[str] = (),
+                  reduce_range: bool | None = None) -> dict:
     """The ``segzoo.json`` of :func:`save_int8` for a model built from ``cfg`` with the
     checkpoint ``meta`` of :func:`segzoo.checkpoint.load_trained_model`."""
     sizes = sorted({tuple(int(s) for s in b.shape[-2:]) for b in calibration})
@@ -351,4 +377,5 @@ def int8_metadata(cfg, meta: dict, program: torch.export.ExportedProgram,
             "calibration": {"images": int(sum(b.shape[0] for b in calibration)),
                             "sizes": [list(s) for s in sizes], "split": "train",
                             "transforms": "val"},
-            "keep_float": list(keep_float)}
+            "keep_float": list(keep_float),
+            "reduce_range": (not cpu_has_vnni()) if reduce_range is None else bool(reduce_range)}

@@ -34,9 +34,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", required=True, help="the .pt2 file to write (torch.export.save)")
     p.add_argument("--keep-float", nargs="+", default=[], metavar="MODULE",
                    help="more module names left in float32 (as in model.named_modules())")
-    p.add_argument("--int8-classifiers", action="store_true",
-                   help="quantize the class-score convolutions too (default: kept in float32, "
-                        "see segzoo.export.quantize.classifier_convs)")
+    p.add_argument("--float-classifiers", action="store_true",
+                   help="keep the class-score convolutions in float32 "
+                        "(segzoo.export.quantize.classifier_convs)")
+    p.add_argument("--reduce-range", action=argparse.BooleanOptionalAction, default=None,
+                   help="7-bit activations, needed for accuracy on CPUs without VNNI (default: on "
+                        "exactly when this CPU has no VNNI; quantize for the CPU you deploy on)")
     p.add_argument("--eval", action="store_true",
                    help="also score the float and the int8 (compiled) model on the val split and "
                         "print the mIoU change")
@@ -85,10 +88,11 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.set or [])
     model, meta = load_trained_model(cfg, args.checkpoint, "cpu")
     calib = calibration_images(cfg, args.calib)
-    keep = list(args.keep_float) + ([] if args.int8_classifiers else classifier_convs(model))
+    keep = list(args.keep_float) + (classifier_convs(model) if args.float_classifiers else [])
     t0 = time.perf_counter()
-    program = quantize_int8(model, calib, keep_float=keep)
-    path = save_int8(program, args.output, int8_metadata(cfg, meta, program, calib, keep))
+    program = quantize_int8(model, calib, keep_float=keep, reduce_range=args.reduce_range)
+    path = save_int8(program, args.output,
+                     int8_metadata(cfg, meta, program, calib, keep, args.reduce_range))
     program, int8_meta = load_int8(path)  # what a user gets back
     check = calib[: min(4, len(calib))]
     reference = Int8Model(program, int8_meta, compile=False)
