@@ -6,7 +6,7 @@
 #   bash benchmarks/gpu_check.sh --device cpu --quick  # dry run on the CPU (seconds; CI runs it)
 #
 # Steps, each under its own time limit (a stuck step cannot eat the others' time):
-#   1. pytest -m cuda tests/test_cuda_cli.py tests/test_cuda.py     (T_TESTS s)
+#   1. pytest -m cuda tests/cuda/test_cuda_cli.py tests/cuda/test_cuda.py     (T_TESTS s)
 #   2. benchmarks/gpu_train.py: training img/s and peak memory     (T_TRAIN s)
 #   3. segzoo bench --device cuda, fp32 then bf16                  (T_BENCH_FP32, T_BENCH_BF16 s)
 # Wheels in .whl/ (pycocotools, segmentation-models-pytorch for Python 3.12) are installed into
@@ -102,7 +102,7 @@ EOF
 } 2>&1 | tee -a "$LOG"
 
 # the end-to-end commands first, torch.compile (the slowest) last in test_cuda.py
-PYTEST_ARGS=(-m cuda -v -rA -p no:cacheprovider tests/test_cuda_cli.py tests/test_cuda.py)
+PYTEST_ARGS=(-m cuda -v -rA -p no:cacheprovider tests/cuda/test_cuda_cli.py tests/cuda/test_cuda.py)
 if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST_ARGS+=(--timeout 120); fi
 step tests "$T_TESTS" "$PY" -m pytest "${PYTEST_ARGS[@]}"
 

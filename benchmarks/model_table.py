@@ -124,7 +124,7 @@ where a model builds one by default (PSPNet). GFLOPs are for one image at the gi
 eval mode, counted with `torch.utils.flop_counter.FlopCounterMode` (FLOPs = 2 x multiply-adds
 of convolutions and matrix products; normalisation, activations, pooling and interpolation are not
 counted). Reference: torchvision's `fcn_resnet50` has 33.0M parameters (35.3M with `aux_loss`),
-`deeplabv3_resnet50` 39.6M (42.0M); `tests/test_torchvision_parity.py` checks ours equal them.
+`deeplabv3_resnet50` 39.6M (42.0M); `tests/models/test_torchvision_parity.py` checks ours equal them.
 Mask R-CNN rows give parameters only: its FLOPs depend on how many proposals and detections reach
 the RoI heads (see [benchmarks.md](benchmarks.md) for its measured latency against torchvision).
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers.tiny_model import write_tiny_config
 from PIL import Image
-from tiny_model import write_tiny_config
 
 from segzoo.checkpoint import load_checkpoint, save_checkpoint
 from segzoo.cli import main
@@ -94,7 +94,7 @@ def test_checkpoint_with_another_number_of_classes_fails_before_evaluating(train
     state = load_checkpoint(ckpt)
     state["meta"] = {**state["meta"], "num_classes": 3, "class_names": ["a", "b", "c"]}
     state["config"]["model"]["num_classes"] = 3
-    from tiny_model import tiny_seg
+    from helpers.tiny_model import tiny_seg
 
     state["model"] = tiny_seg(num_classes=3).state_dict()
     bad = save_checkpoint(state, tmp_path / "three.pt")

@@ -19,10 +19,10 @@ The outputs then equal torchvision's (max abs difference ~1e-6 in float32).
 ``segzoo.models.maskrcnn(backbone="resnet50", num_classes=...)`` (91 for torchvision's COCO weights):
 ``backbone.body.*`` becomes ``backbone.*``, ``backbone.fpn.*`` becomes ``neck.*``, the RPN and RoI
 heads keep their names, and BatchNorm counters absent from FrozenBatchNorm checkpoints are added.
-The detections then equal torchvision's on the same images (``tests/test_maskrcnn_convert.py``).
+The detections then equal torchvision's on the same images (``tests/models/test_maskrcnn_convert.py``).
 ``arch="keypointrcnn"`` does the same for ``keypointrcnn_resnet50_fpn`` checkpoints and
 ``segzoo.models.keypointrcnn(backbone="resnet50", num_classes=..., num_keypoints=...)``
-(``tests/test_keypoint_convert.py``).
+(``tests/models/test_keypoint_convert.py``).
 """
 
 from __future__ import annotations

@@ -5,8 +5,8 @@ import json
 import sys
 
 import torch
-from test_resume import CHILD, child_env, finish, tensors
-from tiny_model import write_tiny_config
+from helpers.children import CHILD, child_env, finish, tensors
+from helpers.tiny_model import write_tiny_config
 
 from segzoo import builders
 from segzoo.checkpoint import load_checkpoint, load_trained_model

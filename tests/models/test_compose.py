@@ -184,7 +184,7 @@ def test_three_worked_configs_exist_with_the_documented_parts():
 
 
 # the composed shapes configs are trained through the engine by
-# tests/test_config.py::test_every_shapes_config_trains_two_iterations (every *_shapes-* config)
+# tests/config/test_config.py::test_every_shapes_config_trains_two_iterations (every *_shapes-* config)
 
 
 def test_config_checks_nested_parts_and_keeps_the_old_aux_head_key():

@@ -6,7 +6,7 @@ import re
 
 import pytest
 import torch
-from tiny_model import write_tiny_config
+from helpers.tiny_model import write_tiny_config
 
 from segzoo.checkpoint import load_checkpoint
 from segzoo.config import load_config

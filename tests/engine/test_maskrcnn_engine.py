@@ -198,7 +198,7 @@ def test_coco128_config_trains_on_its_documented_split(shared_data, tmp_path):
 def test_torchrun_two_processes_gather_the_evaluation(tmp_path):
     import subprocess
 
-    from test_resume import CHILD, child_env, finish
+    from helpers.children import CHILD, child_env, finish
 
     args = [*TINY, "data.val.dataset.num_images=5", "train.max_iters=1"]  # batch 2 per process
     ddp = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

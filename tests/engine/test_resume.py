@@ -2,21 +2,16 @@
 exactly where an uninterrupted run with the same seed ends (weights, EMA, optimizer, metrics)."""
 
 import json
-import os
 import signal
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import torch
-from tiny_model import write_tiny_config
+from helpers import children
+from helpers.children import finish, start, tensors
+from helpers.tiny_model import write_tiny_config
 
 from segzoo.checkpoint import load_checkpoint
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-CHILD = HERE / "train_child.py"
+CHILD, REPO = children.CHILD, children.REPO
 
 # every stateful feature at once: EMA, accumulation, clipping, AdamW with groups, warmup+cosine,
 # BatchNorm, dropout, random flips, dataloader workers; checkpoints at 3, 5 (eval), 6, 9, 10
@@ -36,40 +31,6 @@ train:
   deterministic: true
   keep_last: 2
 """
-
-
-def child_env(**extra):
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
-    env.update(extra)
-    return env
-
-
-def start(config, work_dir, *args, signal_at=None):
-    """Start `segzoo train` in a child process (tiny model registered, one thread)."""
-    env = child_env(**({"SEGZOO_TEST_SIGNAL_AT": signal_at} if signal_at else {}))
-    cmd = [sys.executable, str(CHILD), "train", str(config), "--work-dir", str(work_dir), *args]
-    # a session of its own: a signal sent to the child's process group does not reach pytest
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def finish(proc, timeout=240):
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
-
-
-def tensors(state, prefix=""):
-    """Every tensor of a (nested) checkpoint dict, by dotted key."""
-    out = {}
-    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, list) else []
-    for k, v in items:
-        key = f"{prefix}{k}"
-        if isinstance(v, torch.Tensor):
-            out[key] = v
-        elif isinstance(v, (dict, list)):
-            out.update(tensors(v, key + "."))
-    return out
 
 
 def max_diff(a_path, b_path):

@@ -1,4 +1,4 @@
-"""One rank of a DDP run started by torchrun (tests/test_cuda_cli.py): NCCL on a GPU, gloo on the
+"""One rank of a DDP run started by torchrun (tests/cuda/test_cuda_cli.py): NCCL on a GPU, gloo on the
 CPU. A segzoo DeepLab v3+ (BatchNorm converted to SyncBatchNorm on CUDA) is wrapped in
 DistributedDataParallel and trained 3 steps next to an unwrapped copy; writes JSON to argv[1]:
 backend, world size, device, the largest weight difference between the two, and the results of

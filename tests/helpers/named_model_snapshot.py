@@ -2,8 +2,8 @@
 checksums for a fixed seed, so a refactoring of how models are assembled can prove it changed
 nothing users see (checkpoints, torchvision conversion, outputs).
 
-``python tests/named_model_snapshot.py`` (re)writes ``tests/data/named_models.json``; run it only
-when a model is meant to change, and say so in the commit. ``tests/test_named_model_snapshot.py``
+``python tests/helpers/named_model_snapshot.py`` (re)writes ``tests/models/named_models.json``; run it only
+when a model is meant to change, and say so in the commit. ``tests/models/test_named_model_snapshot.py``
 compares every case against the file.
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-FILE = Path(__file__).parent / "data" / "named_models.json"
+FILE = Path(__file__).resolve().parents[1] / "models" / "named_models.json"
 
 # (id, builder name, keyword arguments, run: whether outputs are computed; without, the model is
 # built on the meta device for its keys, shapes and parameter count only)

@@ -1,7 +1,7 @@
 """Every registered semantic model exports to ONNX with dynamic batch, height and width, and
 onnxruntime gives PyTorch's logits (|diff| <= 1e-4) at three sizes other than the export size, odd
 ones included (small widths and sizes to stay fast). The ONNX graph optimizer is skipped here (half
-the conversion time); tests/test_export.py and benchmarks/export_check.py run it."""
+the conversion time); tests/export/test_export.py and benchmarks/export_check.py run it."""
 
 import pytest
 import torch

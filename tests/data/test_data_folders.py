@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.coco_folder import make_coco
 from PIL import Image
-from test_datasets_standard import make_coco
 
 from segzoo.config import load_config
 from segzoo.data import COCODataset, FolderDataset, InstanceFolderDataset

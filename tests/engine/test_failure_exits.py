@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers.children import CHILD
+from helpers.tiny_model import write_tiny_config
 from PIL import Image
-from tiny_model import write_tiny_config
 
 from segzoo.checkpoint import load_checkpoint
 
-HERE = Path(__file__).resolve().parent
-CHILD = HERE / "train_child.py"
 TIMEOUT = 90  # seconds; a run here takes a few seconds, a hang never ends
 
 

@@ -1,12 +1,12 @@
 """The named semantic models are unchanged: state-dict keys and shapes, parameter counts, loss
-weights and outputs for a fixed seed equal those recorded in tests/data/named_models.json (written
-by ``python tests/named_model_snapshot.py`` before the models were rebuilt over the composition)."""
+weights and outputs for a fixed seed equal those recorded in tests/models/named_models.json (written
+by ``python tests/helpers/named_model_snapshot.py`` before the models were rebuilt over the composition)."""
 
 import json
 import math
 
 import pytest
-from named_model_snapshot import CASES, FILE, snapshot
+from helpers.named_model_snapshot import CASES, FILE, snapshot
 
 RECORDED = json.loads(FILE.read_text())
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 HAS_CUDA = torch.cuda.is_available()
 ON_CPU = not HAS_CUDA and os.environ.get("SEGZOO_CUDA_TESTS_ON_CPU") == "1"
 DEVICE = "cuda" if HAS_CUDA else "cpu"
@@ -108,7 +108,7 @@ def test_torchrun_ddp_nccl_one_process(tmp_path):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           "--nproc_per_node", "1", str(REPO / "tests/cuda_ddp_child.py"), str(out)],
+                           "--nproc_per_node", "1", str(REPO / "tests/cuda/cuda_ddp_child.py"), str(out)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
