@@ -222,3 +222,21 @@ def test_training_step_updates_weights_and_uses_loss_weights():
     torch.manual_seed(0)
     ref = nn.functional.cross_entropy(TwoOutputs().conv(x), labels)
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)  # the aux output weighs 0
+
+
+def test_onnxruntime_row_times_the_exported_model_against_eager(tmp_path):
+    """--onnxruntime: the same model exported to ONNX, run by onnxruntime, interleaved with eager
+    (in this process to keep the test short; the CLI test covers workers)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    settings = BenchSettings(models=["unet"], model_kwargs=TINY_UNET, size=(32, 48), batches=[1],
+                             repeats=2, train=False, onnxruntime=True, peers=[], in_process=True,
+                             threads=1, matmul_size=128)
+    res = run_benchmark(settings, tmp_path, log=lambda line: None)
+    job = res["models"][0]["onnxruntime"]
+    assert [c["label"] for c in job["candidates"]] == ["unet/unet_encoder", "unet/unet_encoder [onnxruntime]"]
+    assert job["onnxruntime_max_abs_diff"]["unet/unet_encoder [onnxruntime]"] < 1e-4
+    assert all(len(c["times_s"]) == 2 for c in job["candidates"]) and ratio_of(job, 0, 1)["median"] > 0
+    md = (tmp_path / "bench.md").read_text()
+    assert "onnxruntime speedup" in md and "(diff " in md.split("| `unet/unet_encoder` |")[1]
+

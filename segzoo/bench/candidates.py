@@ -28,8 +28,9 @@ SOURCES = ("segzoo", "torchvision", "smp")
 class Candidate:
     """One model to build: ``source`` ("segzoo", "torchvision" or "smp"), its ``name`` there
     (registered model name, ``torchvision.models.segmentation`` function, smp class) and builder
-    keyword arguments; ``variant`` "eager" or "deploy" (segzoo's
-    :func:`~segzoo.export.deploy.optimize_for_inference`)."""
+    keyword arguments; ``variant`` "eager", "deploy" (segzoo's
+    :func:`~segzoo.export.deploy.optimize_for_inference`) or "onnxruntime" (exported to ONNX, run
+    by onnxruntime: :class:`~segzoo.bench.onnx_runtime.OrtRunner`)."""
 
     source: str
     name: str
@@ -46,7 +47,7 @@ class Candidate:
             text = f"smp {self.name}/{self.kwargs.get('encoder_name', 'resnet34')}"
         else:
             text = f"{self.source} {self.name}"
-        return text + (" [deploy]" if self.variant == "deploy" else "")
+        return text + (f" [{self.variant}]" if self.variant != "eager" else "")
 
     def with_variant(self, variant: str) -> Candidate:
         return Candidate(self.source, self.name, dict(self.kwargs), dict(self.patch), variant)

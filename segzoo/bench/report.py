@@ -79,11 +79,19 @@ def best_matmul_gflops(results: dict) -> float | None:
     the shared cores were busy during its measurement, which would put a latency below its floor."""
     speeds = []
     for row in results.get("models", []):
-        jobs = [*(row.get("infer") or {}).values(), row.get("train"), row.get("deploy")]
+        jobs = [*(row.get("infer") or {}).values(), row.get("train"), row.get("deploy"), row.get("onnxruntime")]
         for job in jobs:
             if isinstance(job, dict) and "error" not in job:
                 speeds += [g for g in job.get("matmul_gflops_before_after") or [job.get("matmul_gflops")] if g]
     return max(speeds) if speeds else None
+
+
+def _variant_speedup(job: dict | None, variant: str) -> str:
+    """eager / variant latency of a [eager, variant] job, with the largest output difference."""
+    if not _cand(job):
+        return _err(job) or "-"
+    diff = max((job.get(f"{variant}_max_abs_diff") or {"": float("nan")}).values())
+    return f"{_ratio(ratio_of(job, 0, 1))}x (diff {diff:.0e})"
 
 
 def models_table(results: dict) -> str:
@@ -94,6 +102,9 @@ def models_table(results: dict) -> str:
             *(f"b{b} img/s" for b in big), "floor ms", "x floor",
             f"train step ms (b{results['settings']['train_batch']})", "peak RSS MiB (before fwd)",
             "deploy speedup"]
+    ort = any("onnxruntime" in row for row in results["models"])
+    if ort:
+        head.append("onnxruntime speedup")
     lines = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
     for row in results["models"]:
         if "error" in row:
@@ -122,6 +133,8 @@ def models_table(results: dict) -> str:
             cells.append(f"{_ratio(ratio_of(dep, 0, 1))}x (diff {diff:.0e})")
         else:
             cells.append(_err(dep) or "-")
+        if ort:
+            cells.append(_variant_speedup(row.get("onnxruntime"), "onnxruntime"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -182,7 +195,10 @@ def markdown(results: dict) -> str:
         "timed runs instead. CUDA timings synchronize the device before and after each run. "
         "The training step is forward + cross-entropy + backward + SGD step. "
         "Deploy speedup = eager / deploy latency (conv+BN fused, channels_last; "
-        "`segzoo.models.deploy.optimize_for_inference`), from runs interleaved in one process.",
+        "`segzoo.export.deploy.optimize_for_inference`), from runs interleaved in one process; "
+        "onnxruntime speedup likewise for the model exported to ONNX (`segzoo.export.export_onnx`, "
+        "dynamic sizes, float32) run by onnxruntime's CPU provider with as many intra-op threads as "
+        "torch (`--onnxruntime`; diff: largest |logit difference| from eager on the timed input).",
         "",
         "## Models",
         "",

@@ -83,11 +83,18 @@ def build_models(cands: list[Candidate], job: dict, device: torch.device) -> tup
         info["copied"] = f"{cands[copy['src']].label} -> {cands[copy['dst']].label} ({copy['method']})"
     h, w = job["size"]
     for i, c in enumerate(cands):
-        if c.variant != "deploy":
+        if c.variant not in ("deploy", "onnxruntime"):
             continue
         twin = next((j for j, d in enumerate(cands)
                      if d.variant == "eager" and (d.source, d.name, d.kwargs) == (c.source, c.name, c.kwargs)), None)
         base = models[twin] if twin is not None else build_on(c.with_variant("eager"), num_classes, device)
+        if c.variant == "onnxruntime":
+            if device.type != "cpu":
+                raise ValueError("the onnxruntime row runs on the CPU only (--device cpu)")
+            from segzoo.bench.onnx_runtime import OrtRunner
+
+            models[i] = OrtRunner(base, (h, w), threads=job.get("threads"))
+            continue
         side = max(32, min(h, w, 64))
         example = model_inputs(base, torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device))
         dtype = job.get("dtype") if job.get("dtype") != "fp32" else None
@@ -165,11 +172,11 @@ def _run_job(job: dict) -> dict:
         a, b = last[copy["src"]].float(), last[copy["dst"]].float()
         result["output_max_abs_diff"] = (a - b).abs().max().item()
         result["output_max_abs"] = a.abs().max().item()
-    for i, c in enumerate(cands):  # deploy vs its eager twin on the timed input
-        if c.variant == "deploy" and job["mode"] == "infer":
+    for i, c in enumerate(cands):  # deploy / onnxruntime vs its eager twin on the timed input
+        if c.variant in ("deploy", "onnxruntime") and job["mode"] == "infer":
             for j, d in enumerate(cands):
                 if d.variant == "eager" and (d.source, d.name, d.kwargs) == (c.source, c.name, c.kwargs):
-                    result.setdefault("deploy_max_abs_diff", {})[c.label] = (
+                    result.setdefault(f"{c.variant}_max_abs_diff", {})[c.label] = (
                         last[i].float() - last[j].float()).abs().max().item()
     result["wall_s"] = time.perf_counter() - t_start
     return result
