@@ -13,7 +13,7 @@ from segzoo.metrics.instance import IOU_TYPES, KP_STAT_NAMES, STAT_NAMES
 SEMANTIC_COLUMNS = (("mIoU", "mIoU"), ("mDice", "mDice"), ("mBIoU", "mBIoU"), ("pixel_acc", "aAcc"))
 INSTANCE_COLUMNS = (("mask_AP", "mask AP"), ("mask_AP50", "mask AP50"), ("mask_AP75", "mask AP75"),
                     ("bbox_AP", "box AP"))
-KEYPOINT_COLUMNS = (("kp_AP", "kp AP"), ("kp_AP50", "kp AP50"))
+KEYPOINT_COLUMNS = (("kp_AP", "kp AP"), ("kp_AP50", "kp AP50"), ("kp_AP75", "kp AP75"))
 
 
 def pct(x: Any, digits: int = 2, missing: str = "n/a", nan: str = "nan") -> str:
@@ -67,8 +67,10 @@ def format_table(rows: Sequence[Mapping[str, Any]]) -> str:
     head = ["model", "task", "iters", *(h for _, h in columns), "derived row"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        derived = ("instance: connected components" if r.get("task") == "semantic"
-                   else "semantic: pasted masks")
+        if r.get("task") == "semantic":
+            derived = "instance: connected components"
+        else:  # a keypoint model without a mask branch pastes its boxes
+            derived = "semantic: pasted boxes" if r.get("mask_AP") is None and "kp_AP" in r else "semantic: pasted masks"
         cells = [str(r.get("model", "?")), str(r.get("task", "?")), str(r.get("iteration", "")),
                  *(pct(r.get(k), 1, nan="n/a") for k, _ in columns), derived]
         lines.append("| " + " | ".join(cells) + " |")

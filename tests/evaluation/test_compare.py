@@ -54,3 +54,14 @@ def test_format_table_marks_missing_values():
 def test_compare_refuses_folders_that_are_not_runs(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_format_table_adds_keypoint_columns_when_a_run_has_them():
+    rows = [{"model": "maskrcnn", "task": "instance", "iteration": 2, "mIoU": 0.25, "mask_AP": 0.5, "bbox_AP": 0.625},
+            {"model": "keypointrcnn", "task": "instance", "iteration": 3, "mIoU": 0.125, "bbox_AP": 0.75,
+             "kp_AP": 0.375, "kp_AP50": 0.5, "kp_AP75": 0.25}]
+    head, _, mask_row, kp_row = format_table(rows).splitlines()
+    assert head.endswith("| box AP | kp AP | kp AP50 | kp AP75 | derived row |")
+    assert mask_row.endswith("| 62.5 | n/a | n/a | n/a | semantic: pasted masks |")
+    assert kp_row.endswith("| n/a | n/a | n/a | 75.0 | 37.5 | 50.0 | 25.0 | semantic: pasted boxes |")
+    assert "kp AP" not in format_table(rows[:1])  # no keypoint run: no keypoint columns
