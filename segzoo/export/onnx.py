@@ -15,7 +15,8 @@ with tensor operations (:mod:`segzoo.models.layers.exportable`), so one graph se
 
 Verification (on by default) runs the graph with onnxruntime at three sizes other than the export
 size, odd ones included, against PyTorch, and fails if any logit differs by more than ``atol``.
-Instance models (Mask R-CNN) are not exported (see docs/deployment.md).
+Instance models (Mask R-CNN, Keypoint R-CNN) are exported by :mod:`segzoo.export.detection`
+(one image per call, TorchScript-based exporter), which :func:`export_onnx` dispatches to.
 """
 
 from __future__ import annotations
@@ -132,8 +133,12 @@ def verify_sizes(size: tuple[int, int], min_size: int = 1,
 
 def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int], *,
                 opset: int = 18, verify: bool = True, atol: float = 1e-4,
-                sizes: Sequence[tuple[int, int]] | None = None, optimize: bool = True) -> dict:
-    """Export a semantic model to ONNX with dynamic N, H, W (see the module docstring).
+                sizes: Sequence[tuple[int, int]] | None = None, optimize: bool = True,
+                images: Sequence[torch.Tensor] | None = None) -> dict:
+    """Export a semantic model to ONNX with dynamic N, H, W (see the module docstring); an instance
+    model (Mask R-CNN, Keypoint R-CNN) goes to :func:`segzoo.export.detection.export_detection`
+    (one image of any size in; boxes, labels, scores, full-image masks out; ``atol`` and
+    ``optimize`` do not apply, ``sizes`` are those of its generated verification images).
 
     Args:
         model: semantic model (``model.task`` "semantic"); put in eval mode.
@@ -145,19 +150,28 @@ def export_onnx(model: nn.Module, path: str | os.PathLike, size: tuple[int, int]
         sizes: the (H, W) sizes to verify at (default :func:`verify_sizes`: three of
             :data:`VERIFY_SIZES` other than ``size``).
         optimize: run the ONNX graph optimizer (see :func:`export_program`).
+        images: instance models only: (3, H, W) float 0..1 images to verify on instead of
+            generated ones at ``sizes`` (e.g. the validation images).
 
     Returns:
         ``{"path": Path, "min_size": smallest H, W the graph takes, "sizes": [(H, W), ...],
         "diffs": [max |diff| per size], "logit_scales": [max |PyTorch logit| per size],
-        "max_abs_diff": float | None}`` (``None`` and no sizes when not verified).
+        "max_abs_diff": float | None}`` (``None`` and no sizes when not verified); for an
+        instance model :func:`~segzoo.export.detection.export_detection`'s dict (``diffs``: the
+        largest box difference in pixels per image).
 
     Raises:
-        ExportError: an instance model, a size-freezing operation, a missing dependency, or
-            logits that differ by more than ``atol`` (the message gives the largest difference and
-            its size).
+        ExportError: an instance model that is not an R-CNN detector, a size-freezing operation,
+            a missing dependency, or logits that differ by more than ``atol`` (the message gives
+            the largest difference and its size).
     """
-    if getattr(model, "task", "semantic") != "semantic":
-        raise ExportError("only semantic models are exported to ONNX (Mask R-CNN: see docs/deployment.md)")
+    if getattr(model, "task", "semantic") == "instance":
+        if not all(hasattr(model, m) for m in ("transform", "rpn", "roi_heads")):
+            raise ExportError(f"{type(model).__name__}: only semantic models and R-CNN detectors (torchvision's "
+                              "detection API: transform, rpn, roi_heads) are exported to ONNX")
+        from segzoo.export.detection import export_detection
+
+        return export_detection(model, path, size, opset=opset, verify=verify, sizes=sizes, images=images)
     model = model.eval()
     min_size = int(getattr(model, "min_input_size", 0) or 0)
     path, min_size = export_program(model, path, size, min_size=min_size, opset=opset,
