@@ -234,8 +234,9 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if not args.table:
         for name in args.runs:
-            if not (RUNS / name / "seed0" / "checkpoints" / args.checkpoint).is_file():
-                print(f"[{name}] skipped: no trained checkpoint ({args.checkpoint}) yet", flush=True)
+            run = RUNS / name / "seed0"
+            if not (run / "checkpoints" / args.checkpoint).is_file() or not (run / "metrics.json").is_file():
+                print(f"[{name}] skipped: not trained yet (no {args.checkpoint} and metrics.json)", flush=True)
                 continue
             rec = check_run(name, args)
             suffix = ("-float-classifiers" if args.float_classifiers else "") + (
