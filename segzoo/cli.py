@@ -142,10 +142,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from segzoo.export import export_onnx
 
     cfg = _load(args)
-    size = tuple(args.size) if args.size else _export_size(cfg)
-    if size is None:
-        raise SegzooError("cannot tell the input size to export: pass --size H W")
     model, meta = load_trained_model(cfg, args.checkpoint, "cpu")
+    instance = getattr(model, "task", "semantic") == "instance"
+    size = tuple(args.size) if args.size else _export_size(cfg)
+    if size is None and not instance:  # a detector's own resize (min_size) gives its default
+        raise SegzooError("cannot tell the input size to export: pass --size H W")
     sizes = [tuple(s) for s in args.verify_size] if args.verify_size else None
     result = export_onnx(model, args.output, size, opset=args.opset, verify=args.verify, sizes=sizes,
                          atol=args.atol)
@@ -156,6 +157,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         "palette": [list(map(int, c)) for c in meta["palette"]], "model": cfg.model.name,
         "min_input_size": result["min_size"],
         "mean": list(map(float, cfg.data.mean)), "std": list(map(float, cfg.data.std))})
+    if instance:
+        check = result["check"] if args.verify else "not verified (--no-verify)"
+        print(f"exported {cfg.model.name} to {result['path']} ({result['description']}); {check}")
+        return 0
     check = ("; onnxruntime matches PyTorch at " + ", ".join(
         f"{h}x{w} (max |diff| {d:.2e})" for (h, w), d in zip(result["sizes"], result["diffs"]))
         if args.verify else "; not verified (--no-verify)")

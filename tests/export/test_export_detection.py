@@ -20,7 +20,7 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
 SIZES = [(97, 131), (121, 77), (33, 200)]  # the export is traced at 64x80
-DATASET = Path(__file__).resolve().parents[1] / "configs" / "_base_" / "datasets" / "shapes-64x64.yaml"
+DATASET = Path(__file__).resolve().parents[2] / "configs" / "_base_" / "datasets" / "shapes-64x64.yaml"
 TINY = {"min_size": 64, "max_size": 96, "fpn_channels": 32, "box_head_dim": 64, "mask_head_dim": 32,
         "anchor_sizes": [8, 16, 32, 64, 128], "rpn_pre_nms_top_n_test": 100, "rpn_post_nms_top_n_test": 50,
         "box_detections_per_img": 20, "box_score_thresh": 0.6}
@@ -175,3 +175,28 @@ def test_onnx_predict_writes_what_the_pytorch_path_writes(exported, tmp_path):
         a = np.asarray(Image.open(tmp_path / "pt" / "labels" / f"img{i}.png"))
         b = np.asarray(Image.open(tmp_path / "ort" / "labels" / f"img{i}.png"))
         assert (a == b).mean() > 0.99
+
+
+def test_export_command_takes_a_detector_without_size_and_says_what_the_graph_is(exported, tmp_path, capsys):
+    """`segzoo export` on a Mask R-CNN config with no val resize: the model's own min_size gives the
+    traced size, the message describes the one-image graph and the verification, and the file
+    carries the class names for `predict --backend onnxruntime`."""
+    import json
+
+    from segzoo.checkpoint import save_checkpoint
+    from segzoo.cli import main
+    from segzoo.export.runtime import load_onnx_model
+
+    model, _, _ = exported
+    kwargs = "\n".join(f"  {k}: {json.dumps(v)}" for k, v in TINY.items())
+    config = tmp_path / "tiny_maskrcnn.yaml"
+    config.write_text(f"_base_: [{DATASET.as_posix()}]\nmodel:\n  name: maskrcnn\n  backbone: resnet18\n{kwargs}\n"
+                      "data:\n  val:\n    transforms: []\n  mean: [0.0, 0.0, 0.0]\n  std: [1.0, 1.0, 1.0]\n")
+    ckpt = save_checkpoint({"model": model.state_dict()}, tmp_path / "ck.pt")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(config), "--checkpoint", str(ckpt), "--output", str(out),
+                 "--verify-size", "97", "131"]) == 0
+    said = capsys.readouterr().out
+    assert "input image 3 x H x W" in said and "onnxruntime matches PyTorch at 97x131" in said
+    runner, meta = load_onnx_model(None, out)
+    assert runner.task == "instance" and meta["num_classes"] == 4 and runner.meta["model"] == "maskrcnn"
