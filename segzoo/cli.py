@@ -1,4 +1,4 @@
-"""The ``segzoo`` command line: list, train, eval, predict.
+"""The ``segzoo`` command line: list, train, eval, predict, export, quantize, compare, bench.
 
     segzoo list [models|backbones|datasets|transforms|losses]
     segzoo train CONFIG [--work-dir DIR] [--set key=value ...] [--resume]
@@ -6,6 +6,7 @@
     segzoo predict CONFIG --checkpoint PATH --input DIR_OR_FILE --output DIR [--set ...]
     segzoo predict CONFIG --backend onnxruntime --model model.onnx --input ... --output DIR
     segzoo export CONFIG --checkpoint PATH --output model.onnx [--size H W] [--no-verify]
+    segzoo quantize CONFIG --checkpoint PATH --calib N --output model_int8.pt2 [--eval]
     segzoo data check CONFIG [--split train val] [--out report.json]
     segzoo compare RUN_DIR [RUN_DIR ...] [--out table.md]
     segzoo bench [--models all] [--size H [W]] [--batch 1 8] [--deploy] [--out DIR]
@@ -290,7 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     from segzoo.bench.cli import add_parser as add_bench_parser
 
     add_bench_parser(sub)
-    # --- end bench
+    # --- quantize: the subcommand lives in segzoo/export/quantize_cli.py
+    from segzoo.export.quantize_cli import add_parser as add_quantize_parser
+
+    add_quantize_parser(sub)
     return parser
 
 
