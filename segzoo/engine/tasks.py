@@ -30,12 +30,12 @@ from segzoo.losses import LossSet
 
 
 class SemanticTask:
-    """Training losses and evaluation for semantic segmentation models.
+    """Training losses and overlay predictions of semantic segmentation models (their evaluation
+    is :func:`segzoo.evaluation.evaluate_checkpoint`'s, as for every model).
 
     Args:
         losses: the configured losses; each is applied to every training output.
         loss_weights: weight per training output (``{"out": 1.0, "aux": 0.4}``).
-        num_classes, ignore_index, class_names: of the data.
 
     Loss terms are named ``loss_<output>`` with one configured loss, and
     ``loss_<output>_<loss name>`` with several.
@@ -45,14 +45,9 @@ class SemanticTask:
     key_metric = "mIoU"
     metric_names = ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")
 
-    def __init__(self, losses: LossSet, *, loss_weights: dict[str, float], num_classes: int,
-                 ignore_index: int, class_names: Sequence[str], eval_cfg=None) -> None:
+    def __init__(self, losses: LossSet, *, loss_weights: dict[str, float]) -> None:
         self.loss = losses
         self.loss_weights = dict(loss_weights)
-        self.eval_cfg = eval_cfg  # cfg.eval (inference mode, TTA, cross-task)
-        self.num_classes = num_classes
-        self.ignore_index = ignore_index
-        self.class_names = list(class_names)
 
     def losses(self, model: nn.Module, batch: dict, device: torch.device) -> dict[str, Tensor]:
         """Weighted loss terms of one training batch (see the class docstring)."""
@@ -118,6 +113,4 @@ def build_task(model: nn.Module, losses: LossSet, *, num_classes: int, ignore_in
                             key_metric=getattr(model, "key_metric", None))
     if kind != "semantic":
         raise NotImplementedError(f"no engine task for {kind!r} models yet")
-    return SemanticTask(losses, loss_weights=resolve_loss_weights(model, loss_weights),
-                        num_classes=num_classes, ignore_index=ignore_index, class_names=class_names,
-                        eval_cfg=eval_cfg)
+    return SemanticTask(losses, loss_weights=resolve_loss_weights(model, loss_weights))
