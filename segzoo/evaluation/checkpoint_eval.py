@@ -78,6 +78,7 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | os.PathLike, *, device: t
             evaluating). DataError / ConfigError: bad val data or ``eval`` settings, naming them.
     """
     device = builders.resolve_device(str(device or cfg.train.device))
+    cross_task = wants_cross_task(cfg, cross_task)  # decided once: the dataset and the scoring agree
     meta: dict = {}
     if model is None:
         model, meta = load_trained_model(cfg, checkpoint, device)
