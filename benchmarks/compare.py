@@ -57,6 +57,11 @@ PROTOCOLS = {
     "camvid-cpu": Protocol("camvid-cpu", (360, 480), extra_seeds=(1, 2), multi_seed=CLAIMED),
     "camvid-full": Protocol("camvid-full", (360, 480), extra_seeds=(1, 2), multi_seed=CLAIMED),
     "shapes-smoke": Protocol("shapes-smoke", (64, 64)),
+    # the papers' ablations on camvid-cpu: variants of the protocol's models, seed 0
+    "camvid-cpu-ablations": Protocol("camvid-cpu-ablations", (360, 480)),
+    # semantic vs instance on touching nuclei (docs/comparison.md)
+    "dsb2018-cpu": Protocol("dsb2018-cpu", (256, 256)),
+    "dsb2018-smoke": Protocol("dsb2018-smoke", (64, 64)),
 }
 
 
@@ -307,6 +312,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def report(protocol: str, results_dir: Path, doc: Path, img_dir: Path) -> None:
+    """Rebuild the protocol's section of ``doc`` from its result JSONs (the nuclei protocols have
+    their own tables: :mod:`dsb_report`)."""
+    if protocol.startswith("dsb2018"):
+        import dsb_report
+
+        dsb_report.update_doc(protocol, results_dir, doc, img_dir)
+    else:
+        import compare_report
+
+        compare_report.update_doc(protocol, results_dir, doc, img_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress lines reach a redirected log at once
@@ -315,9 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     protocol = PROTOCOLS[args.protocol]
     results_dir = args.results_dir or REPO / "benchmarks" / "results" / "protocols" / protocol.name
     if args.report:
-        import compare_report
-
-        compare_report.update_doc(protocol.name, results_dir, args.doc, args.img_dir)
+        report(protocol.name, results_dir, args.doc, args.img_dir)
         print(f"report for {protocol.name} written to {args.doc}")
         return 0
     if args.threads > 0:
@@ -335,9 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = run_protocol(protocol, runs, threads=args.threads, overrides=args.set)
     failed = [k for k, v in outcomes.items() if v.startswith("failed")]
     if not args.no_report:
-        import compare_report
-
-        compare_report.update_doc(protocol.name, results_dir, args.doc, args.img_dir)
+        report(protocol.name, results_dir, args.doc, args.img_dir)
     print(f"{len(outcomes) - len(failed)} of {len(outcomes)} runs finished"
           + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
