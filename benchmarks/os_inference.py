@@ -1,0 +1,137 @@
+"""DeepLab v3's inference-only ablation on camvid-cpu: the same trained weights scored at output
+stride 8 and at the training stride 16 (Chen et al. 2017, sec. 4: train at OS 16, infer at OS 8
+with the ASPP rates doubled).
+
+    python benchmarks/os_inference.py                  # every finished seed of the camvid-cpu run
+    python benchmarks/os_inference.py --seeds 0 1 --threads 1
+
+For each seed whose run folder ``work_dirs/protocols/camvid-cpu/<model>/seed<k>/`` has a
+``metrics.json``, its ``checkpoints/last.pt`` (read only) is evaluated twice with
+:func:`segzoo.evaluation.evaluate_checkpoint` on the run's own ``config.yaml``: as trained, and with
+``model.output_stride=8`` (the default ASPP rates follow: 6/12/18 -> 12/24/36; the MobileNetV2
+blocks after stride 8 run with doubled dilation). Nothing else changes (same val pipeline, the
+same 180x240 input scored against the 360x480 labels). Writes
+``benchmarks/results/protocols/camvid-cpu-ablations/<model>_os8-inference_seed<k>.json``
+(schema: :func:`result`); ``compare_report`` renders it in the paper-ablation table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+KIND = "inference-ablation"
+
+
+def _metrics(m: dict) -> dict:
+    """The summary and per-class numbers of an evaluation, as in the protocol's result JSONs."""
+    return {"metrics": {k: m.get(k) for k in ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")},
+            "per_class": {k: m.get(k) for k in ("IoU", "acc", "bIoU")}}
+
+
+def _commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def evaluate_at(run_dir: Path, output_stride: int | None) -> tuple[dict, float]:
+    """(metrics, seconds) of ``run_dir``'s last checkpoint, at ``output_stride`` (None: as trained).
+
+    The checkpoint is loaded with the run's own config (the loader refuses a config whose model
+    differs from the trained one); for another stride its weights are copied into the model that
+    the overridden config builds (the parameter shapes are the same: only dilations and ASPP
+    rates change, and the copy is strict) and that model is scored."""
+    from segzoo import builders
+    from segzoo.checkpoint import load_trained_model
+    from segzoo.config import load_config
+    from segzoo.evaluation.checkpoint_eval import evaluate_checkpoint
+
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    trained_cfg = load_config(run_dir / "config.yaml")
+    model, meta = load_trained_model(trained_cfg, checkpoint, "cpu")
+    cfg = trained_cfg
+    if output_stride:
+        cfg = load_config(run_dir / "config.yaml", [f"model.output_stride={output_stride}"])
+        strided = builders.model_from_config(cfg, meta["num_classes"])
+        strided.load_state_dict(model.state_dict(), strict=True)
+        model = strided.eval()
+    start = time.time()
+    metrics = evaluate_checkpoint(cfg, checkpoint, device="cpu", progress=False, model=model)
+    metrics["iteration"] = meta.get("iteration")
+    return metrics, time.time() - start
+
+
+def result(model: str, seed: int, run_dir: Path, base: dict, variant: dict, *, base_os: int,
+           variant_os: int, seconds: dict, threads: int) -> dict:
+    """The result JSON: ``kind``, protocol, model (``<model>_os<k>-inference``), base_model, seed,
+    checkpoint, the ablated key and its two values, then ``metrics``/``per_class`` of the variant
+    (fractions 0..1, as the training results) and ``baseline`` (the same for the trained stride),
+    the trained run's own ``metrics.json`` mIoU as a check, eval seconds, machine, torch, commit."""
+    import torch
+
+    from segzoo.bench.machine import cpu_model
+
+    trained = json.loads((run_dir / "metrics.json").read_text())
+    return {
+        "kind": KIND, "protocol": "camvid-cpu-ablations", "model": f"{model}_os{variant_os}-inference",
+        "base_model": model, "base_protocol": "camvid-cpu", "seed": seed,
+        "checkpoint": str((run_dir / "checkpoints" / "last.pt").relative_to(REPO)),
+        "iterations": variant.get("iteration"), "ablated": {"model.output_stride": [base_os, variant_os]},
+        **_metrics(variant), "baseline": _metrics(base),
+        "trained_metrics_mIoU": trained.get("mIoU"), "eval_s": {k: round(v, 1) for k, v in seconds.items()},
+        "threads": threads, "machine": cpu_model(), "torch": torch.__version__, "commit": _commit(),
+        "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="deeplabv3_mobilenetv2")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--output-stride", type=int, default=8)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--work-root", type=Path, default=REPO / "work_dirs" / "protocols" / "camvid-cpu")
+    p.add_argument("--out-dir", type=Path,
+                   default=REPO / "benchmarks" / "results" / "protocols" / "camvid-cpu-ablations")
+    p.add_argument("--force", action="store_true", help="re-evaluate seeds that have a result")
+    args = p.parse_args(argv)
+    import torch
+
+    from segzoo.config import load_config
+
+    torch.set_num_threads(args.threads)
+    for seed in args.seeds:
+        run_dir = args.work_root / args.model / f"seed{seed}"
+        out = args.out_dir / f"{args.model}_os{args.output_stride}-inference_seed{seed}.json"
+        if not (run_dir / "metrics.json").is_file():
+            print(f"seed {seed}: {run_dir} has no metrics.json (not finished), skipped")
+            continue
+        if out.is_file() and not args.force:
+            print(f"seed {seed}: {out.name} exists, skipped")
+            continue
+        base_os = int(load_config(run_dir / "config.yaml").model.kwargs.get("output_stride", 16))
+        base, t_base = evaluate_at(run_dir, None)
+        variant, t_var = evaluate_at(run_dir, args.output_stride)
+        res = result(args.model, seed, run_dir, base, variant, base_os=base_os, variant_os=args.output_stride,
+                     seconds={f"os{base_os}": t_base, f"os{args.output_stride}": t_var}, threads=args.threads)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"seed {seed}: mIoU OS{base_os} {100 * base['mIoU']:.2f} -> OS{args.output_stride} "
+              f"{100 * variant['mIoU']:.2f}; mBIoU {100 * base['mBIoU']:.2f} -> {100 * variant['mBIoU']:.2f} "
+              f"({out.relative_to(REPO)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
