@@ -6,12 +6,16 @@ the section when the markers are missing) with:
 
 * the summary table: per model, the number of seeds and mean ± sample standard deviation (n - 1)
   over seeds of val mIoU, mean class accuracy, pixel accuracy and boundary mIoU (percent), then
-  parameters, GFLOPs, CPU latency (when the JSONs carry ``latency_ms``), training time and
+  parameters, GFLOPs, CPU latency (from ``latency.json`` of the results folder, written by
+  ``benchmarks/protocol_latency.py``; else the JSONs' ``latency_ms``), training time and
   iterations;
 * the per-class IoU table (mean over seeds) and its heat map
   ``img_dir/comparison_<protocol>_per_class_iou.png``;
 * accuracy against CPU latency when every model has a latency, else against GFLOPs
   (``img_dir/comparison_<protocol>_accuracy.png``).
+
+A protocol named ``<base>-ablations`` gets the papers' ablation table instead
+(:mod:`ablation_report`), from its own results and those of ``<base>``.
 
 Nothing here trains or times: the numbers are those of the committed JSONs.
 """
@@ -24,14 +28,49 @@ import os
 import statistics
 from pathlib import Path
 
+ABLATIONS_SUFFIX = "-ablations"
 SUMMARY = (("mIoU", "mIoU"), ("mean_acc", "mean acc"), ("pixel_acc", "pixel acc"), ("mBIoU", "boundary mIoU"))
 
 
+LATENCY_FILE = "latency.json"
+
+
 def load_results(results_dir: Path) -> list[dict]:
-    """Every ``*.json`` result of the folder (sorted by file name); none if it does not exist."""
+    """Every ``*.json`` run result of the folder (sorted by file name; ``latency.json`` is not a
+    run); none if the folder does not exist."""
     if not results_dir.is_dir():
         return []
-    return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
+    return [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json")) if p.name != LATENCY_FILE]
+
+
+def load_latency(results_dir: Path) -> dict | None:
+    """The folder's ``latency.json`` (:mod:`protocol_latency`), or None."""
+    path = results_dir / LATENCY_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def apply_latency(rows: list[dict], latency: dict | None) -> None:
+    """Fill each row's ``latency_ms`` (mean, std, n) from ``latency.json``'s median per model,
+    where the run JSONs carry none."""
+    timed = (latency or {}).get("models", {})
+    for r in rows:
+        if r["latency_ms"][0] is None and r["model"] in timed:
+            r["latency_ms"] = (timed[r["model"]]["latency_ms"], None, 1)
+
+
+def latency_note(latency: dict | None) -> str:
+    """One sentence on how the latency column was measured."""
+    if not latency:
+        return ("CPU latency: not measured yet (`python benchmarks/protocol_latency.py` writes "
+                "`latency.json` beside the results).")
+    h, w = latency["size"]
+    load = (latency.get("load_average") or {}).get("before")
+    return (f"CPU latency: `benchmarks/protocol_latency.py`, batch {latency['batch']}, {h}x{w}, "
+            f"{latency['threads']} torch thread(s), fp32 eager, random weights, median of "
+            f"{latency['repeats']} interleaved rounds in one process after {latency['warmup']} warm-up "
+            f"round(s); {latency['machine']}, torch {latency['torch']}, commit {latency['commit']}, "
+            f"{latency['date']}" + (f", load average {load[0]} at the start (a shared machine)" if load else "")
+            + ".")
 
 
 def mean_std(values: list[float | None]) -> tuple[float | None, float | None, int]:
@@ -156,12 +195,16 @@ def scatter(rows: list[dict], path: Path, title: str) -> str:
     return xlabel
 
 
-def section(protocol: str, results: list[dict], doc: Path, img_dir: Path) -> str:
-    """The generated Markdown of one protocol (tables, figure links)."""
+def section(protocol: str, results: list[dict], doc: Path, img_dir: Path,
+            results_dir: Path | None = None) -> str:
+    """The generated Markdown of one protocol (tables, figure links); ``results_dir`` is where
+    ``latency.json`` is looked for."""
     if not results:
         return ("No finished runs yet: runs in progress (result JSONs appear in "
                 f"`benchmarks/results/protocols/{protocol}/` as each run finishes).")
     rows = aggregate(results)
+    latency = load_latency(results_dir) if results_dir is not None else None
+    apply_latency(rows, latency)
     rel = Path(os.path.relpath(img_dir.resolve(), doc.parent.resolve()))
     heat = img_dir / f"comparison_{protocol}_per_class_iou.png"
     acc = img_dir / f"comparison_{protocol}_accuracy.png"
@@ -173,6 +216,8 @@ def section(protocol: str, results: list[dict], doc: Path, img_dir: Path) -> str
     return "\n".join([
         f"{n_runs} finished run(s) of {len(rows)} model(s); mean ± sample std over seeds where a "
         f"model has several. Machine: {'; '.join(machines)}. Commits: {', '.join(commits)}.",
+        "",
+        latency_note(latency),
         "",
         summary_table(rows),
         "",
@@ -192,7 +237,14 @@ def xlabel_short(rows: list[dict]) -> str:
 
 def update_doc(protocol: str, results_dir: Path, doc: Path, img_dir: Path) -> str:
     """Rewrite the protocol's generated section of ``doc``; returns that section."""
-    body = section(protocol, load_results(results_dir), doc, img_dir)
+    if protocol.endswith(ABLATIONS_SUFFIX):
+        import ablation_report
+
+        base = protocol[:-len(ABLATIONS_SUFFIX)]
+        body = ablation_report.table({"base": load_results(results_dir.parent / base),
+                                      "ablations": load_results(results_dir)}, base)
+    else:
+        body = section(protocol, load_results(results_dir), doc, img_dir, results_dir)
     begin, end = f"<!-- compare:{protocol}:begin -->", f"<!-- compare:{protocol}:end -->"
     block = f"{begin}\n{body}\n{end}"
     text = doc.read_text() if doc.is_file() else ""
