@@ -58,18 +58,21 @@ def _forget(sources: Sources, prefix: str) -> None:
         del sources[key]
 
 
-def merge_into(base: dict, update: dict, sources: Sources, origin: str, prefix: str = "") -> dict:
-    """Deep-merge ``update`` into ``base`` in place (see module docstring); returns ``base``."""
+def merge_into(base: dict, update: dict, sources: Sources, origin: str, prefix: str = "",
+               keep_delete: bool = False) -> dict:
+    """Deep-merge ``update`` into ``base`` in place (see module docstring); returns ``base``.
+    ``keep_delete`` keeps the ``_delete_`` markers in ``base`` (a ``_base_`` file's result, so that
+    its ``_delete_`` also replaces what an earlier ``_base_`` entry of the including file set)."""
     for key, value in update.items():
         if key == DELETE_KEY:
             continue
         dotted = f"{prefix}.{key}" if prefix else str(key)
         if isinstance(value, dict) and not value.get(DELETE_KEY) and isinstance(base.get(key), dict):
-            merge_into(base[key], value, sources, origin, dotted)
+            merge_into(base[key], value, sources, origin, dotted, keep_delete)
             sources[dotted] = sources.get(dotted, origin)
         else:
             _forget(sources, dotted)
-            base[key] = _strip_delete(copy.deepcopy(value))
+            base[key] = copy.deepcopy(value) if keep_delete else _strip_delete(copy.deepcopy(value))
             _record(sources, value, dotted, origin)
     return base
 
@@ -82,6 +85,12 @@ def _strip_delete(value: Any) -> Any:
 
 def load_file(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> tuple[dict, Sources]:
     """Load ``path`` with its ``_base_`` chain. Returns (merged dict, key -> origin file)."""
+    merged, sources = _load(Path(path), _stack)
+    return _strip_delete(merged), sources
+
+
+def _load(path: Path, _stack: tuple[Path, ...]) -> tuple[dict, Sources]:
+    """:func:`load_file` keeping the ``_delete_`` markers (for the file that includes this one)."""
     path = Path(path).resolve()
     if path in _stack:
         chain = " -> ".join(str(p) for p in (*_stack, path))
@@ -98,10 +107,10 @@ def load_file(path: str | os.PathLike, _stack: tuple[Path, ...] = ()) -> tuple[d
         base_path = (path.parent / base).resolve()
         if not base_path.is_file():
             raise ConfigError(f"{path}: _base_ file {base!r} not found (looked at {base_path})")
-        base_data, base_sources = load_file(base_path, (*_stack, path))
-        merge_into(merged, base_data, sources, "")
+        base_data, base_sources = _load(base_path, (*_stack, path))
+        merge_into(merged, base_data, sources, "", keep_delete=True)
         sources.update(base_sources)  # each key keeps the file of the base that set it
-    merge_into(merged, data, sources, _display(path))
+    merge_into(merged, data, sources, _display(path), keep_delete=True)
     return merged, sources
 
 

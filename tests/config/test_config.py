@@ -5,7 +5,7 @@ import torch
 import yaml
 from conftest import CONFIGS, DEMO_CONFIG
 
-from segzoo.config import load_config, load_raw_config, save_config
+from segzoo.config import load_config, load_file, load_raw_config, save_config
 from segzoo.errors import ConfigError
 
 
@@ -186,3 +186,13 @@ def test_deeplabv3plus_mobilenetv2_camvid_config_uses_the_shared_pretrained_weig
     ref = load_file(str(shared_data / cfg.model.kwargs["weights_backbone"]))
     assert torch.equal(model.backbone.features[18][0].weight, ref["features.18.0.weight"])
     assert Trainer(cfg, tmp_path / "run", progress=False).train().metrics["iteration"] == 1
+
+
+def test_delete_in_a_later_base_replaces_what_an_earlier_base_set(tmp_path):
+    (tmp_path / "protocol.yaml").write_text("optimizer: {name: sgd, lr: 0.01, momentum: 0.9}\n")
+    (tmp_path / "model.yaml").write_text("optimizer: {_delete_: true, name: adamw, lr: 0.0001}\n")
+    (tmp_path / "run.yaml").write_text("_base_: [protocol.yaml, model.yaml]\nmodel: {name: fcn8s}\n")
+    data, _ = load_file(tmp_path / "run.yaml")
+    assert data["optimizer"] == {"name": "adamw", "lr": 0.0001}  # no momentum inherited, no marker left
+    (tmp_path / "merge.yaml").write_text("_base_: [protocol.yaml]\noptimizer: {lr: 0.02}\n")
+    assert load_file(tmp_path / "merge.yaml")[0]["optimizer"] == {"name": "sgd", "lr": 0.02, "momentum": 0.9}
