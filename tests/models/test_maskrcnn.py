@@ -204,3 +204,20 @@ def test_frozen_bn_and_trainable_layers_follow_torchvision(tmp_path):
     assert isinstance(scratch.backbone.bn1, torch.nn.BatchNorm2d) and scratch.backbone.conv1.weight.requires_grad
     with pytest.raises(ValueError, match="trainable_backbone_layers"):
         tiny(backbone="mobilenet_v2", trainable_backbone_layers=2)
+
+
+def test_keep_size_predicts_at_the_input_size_without_resizing():
+    model = tiny(keep_size=True, min_size=800, max_size=1333)  # sizes ignored with keep_size
+    images, targets = batch()
+    t = model.transform
+    model.eval()
+    resized, _ = t.resize(images[0])
+    assert resized is images[0]
+    listed, _ = t(images)  # only normalised and batched (padded to a multiple of 32)
+    assert listed.image_sizes == [(60, 64), (48, 56)] and listed.tensors.shape[-2:] == (64, 64)
+    with torch.no_grad():
+        out = model(images)
+    assert out[0]["masks"].shape[-2:] == (60, 64) and out[1]["masks"].shape[-2:] == (48, 56)
+    model.train()
+    losses = model(images, targets)
+    assert all(torch.isfinite(v) for v in losses.values())

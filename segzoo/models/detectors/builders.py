@@ -99,6 +99,7 @@ def maskrcnn(
     mask_head_dim: int = 256,
     min_size: int | list[int] = 800,
     max_size: int = 1333,
+    keep_size: bool = False,
     image_mean: list[float] = IMAGENET_MEAN,
     image_std: list[float] = IMAGENET_STD,
     anchor_sizes: list[int] | None = None,
@@ -143,6 +144,8 @@ def maskrcnn(
             models.
         min_size, max_size: the model's own resize (torchvision's GeneralizedRCNNTransform): the
             shorter side to ``min_size`` (a random one of a list in training), the longer <= ``max_size``.
+        keep_size: no resize at all: images are predicted at the size the data pipeline gives them
+            (``min_size``/``max_size`` ignored; for small objects at a fixed scale, e.g. nuclei).
         image_mean, image_std: the model's own input normalisation (inputs are 0..1 images).
         anchor_sizes: FPN: one size per level (default 8 x stride: 32..512 on P2..P6 of a ResNet);
             C4: the sizes on the single level (default 32, 64, 128, 256, 512).
@@ -210,7 +213,7 @@ def maskrcnn(
         mask_roi_pool=mask_pool, mask_head=m_head, mask_predictor=m_pred, mask_loss=mask_loss,
         class_agnostic_mask=class_agnostic_mask, shared_box_trunk=shared)
     sizes_in = tuple(min_size) if isinstance(min_size, Sequence) else (int(min_size),)
-    transform = RCNNTransform(sizes_in, max_size, list(image_mean), list(image_std))
+    transform = RCNNTransform(sizes_in, max_size, list(image_mean), list(image_std), keep_size=keep_size)
     model = MaskRCNN(net, neck, rpn, roi_heads, transform, num_classes=num_classes, feature_index=index,
                      variant=variant)
     if keypoint_head:

@@ -27,13 +27,18 @@ class RCNNTransform(GeneralizedRCNNTransform):
     """``GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)`` (see its docs):
     images (3, H, W) float in 0..1 are normalised by ``image_mean``/``image_std``, resized so the
     shorter side is ``min_size`` (a random one of a list in training) and the longer at most
-    ``max_size``, and padded into a batch divisible by 32; targets' boxes and masks follow."""
+    ``max_size``, and padded into a batch divisible by 32; targets' boxes and masks follow.
+    ``keep_size=True``: no resize at all (the data pipeline sized the images; ``min_size`` and
+    ``max_size`` are ignored), as for small objects at a fixed scale such as nuclei."""
 
-    def __init__(self, *args, mask_chunk: int = 32, **kwargs) -> None:
+    def __init__(self, *args, mask_chunk: int = 32, keep_size: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.mask_chunk = mask_chunk
+        self.keep_size = keep_size
 
     def resize(self, image: Tensor, target: dict[str, Tensor] | None = None) -> tuple[Tensor, dict | None]:
+        if self.keep_size:
+            return image, target
         if target is None and not self.training and self.fixed_size is None and torchvision._is_tracing():
             return traced_resize(image, self.min_size[-1], self.max_size), None
         masks = None
