@@ -122,6 +122,9 @@ class EvalConfig:
     score_threshold: float = 0.5  # instance -> semantic: detections pasted from this score up
     min_area: int = 1  # semantic -> instances: smallest connected component kept (pixels)
     connectivity: Literal[4, 8] = 8  # semantic -> instances: pixel neighbourhood of components
+    instance_decoder: Literal["components", "contour"] = "components"  # semantic -> instances: how
+    #   (contour: seeds without the dataset's contour class, grown back; instance_folder contour: true)
+    nuclei_metrics: bool = False  # also foreground IoU/Dice/bIoU, DSB 2018 mAP and merged-object count
 
 
 @dataclass

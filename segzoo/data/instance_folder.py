@@ -13,6 +13,13 @@ data such as cell nuclei), or the id's entry in the per-image json mapping (ids 
 mapping take ``instance_class``). The semantic mask is the class of each pixel's instance.
 Instance labels are class indices (``thing_classes`` = every class but background 0).
 
+With ``contour: true`` (the contour-aware training target of DCAN, Chen et al. CVPR 2016, the
+usual way a semantic model separates touching nuclei) a class ``contour`` is appended to
+``class_names``: object pixels that touch a pixel of another id (background or a neighbour,
+4-neighbourhood) take it in the semantic mask, so touching objects are split by a two-pixel line.
+It is not a thing class: instances are unchanged, and :func:`segzoo.metrics.cross_task.contour_to_instances`
+decodes such a model's output into objects (``eval.instance_decoder: contour``).
+
 With ``keypoint_names``, each instance also carries K keypoints ``[x, y, v]`` (v: 0 not labelled,
 1 occluded, 2 visible) from the per-image keypoint json; instances (or images) without an entry
 have none labelled. Left/right pairs swap in flips by name (see :mod:`segzoo.data.keypoints`).
@@ -65,6 +72,7 @@ class InstanceFolderDataset(SegDataset):
             COCO's 17 person keypoints).
         image_range, image_percentiles: how single-channel 8/16/32-bit and float images map to
             8 bits (see :mod:`segzoo.data.intensity`; default: by bit depth).
+        contour: append a ``contour`` class marking object borders (see the module docstring).
         ignore_index: kept for the common dataset interface.
 
     Raises:
@@ -80,7 +88,7 @@ class InstanceFolderDataset(SegDataset):
                  image_range: Sequence[float] | None = None, image_percentiles: Sequence[float] | None = None,
                  keypoint_names: Sequence[str] | None = None, keypoint_suffix: str = ".keypoints.json",
                  skeleton: Sequence[Sequence[int]] | None = None, keypoint_sigmas: Sequence[float] | None = None,
-                 ignore_index: int = 255) -> None:
+                 contour: bool = False, ignore_index: int = 255) -> None:
         super().__init__(ignore_index=ignore_index)
         self.root = resolve_data_path(root)
         self.class_names = tuple(class_names)
@@ -88,6 +96,13 @@ class InstanceFolderDataset(SegDataset):
             raise ValueError(f"instance_class must lie in 1..{len(self.class_names) - 1}, got {instance_class}")
         if palette is not None:
             self.palette = [tuple(int(v) for v in c) for c in palette]
+        self.contour_class: int | None = None
+        if contour:
+            self.thing_classes = tuple(range(1, len(self.class_names)))
+            self.contour_class = len(self.class_names)
+            self.class_names = (*self.class_names, "contour")
+            if palette is not None:
+                self.palette = [*self.palette, (255, 255, 255)]
         self.instance_class, self.class_suffix = instance_class, class_suffix
         self.grey = GreyMapping.from_options(image_range, image_percentiles)
         self.pairs = image_label_pairs(self.root, img_dir, ann_dir, seg_suffix, split_file, img_suffix)
@@ -132,7 +147,10 @@ class InstanceFolderDataset(SegDataset):
         lut = torch.zeros(int(ids.max()) + 1 if ids.numel() else 1, dtype=torch.int64)
         for i, c in classes.items():
             lut[i] = c
-        sample = self.make_sample(image, lut[ids], meta)
+        semantic = lut[ids]
+        if self.contour_class is not None:
+            semantic[contour_pixels(ids)] = self.contour_class
+        sample = self.make_sample(image, semantic, meta)
         sample["instances"] = instances_from_id_map(ids, classes)
         if getattr(self, "keypoint_names", None):
             path = label_path.with_name(label_path.name[: -len(label_path.suffix)] + self.keypoint_suffix)
@@ -141,4 +159,13 @@ class InstanceFolderDataset(SegDataset):
         return sample
 
 
-__all__ = ["InstanceFolderDataset"]
+def contour_pixels(ids: torch.Tensor) -> torch.Tensor:
+    """(H, W) bool: object pixels (id > 0) with a 4-neighbour of another id (image borders do not
+    count)."""
+    pad = torch.nn.functional.pad(ids[None, None].float(), (1, 1, 1, 1), mode="replicate")[0, 0]
+    c = pad[1:-1, 1:-1]
+    differs = (pad[:-2, 1:-1] != c) | (pad[2:, 1:-1] != c) | (pad[1:-1, :-2] != c) | (pad[1:-1, 2:] != c)
+    return differs & (ids > 0)
+
+
+__all__ = ["InstanceFolderDataset", "contour_pixels"]

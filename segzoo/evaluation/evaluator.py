@@ -35,9 +35,14 @@ from segzoo.inference.checks import check_finite_output, check_input_size, image
 from segzoo.inference.instances import rescale_instances
 from segzoo.inference.modes import SemanticInferencer
 from segzoo.metrics import BoundaryIoU, ConfusionMatrix
-from segzoo.metrics.cross_task import instances_to_semantic, semantic_to_instances
+from segzoo.metrics.cross_task import (
+    contour_to_instances,
+    instances_to_semantic,
+    semantic_to_instances,
+)
 from segzoo.metrics.instance import InstanceEvaluator
 from segzoo.metrics.keypoints import boxes_as_masks
+from segzoo.metrics.nuclei import NucleiScore, gt_id_map, id_map_from_masks
 
 _RESIZE_ONLY = (v2.Resize, v2.ToDtype, v2.Normalize, v2.ToImage, v2.ToPureTensor, SanitizeInstances)
 
@@ -76,16 +81,40 @@ class Scorer:
             default: ids = labels 1..K named after the thing classes.
         keypoint_sigmas: per-keypoint OKS sigmas of keypoint AP (a keypoint dataset's
             ``keypoint_sigmas``; default COCO's person sigmas).
+        contour_class: the dataset's contour class (``instance_folder`` with ``contour: true``),
+            needed by ``eval.instance_decoder: contour``.
+
+    With ``eval.nuclei_metrics`` the scorer also reports the foreground (every class but 0
+    against background) ``fg_IoU``, ``fg_Dice``, ``fg_BIoU``, and with an instance row the DSB
+    2018 score and merged-object count of :mod:`segzoo.metrics.nuclei` (``dsb_mAP``, ``merged``,
+    ``merged_frac``, ``num_objects``, ``num_pred_objects``).
+
+    Raises:
+        ConfigError: ``eval.instance_decoder: contour`` on a dataset without a contour class.
     """
 
     def __init__(self, *, num_classes: int, ignore_index: int, class_names: Sequence[str] | None = None,
                  thing_classes: Sequence[int] | None = None, eval_cfg: Any = None, instance: bool = False,
                  device: torch.device | str = "cpu", categories: Sequence[dict] | None = None,
                  label_to_category: dict[int, int] | None = None,
-                 keypoint_sigmas: Sequence[float] | None = None) -> None:
+                 keypoint_sigmas: Sequence[float] | None = None, contour_class: int | None = None) -> None:
         self.num_classes = num_classes
+        self.decoder = getattr(eval_cfg, "instance_decoder", "components")
+        if self.decoder == "contour" and contour_class is None:
+            raise ConfigError("'eval.instance_decoder' is 'contour' but the val dataset has no contour "
+                              "class; use instance_folder with contour: true (train and val), or "
+                              "instance_decoder: components")
+        self.contour_class = contour_class
+        nuclei = bool(getattr(eval_cfg, "nuclei_metrics", False))
+        self.fg = ConfusionMatrix(2, ignore_index, device=device) if nuclei else None
+        self.fg_boundary = BoundaryIoU(2, ignore_index, device=device,
+                                       dilation_ratio=getattr(eval_cfg, "boundary_dilation_ratio", 0.02)) \
+            if nuclei else None
+        self.nuclei = NucleiScore() if nuclei and instance else None
+        self.ignore_index = ignore_index
         self.class_names = list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
-        self.things = list(thing_classes) if thing_classes is not None else list(range(1, num_classes))
+        self.things = list(thing_classes) if thing_classes is not None else \
+            [c for c in range(1, num_classes) if c != contour_class]
         self.score_threshold = getattr(eval_cfg, "score_threshold", 0.5)
         self.min_area = getattr(eval_cfg, "min_area", 1)
         self.connectivity = getattr(eval_cfg, "connectivity", 8)
@@ -107,6 +136,16 @@ class Scorer:
         self.cm.update(labels, target)
         if self.boundary is not None:
             self.boundary.update(labels, target)
+        if self.fg is not None:  # object (any class but 0) against background
+            fg_target = torch.where(target == self.ignore_index, target, (target != 0).long())
+            fg_labels = (labels != 0).long()
+            self.fg.update(fg_labels, fg_target)
+            self.fg_boundary.update(fg_labels, fg_target)
+
+    def _nuclei(self, pred: dict, gt_instances: dict, size: tuple[int, int], score_threshold: float) -> None:
+        if self.nuclei is not None:
+            pred_ids = id_map_from_masks(pred["masks"], pred["scores"], score_threshold=score_threshold)
+            self.nuclei.update(pred_ids, gt_id_map(gt_instances, size))
 
     def _image_id(self, meta: dict) -> int:
         """The dataset's image id (COCO), else its index + 1: unique across processes."""
@@ -141,10 +180,15 @@ class Scorer:
         self._semantic(labels, target)
         if self.instances is not None and gt_instances is not None:
             probs = logits.float().softmax(0)
-            pred = semantic_to_instances(probs, thing_classes=self.things, connectivity=self.connectivity,
-                                         min_area=self.min_area, labels=labels)
+            if self.decoder == "contour":
+                pred = contour_to_instances(probs, self.contour_class, thing_classes=self.things,
+                                            connectivity=self.connectivity, min_area=self.min_area, labels=labels)
+            else:
+                pred = semantic_to_instances(probs, thing_classes=self.things, connectivity=self.connectivity,
+                                             min_area=self.min_area, labels=labels)
             self.instances.update([pred], [image_id if image_id is not None else self.num_images + 1],
                                   targets=[gt_instances], image_sizes=[size])
+            self._nuclei(pred, gt_instances, size, 0.0)
         self.num_images += 1
 
     def add_instances(self, pred: dict, target: Tensor, gt_instances: dict | None = None,
@@ -157,6 +201,8 @@ class Scorer:
         if self.instances is not None and gt_instances is not None:
             self.instances.update([pred], [image_id if image_id is not None else self.num_images + 1],
                                   targets=[gt_instances], image_sizes=[size])
+            if "masks" in pred:
+                self._nuclei(pred, gt_instances, size, self.score_threshold)
         self.num_images += 1
 
     # ------------------------------------------------------------------ per batch
@@ -197,6 +243,8 @@ class Scorer:
         parts = [self.cm.matrix.reshape(-1)]
         if self.boundary is not None:
             parts += [self.boundary.intersection, self.boundary.union]
+        if self.fg is not None:
+            parts += [self.fg.matrix.reshape(-1), self.fg_boundary.intersection, self.fg_boundary.union]
         parts.append(torch.tensor([self.num_images], device=self.cm.matrix.device))
         return torch.cat(parts)
 
@@ -209,6 +257,11 @@ class Scorer:
             k = self.num_classes
             self.boundary.intersection.copy_(counts[k2:k2 + k])
             self.boundary.union.copy_(counts[k2 + k:k2 + 2 * k])
+            k2 += 2 * k
+        if self.fg is not None:
+            self.fg.matrix.copy_(counts[k2:k2 + 4].view(2, 2))
+            self.fg_boundary.intersection.copy_(counts[k2 + 4:k2 + 6])
+            self.fg_boundary.union.copy_(counts[k2 + 6:k2 + 8])
         self.num_images = int(counts[-1])
 
     def compute(self) -> dict:
@@ -222,6 +275,14 @@ class Scorer:
             self.instance_summary = inst.pop("summary")
             inst.pop("num_images")
             metrics.update(inst)
+        if self.fg is not None:
+            m = self.fg.matrix.double().cpu()
+            tp, wrong = float(m[1, 1]), float(m[0, 1] + m[1, 0])
+            metrics["fg_IoU"] = tp / (tp + wrong) if tp + wrong else float("nan")
+            metrics["fg_Dice"] = 2 * tp / (2 * tp + wrong) if tp + wrong else float("nan")
+            metrics["fg_BIoU"] = self.fg_boundary.compute(["background", "object"])["bIoU"]["object"]
+        if self.nuclei is not None:
+            metrics.update(self.nuclei.compute())
         metrics["num_images"] = self.num_images
         return metrics
 
@@ -264,7 +325,8 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
                     eval_cfg=eval_cfg, instance=want_instances, device=device,
                     categories=getattr(dataset, "categories", None),
                     label_to_category=getattr(dataset, "label_to_category", None),
-                    keypoint_sigmas=getattr(dataset, "keypoint_sigmas", None))
+                    keypoint_sigmas=getattr(dataset, "keypoint_sigmas", None),
+                    contour_class=getattr(dataset, "contour_class", None))
     was_training = model.training
     model.eval()
     try:
@@ -279,6 +341,8 @@ def evaluate(model: nn.Module, loader: DataLoader, *, num_classes: int, ignore_i
         scorer.load_counts(distributed.all_reduce_sum(counts.to(device)).to(counts.device))
         if scorer.instances is not None:
             scorer.instances.merge(distributed.all_gather_object(scorer.instances.state()))
+        if scorer.nuclei is not None:
+            scorer.nuclei.merge(distributed.all_gather_object(scorer.nuclei.state()))
     metrics = scorer.compute()
     metrics["task"] = task
     if want_instances:

@@ -159,14 +159,22 @@ def semantic_to_instances(probs: Tensor, *, thing_classes: Sequence[int] | None 
     is_thing[things] = True
     fg = is_thing[cls_map]
     comp, n = connected_components(cls_map, foreground=fg, connectivity=connectivity)
+    own_prob = np.take_along_axis(probs.numpy().reshape(k, -1), cls_map.reshape(1, -1), 0)[0]
+    return _component_instances(comp, n, cls_map, own_prob, lut, min_area)
+
+
+def _component_instances(comp: np.ndarray, n: int, cls_map: np.ndarray, score_map: np.ndarray,
+                         lut: np.ndarray, min_area: int) -> dict[str, Tensor]:
+    """Instances of an id map ``comp`` (ids 1..n): class of any pixel of each (via ``lut``), score
+    the mean of ``score_map`` (flat) over its pixels, tight boxes; sorted by score."""
+    h, w = comp.shape
     empty = {"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.int64),
              "scores": torch.zeros(0), "masks": torch.zeros(0, h, w, dtype=torch.bool)}
     if n == 0:
         return empty
     flat = comp.ravel()
-    own_prob = np.take_along_axis(probs.numpy().reshape(k, -1), cls_map.reshape(1, -1), 0)[0]
     area = np.bincount(flat, minlength=n + 1)[1:]
-    score = np.bincount(flat, weights=own_prob, minlength=n + 1)[1:] / np.maximum(area, 1)
+    score = np.bincount(flat, weights=score_map, minlength=n + 1)[1:] / np.maximum(area, 1)
     first = np.full(n + 1, -1, dtype=np.int64)
     pix = np.nonzero(flat)[0]
     first[flat[pix[::-1]]] = pix[::-1]  # any pixel of each component gives its class
@@ -179,7 +187,7 @@ def semantic_to_instances(probs: Tensor, *, thing_classes: Sequence[int] | None 
     np.minimum.at(y1, ids, ys)
     np.maximum.at(x2, ids, xs + 1)
     np.maximum.at(y2, ids, ys + 1)
-    keep = np.nonzero(area >= min_area)[0]
+    keep = np.nonzero((area >= min_area) & (first[1:] >= 0))[0]
     if keep.size == 0:
         return empty
     keep = keep[np.argsort(-score[keep], kind="stable")]
@@ -190,3 +198,56 @@ def semantic_to_instances(probs: Tensor, *, thing_classes: Sequence[int] | None 
             "labels": torch.from_numpy(lut[comp_class[keep]]),
             "scores": torch.from_numpy(score[keep]).float(),
             "masks": masks}
+
+
+def contour_to_instances(probs: Tensor, contour_class: int, *, thing_classes: Sequence[int] | None = None,
+                         connectivity: int = 8, min_area: int = 1, labels: Tensor | None = None,
+                         grow: int = 3) -> dict[str, Tensor]:
+    """Instances of a model trained with a contour class (the contour-aware decoding of DCAN,
+    Chen et al., CVPR 2016, as used for touching nuclei): the connected components of the object
+    classes **without** the contour pixels are the seeds; contour pixels then join the seed next to
+    them, one pixel ring per step for ``grow`` steps (4-neighbours, ties to the larger id), so two
+    touching objects separated by a predicted contour stay two objects.
+
+    Args:
+        probs: (K, H, W) class probabilities; class 0 background, ``contour_class`` the contour.
+        contour_class: index of the contour class (not an object class).
+        thing_classes: object classes, label i is ``thing_classes[i - 1]`` (default: every class
+            but 0 and the contour).
+        connectivity, min_area, labels: as :func:`semantic_to_instances`.
+        grow: steps of seed growth into contour pixels (about the contour's width in pixels).
+
+    Returns:
+        the detection dict of :func:`semantic_to_instances`; score = mean foreground
+        probability (1 - p(background)) over each object's pixels.
+    """
+    probs = probs.detach().float().cpu()
+    k, h, w = probs.shape
+    if not 0 < contour_class < k:
+        raise ValueError(f"contour_class must lie in 1..{k - 1}, got {contour_class}")
+    things = [c for c in range(1, k) if c != contour_class] if thing_classes is None else [int(c) for c in thing_classes]
+    if contour_class in things:
+        raise ValueError(f"the contour class {contour_class} cannot also be an object class {things}")
+    cls_map = (probs.argmax(0) if labels is None else labels.cpu().long()).numpy()
+    lut = np.zeros(max(k, 1), dtype=np.int64)
+    lut[things] = np.arange(1, len(things) + 1)
+    is_thing = np.zeros(k, bool)
+    is_thing[things] = True
+    comp, n = connected_components(cls_map, foreground=is_thing[cls_map], connectivity=connectivity)
+    todo = cls_map == contour_class
+    for _ in range(grow):
+        if not todo.any():
+            break
+        pad = np.pad(comp, 1)
+        near = np.maximum.reduce([pad[:-2, 1:-1], pad[2:, 1:-1], pad[1:-1, :-2], pad[1:-1, 2:]])
+        take = todo & (near > 0)
+        if not take.any():
+            break
+        comp = np.where(take, near, comp)
+        todo &= ~take
+    # grown pixels take their seed's class (for the labels), the seed keeps its own
+    seed_class = np.zeros(n + 1, dtype=np.int64)
+    seed_pix = (comp > 0) & is_thing[cls_map]
+    seed_class[comp[seed_pix]] = cls_map[seed_pix]
+    fg_prob = 1.0 - probs[0].numpy().reshape(-1)
+    return _component_instances(comp, n, seed_class[comp], fg_prob, lut, min_area)

@@ -77,3 +77,21 @@ def test_nuclei_in_the_folder_layout(shared_data, tmp_path):
     assert torch.equal(ranged, torch.from_numpy(raw.astype(np.uint8)).expand(3, -1, -1))
     report = check_dataset(lambda: InstanceFolderDataset(root=str(tmp_path)))
     assert report.ok and "16-bit grey images hold only 0..235" in report.format()
+
+
+def test_contour_option_marks_object_borders_as_an_extra_class(tmp_path):
+    ids = np.zeros((8, 12), dtype=np.int64)
+    ids[1:7, 1:6] = 4
+    ids[1:7, 6:11] = 9  # touching id 4 along one column
+    make_folder(tmp_path, {"a": ids})
+    ds = InstanceFolderDataset(root=str(tmp_path), class_names=["background", "nucleus"], contour=True)
+    assert ds.class_names == ("background", "nucleus", "contour") and ds.contour_class == 2
+    assert ds.things() == [1]  # the contour is not an object class
+    s = ds.load(0)
+    mask = s["mask"].numpy()
+    # the two touching columns and the outer ring are contour; the 3x3 and 3x3 insides stay nucleus
+    assert (mask[2:6, 2:5] == 1).all() and (mask[2:6, 7:10] == 1).all()
+    assert (mask[1:7, 5:7] == 2).all() and (mask[1, 1:11] == 2).all() and (mask[6, 1:11] == 2).all()
+    assert (mask[ids == 0] == 0).all()
+    assert s["instances"]["labels"].tolist() == [1, 1]  # instances unchanged
+    assert InstanceFolderDataset(root=str(tmp_path)).load(0)["mask"].max() == 1  # off by default
