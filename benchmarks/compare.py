@@ -196,7 +196,7 @@ def _commit() -> str | None:
 
 def model_cost(config_path: Path, num_classes: int, size: tuple[int, int]) -> tuple[int, float]:
     """(parameters, GFLOPs of one forward at ``size``) of a run's model, built on the meta device
-    (no weights are read)."""
+    (no weights are read); GFLOPs None when the model cannot run on meta tensors (Mask R-CNN)."""
     import torch
 
     from segzoo.bench.flops import count_flops, count_params
@@ -210,13 +210,24 @@ def model_cost(config_path: Path, num_classes: int, size: tuple[int, int]) -> tu
     kwargs.setdefault("num_classes", num_classes)  # the run folder's config.yaml has it already
     with torch.device("meta"):
         model = MODELS.build(cfg.model.name, **kwargs)
-    return count_params(model), count_flops(model, size) / 1e9
+    try:
+        gflops = count_flops(model, size) / 1e9
+    except Exception as exc:  # noqa: BLE001 - detectors: data-dependent ops cannot run on meta tensors
+        print(f"compare.py: no FLOPs for {config_path}: {type(exc).__name__}: {str(exc)[:120]}", file=sys.stderr)
+        gflops = None
+    return count_params(model), gflops
+
+
+SEMANTIC_KEYS = ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")
+# kept when the evaluation gave them: the instance row and the nuclei metrics (dsb2018 protocols)
+EXTRA_KEYS = ("mask_AP", "mask_AP50", "mask_AP75", "bbox_AP", "fg_IoU", "fg_Dice", "fg_BIoU",
+              "dsb_mAP", "merged", "merged_frac", "num_objects", "num_pred_objects")
 
 
 def collect(run: Run, protocol: Protocol, threads: int) -> dict:
     """The result JSON of a finished run folder. Keys: protocol, model, arch, backbone, seed,
     config, work_dir, iterations, metrics (mIoU, mean_acc, pixel_acc, fwIoU, mDice, mBIoU as
-    fractions 0..1), per_class (IoU, acc, bIoU: class name -> fraction or null), params,
+    fractions 0..1, and the :data:`EXTRA_KEYS` the evaluation gave), task, per_class (IoU, acc, bIoU: class name -> fraction or null), params,
     gflops, flops_size [H, W], train_wall_s (all attempts), train_step_s, attempts,
     latency_ms (null: filled from ``segzoo bench``), threads, commit, machine, torch, finished."""
     import torch
@@ -236,9 +247,11 @@ def collect(run: Run, protocol: Protocol, threads: int) -> dict:
         "backbone": cfg.model.kwargs.get("backbone"), "seed": run.seed,
         "config": _rel(run.model.config), "work_dir": _rel(wd),
         "iterations": metrics.get("iteration"),
-        "metrics": {k: metrics.get(k) for k in ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")},
+        "metrics": {k: metrics.get(k) for k in SEMANTIC_KEYS + tuple(k for k in EXTRA_KEYS if k in metrics)},
         "per_class": {k: metrics.get(k) for k in ("IoU", "acc", "bIoU")},
-        "params": params, "gflops": round(gflops, 3), "flops_size": list(protocol.flops_size),
+        "task": metrics.get("task"),
+        "params": params, "gflops": None if gflops is None else round(gflops, 3),
+        "flops_size": list(protocol.flops_size),
         "train_wall_s": round(sum(a.get("wall_s", 0.0) for a in attempts), 1) if attempts else None,
         "train_step_s": round(step_seconds(wd / "metrics.jsonl"), 1),
         "attempts": len(attempts), "latency_ms": None, "threads": threads,

@@ -1,0 +1,97 @@
+"""The nuclei protocol (dsb2018): configs, the runner on a hand-made instance folder with a
+semantic model, the contour U-Net and Mask R-CNN, and the report built from their results."""
+
+import json
+import sys
+
+import numpy as np
+from conftest import REPO
+from PIL import Image
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import compare  # noqa: E402
+import dsb_report  # noqa: E402
+
+from segzoo.config import load_config  # noqa: E402
+
+
+def test_dsb2018_cpu_configs_share_everything_but_the_model_and_its_own_needs():
+    models = compare.discover(REPO / "configs" / "protocols" / "dsb2018-cpu")
+    assert [m.arch for m in models] == [*compare.ARCH_ORDER[:5], "unet", *compare.ARCH_ORDER[5:], "maskrcnn"]
+    cfgs = {m.name: load_config(m.config).to_dict() for m in models}
+    semantic = [n for n in cfgs if n not in ("maskrcnn_mobilenetv2", "unet_mobilenetv2_contour")]
+    shared = [{k: v for k, v in cfgs[n].items() if k != "model"} for n in semantic]
+    assert all(s == shared[0] for s in shared)
+    assert shared[0]["eval"]["cross_task"] and shared[0]["eval"]["nuclei_metrics"]
+    contour = cfgs["unet_mobilenetv2_contour"]
+    assert contour["data"]["train"]["dataset"]["contour"] and contour["data"]["val"]["dataset"]["contour"]
+    assert contour["eval"]["instance_decoder"] == "contour" and contour["model"] == cfgs["unet_mobilenetv2"]["model"]
+    rcnn = cfgs["maskrcnn_mobilenetv2"]
+    # the same images and crops; its own optimiser and input normalisation
+    assert rcnn["data"]["train"]["transforms"] == shared[0]["data"]["train"]["transforms"]
+    assert rcnn["model"]["keep_size"] and rcnn["optimizer"]["name"] == "adamw"
+    assert "momentum" not in rcnn["optimizer"]
+
+
+def nuclei_folder(root, n_train=3, n_val=2):
+    """64x64 images with touching square 'nuclei' (bright on dark), in the instance_folder layout."""
+    (root / "images").mkdir(parents=True)
+    (root / "instances").mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"img{i}" for i in range(n_train + n_val)]
+    for name in names:
+        ids = np.zeros((64, 64), np.uint16)
+        k = 1
+        for y in range(4, 56, 16):
+            for x in range(4, 56, 12):
+                ids[y:y + 12, x:x + 12] = k  # neighbours touch along x
+                k += 1
+        img = np.where(ids[..., None] > 0, 200, 30).astype(np.uint8) + rng.integers(0, 20, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(img).save(root / "images" / f"{name}.png")
+        Image.fromarray(ids).save(root / "instances" / f"{name}.png")
+    (root / "train.txt").write_text("\n".join(names[:n_train]) + "\n")
+    (root / "val.txt").write_text("\n".join(names[n_train:]) + "\n")
+
+
+def test_smoke_protocol_trains_both_tasks_scores_nuclei_and_reports(tmp_path):
+    nuclei_folder(tmp_path / "data")
+    protocol = compare.PROTOCOLS["dsb2018-smoke"]
+    models = compare.discover(REPO / "configs" / "protocols" / "dsb2018-smoke")
+    runs = compare.plan(protocol, models, None, tmp_path / "work", tmp_path / "results")
+    root = str(tmp_path / "data")
+    outcomes = compare.run_protocol(protocol, runs, overrides=[f"data.train.dataset.root={root}",
+                                                                f"data.val.dataset.root={root}"], log=lambda s: None)
+    assert set(outcomes.values()) == {"trained"}, outcomes
+    results = {r.model.name: json.loads(r.result.read_text()) for r in runs}
+    for name, res in results.items():
+        m = res["metrics"]
+        for key in ("fg_IoU", "fg_Dice", "fg_BIoU", "mask_AP", "dsb_mAP", "merged", "merged_frac"):
+            assert key in m, (name, key)
+        assert m["num_objects"] == 2 * 20 and 0.0 <= m["dsb_mAP"] <= 1.0
+    assert results["maskrcnn_mobilenetv2"]["task"] == "instance"
+    assert results["unet_mobilenetv2_contour"]["task"] == "semantic"
+    assert len(results["unet_mobilenetv2_contour"]["per_class"]["IoU"]) == 3  # + contour
+
+    doc, img = tmp_path / "comparison.md", tmp_path / "img"
+    doc.write_text("# intro\n\n<!-- compare:dsb2018-smoke:start -->\nold\n<!-- compare:dsb2018-smoke:end -->\ntail\n")
+    compare.report("dsb2018-smoke", tmp_path / "results", doc, img)
+    text = doc.read_text()
+    assert "old" not in text and text.startswith("# intro") and text.rstrip().endswith("tail")
+    assert "| maskrcnn_mobilenetv2 | Mask R-CNN |" in text
+    assert "| unet_mobilenetv2_contour | contour decoding |" in text
+    assert "| fcn32s_mobilenetv2 | connected components |" in text
+    assert (img / "comparison_dsb2018-smoke_ap_vs_iou.png").stat().st_size > 0
+
+
+def test_findings_are_computed_from_the_numbers():
+    def row(model, source, dsb, iou, merged):
+        return {"model": model, "source": source, "m": {"dsb_mAP": dsb, "fg_IoU": iou, "merged_frac": merged}}
+
+    rows = [row("a", "connected components", 0.30, 0.80, 0.20), row("b", "connected components", 0.25, 0.85, 0.30),
+            row("c", "Mask R-CNN", 0.40, 0.78, 0.05)]
+    out = dsb_report.findings(rows)
+    assert "a has the best DSB mAP (30.0) and b the best nucleus IoU (85.0)" in out[0]
+    assert out[1] == ("c (Mask R-CNN) scores +10.0 DSB mAP points and −2.0 nucleus IoU points against a; "
+                      "it merges 5.0% of the nuclei against 20.0%.")
+    assert dsb_report.findings([row("c", "Mask R-CNN", 0.4, 0.8, 0.1)]) == []
