@@ -52,7 +52,7 @@ def rows_of(results: list[dict], latency: dict | None) -> list[dict]:
 
 def table(rows: list[dict]) -> str:
     head = ("| model | instances from | nucleus IoU | Dice | boundary IoU | mask AP | AP50 | AP75 | "
-            "DSB mAP | merged nuclei | params (M) | GFLOPs | CPU latency (ms) | train (min) |")
+            "DSB mAP | merged nuclei | params (M) | GFLOPs @256x256 | CPU ms to instances | train (min) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         m = r["m"]
@@ -141,8 +141,13 @@ def section(protocol: str, results: list[dict], doc: Path, img_dir: Path, latenc
              "nuclei whose best-matching prediction also covers half or more of another nucleus.",
              "", table(rows), ""]
     parts += [f"- {s}" for s in findings(rows)]
-    if not latency:
-        parts.append("- CPU latency: not measured yet for this protocol (marker area shows GFLOPs).")
+    if latency:
+        parts.append(f"- CPU latency (`benchmarks/dsb_predict.py`): {latency.get('what')}, trained weights, "
+                     f"batch 1, {latency.get('threads')} thread, median of {latency.get('repeats')} interleaved "
+                     f"rounds in one process; {latency.get('machine')}, {latency.get('date')}.")
+    else:
+        parts.append("- CPU latency: not measured yet (`python benchmarks/dsb_predict.py`); marker area "
+                     "shows GFLOPs.")
     plot = img_dir / f"comparison_{protocol}_ap_vs_iou.png"
     size_label = scatter(rows, plot, f"{protocol}: mask AP vs nucleus IoU")
     rel = os.path.relpath(plot, doc.parent)

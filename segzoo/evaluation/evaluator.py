@@ -179,17 +179,21 @@ class Scorer:
         labels = logits.argmax(0)
         self._semantic(labels, target)
         if self.instances is not None and gt_instances is not None:
-            probs = logits.float().softmax(0)
-            if self.decoder == "contour":
-                pred = contour_to_instances(probs, self.contour_class, thing_classes=self.things,
-                                            connectivity=self.connectivity, min_area=self.min_area, labels=labels)
-            else:
-                pred = semantic_to_instances(probs, thing_classes=self.things, connectivity=self.connectivity,
-                                             min_area=self.min_area, labels=labels)
+            pred = self.decode(logits, labels)
             self.instances.update([pred], [image_id if image_id is not None else self.num_images + 1],
                                   targets=[gt_instances], image_sizes=[size])
             self._nuclei(pred, gt_instances, size, 0.0)
         self.num_images += 1
+
+    def decode(self, logits: Tensor, labels: Tensor | None = None) -> dict[str, Tensor]:
+        """A semantic model's instances from its logits (K, H, W) of one image: connected components
+        of the thing classes, or contour decoding (``eval.instance_decoder``); a detection dict."""
+        probs = logits.float().softmax(0)
+        if self.decoder == "contour":
+            return contour_to_instances(probs, self.contour_class, thing_classes=self.things,
+                                        connectivity=self.connectivity, min_area=self.min_area, labels=labels)
+        return semantic_to_instances(probs, thing_classes=self.things, connectivity=self.connectivity,
+                                     min_area=self.min_area, labels=labels)
 
     def add_instances(self, pred: dict, target: Tensor, gt_instances: dict | None = None,
                       image_id: int | None = None) -> None:

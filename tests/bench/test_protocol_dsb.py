@@ -11,6 +11,7 @@ from PIL import Image
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import compare  # noqa: E402
+import dsb_predict  # noqa: E402
 import dsb_report  # noqa: E402
 
 from segzoo.config import load_config  # noqa: E402
@@ -73,6 +74,14 @@ def test_smoke_protocol_trains_both_tasks_scores_nuclei_and_reports(tmp_path):
     assert results["unet_mobilenetv2_contour"]["task"] == "semantic"
     assert len(results["unet_mobilenetv2_contour"]["per_class"]["IoU"]) == 3  # + contour
 
+    # the crowded-image figure and the image-to-instances latency from the trained runs
+    figure = tmp_path / "img" / "crowded.png"
+    assert dsb_predict.main(["--protocol", "dsb2018-smoke", "--results-dir", str(tmp_path / "results"),
+                             "--figure", str(figure), "--repeats", "1", "--warmup", "0"]) == 0
+    latency = json.loads((tmp_path / "results" / "latency.json").read_text())
+    assert set(latency["models"]) == set(results) and all(v["latency_ms"] > 0 for v in latency["models"].values())
+    assert figure.stat().st_size > 0
+
     doc, img = tmp_path / "comparison.md", tmp_path / "img"
     doc.write_text("# intro\n\n<!-- compare:dsb2018-smoke:start -->\nold\n<!-- compare:dsb2018-smoke:end -->\ntail\n")
     compare.report("dsb2018-smoke", tmp_path / "results", doc, img)
@@ -82,6 +91,7 @@ def test_smoke_protocol_trains_both_tasks_scores_nuclei_and_reports(tmp_path):
     assert "| unet_mobilenetv2_contour | contour decoding |" in text
     assert "| fcn32s_mobilenetv2 | connected components |" in text
     assert (img / "comparison_dsb2018-smoke_ap_vs_iou.png").stat().st_size > 0
+    assert "CPU latency (`benchmarks/dsb_predict.py`)" in text
 
 
 def test_findings_are_computed_from_the_numbers():
