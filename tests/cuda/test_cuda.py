@@ -144,10 +144,6 @@ def test_train_step_every_model(name, mode, request):
     """Forward + backward + optimizer step on the device: finite losses, parameters updated."""
     if mode == "fp16" and not HAS_CUDA:
         pytest.skip("fp16 autocast with GradScaler needs CUDA")
-    if name == "keypointrcnn" and mode == "channels_last":  # found on the CPU; runs, reported
-        request.node.add_marker(pytest.mark.xfail(
-            reason="torchvision's keypointrcnn_loss calls .view() on channels_last keypoint logits",
-            raises=RuntimeError, strict=False))
     model = fresh(name)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     model = model.to(DEV)

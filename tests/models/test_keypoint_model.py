@@ -75,6 +75,24 @@ def test_an_image_without_instances_trains():
     assert losses["loss_keypoint"] == 0
 
 
+def test_channels_last_model_trains_and_predicts_like_the_default_layout():
+    torch.manual_seed(0)
+    model = segzoo.build_model("keypointrcnn", num_classes=4, backbone="resnet18", num_keypoints=4, **TINY)
+    images, targets = shapes_batch(2)
+    torch.manual_seed(1)
+    plain = model(images, targets)
+    cl = model.to(memory_format=torch.channels_last)  # torchvision's keypoint loss .view()s the logits
+    torch.manual_seed(1)
+    losses = cl(images, targets)
+    assert losses["loss_keypoint"] > 0
+    assert all(torch.allclose(losses[k], plain[k], rtol=1e-4, atol=1e-5) for k in LOSSES)
+    sum(losses.values()).backward()
+    cl.eval()
+    with torch.no_grad():
+        out = cl(images)
+    assert out[0]["keypoints"].shape[1:] == (4, 3)
+
+
 def test_targets_of_the_wrong_keypoint_count_are_refused():
     model = segzoo.build_model("keypointrcnn", num_classes=4, backbone="resnet18", num_keypoints=17, **TINY)
     images, targets = shapes_batch(1)

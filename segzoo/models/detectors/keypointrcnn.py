@@ -79,6 +79,16 @@ class KeypointRCNN(MaskRCNN):
         return super().forward(images, targets)
 
 
+class KeypointPredictor(KeypointRCNNPredictor):
+    """torchvision's ``KeypointRCNNPredictor`` (deconv + 2x bilinear upsampling to K x 56 x 56)
+    whose (R, K, 56, 56) logits are returned contiguous: torchvision's ``keypointrcnn_loss`` and
+    ``keypointrcnn_inference`` call ``.view()`` on them, which fails on the channels_last layout
+    of a model converted with ``.to(memory_format=torch.channels_last)``. Same parameters."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return super().forward(x).contiguous()
+
+
 def keypoint_branch(names: Sequence[str], in_channels: int, num_keypoints: int, *, head_dim: int = 512,
                     num_convs: int = 8, sampling_ratio: int = 2) -> dict[str, nn.Module]:
     """The paper's keypoint branch as torchvision's ``RoIHeads`` keyword arguments: 14x14 RoIAlign on
@@ -86,7 +96,7 @@ def keypoint_branch(names: Sequence[str], in_channels: int, num_keypoints: int, 
     bilinear upsampling to K x 56 x 56."""
     return {"keypoint_roi_pool": MultiScaleRoIAlign(list(names), 14, sampling_ratio=sampling_ratio),
             "keypoint_head": KeypointRCNNHeads(in_channels, [head_dim] * num_convs),
-            "keypoint_predictor": KeypointRCNNPredictor(head_dim, num_keypoints)}
+            "keypoint_predictor": KeypointPredictor(head_dim, num_keypoints)}
 
 
 def with_keypoint_head(model: MaskRCNN, num_keypoints: int = 17, *, head_dim: int = 512, num_convs: int = 8,
