@@ -122,14 +122,14 @@ def verdict(c: dict, expected: int, label: str = "mIoU", ref_std: float | None =
         if c["same_sign"] is not None:
             tail = (f", same sign on all {len(c['paired_seeds'])} paired seeds" if c["same_sign"]
                     else ", but the sign differs between the paired seeds")
-        return f"{text} {agree}; above the seed-to-seed std ({100 * noise:.1f}){tail}."
+        return f"{text}: {agree}; above the seed-to-seed std ({100 * noise:.1f}){tail}."
     if c["same_sign"] is not None:  # paired seeds, one of the sides without spread
-        return f"{text} {agree}, {'same sign' if c['same_sign'] else 'not the same sign'} on the {len(c['paired_seeds'])} paired seeds."
+        return f"{text}: {agree}, {'same sign' if c['same_sign'] else 'not the same sign'} on the {len(c['paired_seeds'])} paired seeds."
     if ref_std is not None:
         size = "below" if abs(d) < 100 * ref_std else "above"
-        return (f"{text} {agree}; one seed per side: {size} the protocol's typical seed-to-seed std "
+        return (f"{text}: {agree}; one seed per side: {size} the protocol's typical seed-to-seed std "
                 f"({100 * ref_std:.1f}), so {'not a finding' if size == 'below' else 'a tentative finding'}.")
-    return f"{text} {agree}; one seed per side, no seed-to-seed std to judge it against."
+    return f"{text}: {agree}; one seed per side, no seed-to-seed std to judge it against."
 
 
 def typical_std(base_results: list[dict], metric: str = "mIoU") -> float | None:

@@ -57,9 +57,9 @@ def test_verdict_follows_the_numbers():
         return {"base": base, "var": var, "diff": var - base, "noise": noise, "same_sign": same_sign,
                 "paired_seeds": list(paired)}
 
-    assert ablation_report.verdict(c(0.40, 0.45, 0.01), +1).startswith("mIoU +5.0 agrees with the paper")
+    assert ablation_report.verdict(c(0.40, 0.45, 0.01), +1).startswith("mIoU +5.0: agrees with the paper")
     assert "above the seed-to-seed std (1.0)" in ablation_report.verdict(c(0.40, 0.45, 0.01), +1)
-    assert ablation_report.verdict(c(0.40, 0.45, 0.01), -1).startswith("mIoU +5.0 disagrees with the paper")
+    assert ablation_report.verdict(c(0.40, 0.45, 0.01), -1).startswith("mIoU +5.0: disagrees with the paper")
     small = ablation_report.verdict(c(0.40, 0.41, 0.02), +1)
     assert "below the seed-to-seed std (2.0): not a finding" in small and "would agree" in small
     assert "would disagree" in ablation_report.verdict(c(0.41, 0.40, 0.02), +1)
@@ -107,10 +107,10 @@ def test_ablation_section_is_rendered_from_both_protocols(tmp_path):
     rows = {line.split(" | ")[0][2:]: line for line in body.splitlines() if line.startswith("| ")}
     fcn = rows["FCN-32s -> FCN-16s (+ stride-16 skip)"]
     assert "| 0,1 / 0,1 |" in fcn and "| 42.5 ± 0.7 (2) | 47.5 ± 0.7 (2) | +5.0 |" in fcn
-    assert "mIoU +5.0 agrees with the paper" in fcn and "same sign on all 2 paired seeds" in fcn
+    assert "mIoU +5.0: agrees with the paper" in fcn and "same sign on all 2 paired seeds" in fcn
     pool = rows["DeepLab v3: ASPP with -> without image pooling"]
     assert "| 45.5 ± 0.7 (2) | 44.0 (1) | -1.0 (paired: seed 0) |" in pool
-    assert "mIoU -1.0 agrees with the paper" in pool and "above the seed-to-seed std (0.7)" in pool
+    assert "mIoU -1.0: agrees with the paper" in pool and "above the seed-to-seed std (0.7)" in pool
     assert "| 45.0 (1) | 47.0 (1) | +2.0 |" in rows["DeepLab v3: inference at OS 16 -> OS 8 (same weights)"]
     assert "Not run yet" in body and "PSPNet: with -> without the auxiliary loss" in body
     assert doc.read_text().startswith("x\n") and doc.read_text().endswith("y\n")
