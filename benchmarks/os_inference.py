@@ -12,7 +12,9 @@ For each seed whose run folder ``work_dirs/protocols/camvid-cpu/<model>/seed<k>/
 blocks after stride 8 run with doubled dilation). Nothing else changes (same val pipeline, the
 same 180x240 input scored against the 360x480 labels). Writes
 ``benchmarks/results/protocols/camvid-cpu-ablations/<model>_os8-inference_seed<k>.json``
-(schema: :func:`result`); ``compare_report`` renders it in the paper-ablation table.
+(schema: :func:`result`); ``compare_report`` renders it in the paper-ablation table. ``--rates 6 12
+18`` keeps the training rates at OS 8 (a diagnostic: the encoder's stride alone),
+``<model>_os8-rates6-12-18-inference_seed<k>.json``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,13 @@ def _metrics(m: dict) -> dict:
             "per_class": {k: m.get(k) for k in ("IoU", "acc", "bIoU")}}
 
 
+def _rel(path: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
 def _commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
@@ -45,8 +54,10 @@ def _commit() -> str | None:
         return None
 
 
-def evaluate_at(run_dir: Path, output_stride: int | None) -> tuple[dict, float]:
-    """(metrics, seconds) of ``run_dir``'s last checkpoint, at ``output_stride`` (None: as trained).
+def evaluate_at(run_dir: Path, output_stride: int | None,
+                rates: list[int] | None = None) -> tuple[dict, float]:
+    """(metrics, seconds) of ``run_dir``'s last checkpoint, at ``output_stride`` (None: as trained),
+    with the ASPP ``rates`` given (default: the model's, scaled to the stride).
 
     The checkpoint is loaded with the run's own config (the loader refuses a config whose model
     differs from the trained one); for another stride its weights are copied into the model that
@@ -62,7 +73,10 @@ def evaluate_at(run_dir: Path, output_stride: int | None) -> tuple[dict, float]:
     model, meta = load_trained_model(trained_cfg, checkpoint, "cpu")
     cfg = trained_cfg
     if output_stride:
-        cfg = load_config(run_dir / "config.yaml", [f"model.output_stride={output_stride}"])
+        overrides = [f"model.output_stride={output_stride}"]
+        if rates:
+            overrides.append(f"model.atrous_rates=[{','.join(map(str, rates))}]")
+        cfg = load_config(run_dir / "config.yaml", overrides)
         strided = builders.model_from_config(cfg, meta["num_classes"])
         strided.load_state_dict(model.state_dict(), strict=True)
         model = strided.eval()
@@ -72,8 +86,13 @@ def evaluate_at(run_dir: Path, output_stride: int | None) -> tuple[dict, float]:
     return metrics, time.time() - start
 
 
+def name(model: str, output_stride: int, rates: list[int] | None = None) -> str:
+    """The variant's model name: ``<model>_os8-inference``, ``<model>_os8-rates6-12-18-inference``."""
+    return f"{model}_os{output_stride}" + (f"-rates{'-'.join(map(str, rates))}" if rates else "") + "-inference"
+
+
 def result(model: str, seed: int, run_dir: Path, base: dict, variant: dict, *, base_os: int,
-           variant_os: int, seconds: dict, threads: int) -> dict:
+           variant_os: int, seconds: dict, threads: int, rates: list[int] | None = None) -> dict:
     """The result JSON: ``kind``, protocol, model (``<model>_os<k>-inference``), base_model, seed,
     checkpoint, the ablated key and its two values, then ``metrics``/``per_class`` of the variant
     (fractions 0..1, as the training results) and ``baseline`` (the same for the trained stride),
@@ -84,10 +103,11 @@ def result(model: str, seed: int, run_dir: Path, base: dict, variant: dict, *, b
 
     trained = json.loads((run_dir / "metrics.json").read_text())
     return {
-        "kind": KIND, "protocol": "camvid-cpu-ablations", "model": f"{model}_os{variant_os}-inference",
+        "kind": KIND, "protocol": "camvid-cpu-ablations", "model": name(model, variant_os, rates),
         "base_model": model, "base_protocol": "camvid-cpu", "seed": seed,
-        "checkpoint": str((run_dir / "checkpoints" / "last.pt").relative_to(REPO)),
-        "iterations": variant.get("iteration"), "ablated": {"model.output_stride": [base_os, variant_os]},
+        "checkpoint": _rel(run_dir / "checkpoints" / "last.pt"),
+        "iterations": variant.get("iteration"), "ablated": {"model.output_stride": [base_os, variant_os],
+                                                   **({"model.atrous_rates": [None, rates]} if rates else {})},
         **_metrics(variant), "baseline": _metrics(base),
         "trained_metrics_mIoU": trained.get("mIoU"), "eval_s": {k: round(v, 1) for k, v in seconds.items()},
         "threads": threads, "machine": cpu_model(), "torch": torch.__version__, "commit": _commit(),
@@ -100,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="deeplabv3_mobilenetv2")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--output-stride", type=int, default=8)
+    p.add_argument("--rates", nargs="+", type=int,
+                   help="ASPP rates at the new stride (default: scaled, 12 24 36 at OS 8); a diagnostic")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--work-root", type=Path, default=REPO / "work_dirs" / "protocols" / "camvid-cpu")
     p.add_argument("--out-dir", type=Path,
@@ -113,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     for seed in args.seeds:
         run_dir = args.work_root / args.model / f"seed{seed}"
-        out = args.out_dir / f"{args.model}_os{args.output_stride}-inference_seed{seed}.json"
+        out = args.out_dir / f"{name(args.model, args.output_stride, args.rates)}_seed{seed}.json"
         if not (run_dir / "metrics.json").is_file():
             print(f"seed {seed}: {run_dir} has no metrics.json (not finished), skipped")
             continue
@@ -122,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             continue
         base_os = int(load_config(run_dir / "config.yaml").model.kwargs.get("output_stride", 16))
         base, t_base = evaluate_at(run_dir, None)
-        variant, t_var = evaluate_at(run_dir, args.output_stride)
+        variant, t_var = evaluate_at(run_dir, args.output_stride, args.rates)
         res = result(args.model, seed, run_dir, base, variant, base_os=base_os, variant_os=args.output_stride,
-                     seconds={f"os{base_os}": t_base, f"os{args.output_stride}": t_var}, threads=args.threads)
+                     seconds={f"os{base_os}": t_base, f"os{args.output_stride}": t_var}, threads=args.threads, rates=args.rates)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(res, indent=2) + "\n")
         print(f"seed {seed}: mIoU OS{base_os} {100 * base['mIoU']:.2f} -> OS{args.output_stride} "
               f"{100 * variant['mIoU']:.2f}; mBIoU {100 * base['mBIoU']:.2f} -> {100 * variant['mBIoU']:.2f} "
-              f"({out.relative_to(REPO)})")
+              f"({_rel(out)})")
     return 0
 
 

@@ -146,3 +146,29 @@ def test_protocol_latency_times_two_tiny_models_and_the_report_reads_it(tmp_path
     assert f"| {lat['models']['unet_tiny']['latency_ms']:.1f} |" in row
     assert "CPU latency: `benchmarks/protocol_latency.py`, batch 1, 32x32" in body
     assert "val mIoU against CPU latency" in body
+
+
+def test_os_inference_scores_the_same_weights_at_both_strides(tmp_path):
+    import os_inference
+
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    base = REPO / "configs" / "_base_" / "protocols"
+    (configs / "dlv3.yaml").write_text(
+        f"_base_: [{base / 'shapes-smoke.yaml'}, {base / 'models' / 'deeplabv3_mobilenetv2.yaml'}]\n"
+        "model: {weights_backbone: null, channels: 16}\ntrain: {max_iters: 2}\n")
+    smoke = compare.PROTOCOLS["shapes-smoke"]
+    (run,) = compare.plan(smoke, compare.discover(configs), None, tmp_path / "work", tmp_path / "results")
+    assert compare.run_protocol(smoke, [run], log=lambda s: None) == {run.label: "trained"}
+    out = tmp_path / "abl"
+    argv = ["--model", "dlv3", "--seeds", "0", "1", "--work-root", str(tmp_path / "work"), "--out-dir", str(out)]
+    assert os_inference.main(argv) == 0
+    res = json.loads((out / "dlv3_os8-inference_seed0.json").read_text())
+    assert not (out / "dlv3_os8-inference_seed1.json").exists()  # seed 1 has no finished run
+    assert res["kind"] == "inference-ablation" and res["model"] == "dlv3_os8-inference" and res["seed"] == 0
+    assert res["ablated"] == {"model.output_stride": [16, 8]} and res["iterations"] == 2
+    # the OS-16 evaluation reproduces the run's own final evaluation
+    assert res["baseline"]["metrics"]["mIoU"] == pytest.approx(res["trained_metrics_mIoU"], abs=1e-6)
+    assert set(res["metrics"]) == {"mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU"}
+    assert set(res["per_class"]["IoU"]) == {"background", "circle", "square", "triangle"}
+    assert os_inference.name("m", 8, [6, 12, 18]) == "m_os8-rates6-12-18-inference"
