@@ -49,6 +49,11 @@ ABLATIONS = (
              "better inference setting (figures not in our architecture reference)",
              ("inference", "deeplabv3_mobilenetv2_os8-inference"),
              ("ablations", "deeplabv3_mobilenetv2_os8-inference"), +1, ("mIoU", "mBIoU")),
+    Ablation("(diagnostic) DeepLab v3: OS 16 -> OS 8, ASPP rates kept at 6/12/18",
+             "not in the paper: the encoder's stride alone, to tell it from the rate doubling "
+             "(`os_inference.py --rates 6 12 18`)",
+             ("inference", "deeplabv3_mobilenetv2_os8-rates6-12-18-inference"),
+             ("ablations", "deeplabv3_mobilenetv2_os8-rates6-12-18-inference"), 0, ("mIoU", "mBIoU")),
     Ablation("DeepLab v3 -> v3+ (decoder)",
              "the decoder recovers object boundaries lost at OS 16; v3 85.7 -> v3+ 89.0 mIoU (VOC "
              "2012 test, each paper's best model, not one controlled ablation)",
