@@ -105,8 +105,9 @@ def verdict(c: dict, expected: int, label: str = "mIoU", ref_std: float | None =
     """One sentence on agreement, from the numbers of :func:`compare` alone (percent points).
 
     ``expected`` +1/-1: the paper's sign of variant - baseline; 0: no claim. A difference whose
-    size is below the seed-to-seed std (``c["noise"]``) is "not a finding"; with one seed per side
-    there is no such std, and ``ref_std`` (the protocol's typical seed-to-seed std) is the yardstick."""
+    size is below the seed-to-seed std (``c["noise"]``) is "not a finding". A side with one seed
+    has no spread of its own: then ``ref_std`` (the protocol's typical seed-to-seed std) is the
+    yardstick where it is larger, and a difference above it is only "tentative"."""
     d = 100 * c["diff"]
     text = f"{label} {d:+.1f}"
     if d == 0:
@@ -117,24 +118,24 @@ def verdict(c: dict, expected: int, label: str = "mIoU", ref_std: float | None =
         agree = f"{direction}; the paper makes no comparative claim"
     else:
         agree = ("agrees with the paper" if sign == expected else "disagrees with the paper") + f" ({direction})"
-    noise = c["noise"]
-    if noise is not None:
-        if abs(d) < 100 * noise:
-            return (f"{text} is below the seed-to-seed std ({100 * noise:.1f}): not a finding "
-                    f"(its sign {'would agree' if sign == expected else 'would disagree'} with the paper)."
-                    if expected else f"{text} is below the seed-to-seed std ({100 * noise:.1f}): not a finding.")
-        tail = ""
-        if c["same_sign"] is not None:
-            tail = (f", same sign on all {len(c['paired_seeds'])} paired seeds" if c["same_sign"]
-                    else ", but the sign differs between the paired seeds")
-        return f"{text}: {agree}; above the seed-to-seed std ({100 * noise:.1f}){tail}."
-    if c["same_sign"] is not None:  # paired seeds, one of the sides without spread
-        return f"{text}: {agree}, {'same sign' if c['same_sign'] else 'not the same sign'} on the {len(c['paired_seeds'])} paired seeds."
-    if ref_std is not None:
-        size = "below" if abs(d) < 100 * ref_std else "above"
-        return (f"{text}: {agree}; one seed per side: {size} the protocol's typical seed-to-seed std "
-                f"({100 * ref_std:.1f}), so {'not a finding' if size == 'below' else 'a tentative finding'}.")
-    return f"{text}: {agree}; one seed per side, no seed-to-seed std to judge it against."
+    single = min(len(c.get("base_seeds", [0])), len(c.get("var_seeds", [0]))) < 2
+    noise, basis = c["noise"], "the seed-to-seed std"
+    if single and ref_std is not None and (noise is None or ref_std > noise):
+        noise, basis = ref_std, "the protocol's typical seed-to-seed std"
+    if noise is None:
+        return f"{text}: {agree}; one seed per side, no seed-to-seed std to judge it against."
+    yardstick = f"{basis} ({100 * noise:.1f})"
+    if abs(d) < 100 * noise:
+        return (f"{text} is below {yardstick}: not a finding"
+                + (f" (its sign {'would agree' if sign == expected else 'would disagree'} with the paper)."
+                   if expected else "."))
+    tail = ""
+    if c["same_sign"] is not None:
+        tail = (f", same sign on all {len(c['paired_seeds'])} paired seeds" if c["same_sign"]
+                else ", but the sign differs between the paired seeds")
+    if single:
+        tail += "; one side rests on one seed, so a tentative finding"
+    return f"{text}: {agree}; above {yardstick}{tail}."
 
 
 def typical_std(base_results: list[dict], metric: str = "mIoU") -> float | None:

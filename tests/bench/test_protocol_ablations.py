@@ -53,23 +53,28 @@ def test_each_ablation_config_differs_from_its_baseline_only_in_the_ablated_key(
 
 
 def test_verdict_follows_the_numbers():
-    def c(base, var, noise=None, same_sign=None, paired=(0,)):
+    def c(base, var, noise=None, same_sign=None, paired=(0,), n=(1, 1)):
         return {"base": base, "var": var, "diff": var - base, "noise": noise, "same_sign": same_sign,
-                "paired_seeds": list(paired)}
+                "paired_seeds": list(paired), "base_seeds": list(range(n[0])), "var_seeds": list(range(n[1]))}
 
-    assert ablation_report.verdict(c(0.40, 0.45, 0.01), +1).startswith("mIoU +5.0: agrees with the paper")
-    assert "above the seed-to-seed std (1.0)" in ablation_report.verdict(c(0.40, 0.45, 0.01), +1)
-    assert ablation_report.verdict(c(0.40, 0.45, 0.01), -1).startswith("mIoU +5.0: disagrees with the paper")
-    small = ablation_report.verdict(c(0.40, 0.41, 0.02), +1)
+    three = (3, 3)
+    assert ablation_report.verdict(c(0.40, 0.45, 0.01, n=three), +1).startswith("mIoU +5.0: agrees with the paper")
+    assert "above the seed-to-seed std (1.0)." in ablation_report.verdict(c(0.40, 0.45, 0.01, n=three), +1)
+    assert ablation_report.verdict(c(0.40, 0.45, 0.01, n=three), -1).startswith("mIoU +5.0: disagrees with the paper")
+    small = ablation_report.verdict(c(0.40, 0.41, 0.02, n=three), +1)
     assert "below the seed-to-seed std (2.0): not a finding" in small and "would agree" in small
-    assert "would disagree" in ablation_report.verdict(c(0.41, 0.40, 0.02), +1)
+    assert "would disagree" in ablation_report.verdict(c(0.41, 0.40, 0.02, n=three), +1)
     assert "no comparative claim" in ablation_report.verdict(c(0.40, 0.43), 0, ref_std=0.01)
     one_seed = ablation_report.verdict(c(0.40, 0.405), -1, ref_std=0.01)
-    assert "one seed per side: below the protocol's typical seed-to-seed std (1.0), so not a finding" in one_seed
-    assert "tentative finding" in ablation_report.verdict(c(0.40, 0.43), -1, ref_std=0.01)
+    assert "below the protocol's typical seed-to-seed std (1.0): not a finding" in one_seed
+    tentative = ablation_report.verdict(c(0.40, 0.43), -1, ref_std=0.01)
+    assert "above the protocol's typical seed-to-seed std (1.0); one side rests on one seed, so a tentative" in tentative
+    # one side with one seed: its own (small) two-seed std is not the yardstick, the typical one is
+    mixed_n = ablation_report.verdict(c(0.40, 0.405, 0.001, n=(2, 1)), +1, ref_std=0.01)
+    assert "below the protocol's typical seed-to-seed std (1.0)" in mixed_n
     assert "no seed-to-seed std" in ablation_report.verdict(c(0.40, 0.43), -1)
     assert ablation_report.verdict(c(0.4, 0.4, 0.01), +1) == "mIoU +0.0: no difference."
-    mixed = ablation_report.verdict(c(0.40, 0.45, 0.01, same_sign=False, paired=(0, 1)), +1)
+    mixed = ablation_report.verdict(c(0.40, 0.45, 0.01, same_sign=False, paired=(0, 1), n=(2, 2)), +1)
     assert "the sign differs between the paired seeds" in mixed
 
 
@@ -111,6 +116,7 @@ def test_ablation_section_is_rendered_from_both_protocols(tmp_path):
     pool = rows["DeepLab v3: ASPP with -> without image pooling"]
     assert "| 45.5 ± 0.7 (2) | 44.0 (1) | -1.0 (paired: seed 0) |" in pool
     assert "mIoU -1.0: agrees with the paper" in pool and "above the seed-to-seed std (0.7)" in pool
+    assert "one side rests on one seed" in pool
     assert "| 45.0 (1) | 47.0 (1) | +2.0 |" in rows["DeepLab v3: inference at OS 16 -> OS 8 (same weights)"]
     assert "Not run yet" in body and "PSPNet: with -> without the auxiliary loss" in body
     assert doc.read_text().startswith("x\n") and doc.read_text().endswith("y\n")
