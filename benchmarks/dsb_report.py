@@ -46,13 +46,15 @@ def rows_of(results: list[dict], latency: dict | None) -> list[dict]:
         lat = r.get("latency_ms") or timed.get(r["model"], {}).get("latency_ms")
         rows.append({"model": r["model"], "arch": r["arch"], "seed": r["seed"], "source": source(r),
                      "m": m, "params": r.get("params"), "gflops": r.get("gflops"), "latency_ms": lat,
-                     "train_min": (r.get("train_wall_s") or 0) / 60, "iterations": r.get("iterations")})
+                     # step time (resume-safe: an attempt killed with its runner leaves no wall time)
+                     "train_min": (r.get("train_step_s") or r.get("train_wall_s") or 0) / 60,
+                     "iterations": r.get("iterations")})
     return rows
 
 
 def table(rows: list[dict]) -> str:
     head = ("| model | instances from | nucleus IoU | Dice | boundary IoU | mask AP | AP50 | AP75 | "
-            "DSB mAP | merged nuclei | params (M) | GFLOPs @256x256 | CPU ms to instances | train (min) |")
+            "DSB mAP | merged nuclei | params (M) | GFLOPs @256x256 | CPU ms to instances | train steps (min) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         m = r["m"]
