@@ -190,10 +190,11 @@ def table(results: dict[str, list[dict]], base_name: str) -> str:
              "baseline, paired over the seeds both sides have where there are any. The agreement "
              "column is computed from these numbers: the sign of Δ against the paper's, and a "
              "difference smaller than the larger seed-to-seed std of the two sides is not a finding; "
-             "a row with one seed per side is held against the median seed-to-seed std of the "
+             "where a side has one seed, the yardstick is at least the median seed-to-seed std of the "
              f"multi-seed `{base_name}` models"
-             + (f" ({100 * ref['mIoU']:.1f} mIoU, {100 * ref['mBIoU']:.1f} boundary mIoU)."
-                if ref["mIoU"] is not None and ref["mBIoU"] is not None else ".")]
+             + (f" ({100 * ref['mIoU']:.1f} mIoU, {100 * ref['mBIoU']:.1f} boundary mIoU)"
+                if ref["mIoU"] is not None and ref["mBIoU"] is not None else "")
+             + ", and a difference above it that rests on a single seed is only tentative."]
     if pending:
         notes.append("")
         notes.append("Not run yet (no result JSON on one side): " + "; ".join(pending) + ".")
