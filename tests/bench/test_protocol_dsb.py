@@ -19,15 +19,18 @@ from segzoo.config import load_config  # noqa: E402
 
 def test_dsb2018_cpu_configs_share_everything_but_the_model_and_its_own_needs():
     models = compare.discover(REPO / "configs" / "protocols" / "dsb2018-cpu")
-    assert [m.arch for m in models] == [*compare.ARCH_ORDER[:5], "unet", *compare.ARCH_ORDER[5:], "maskrcnn"]
+    assert [m.arch for m in models] == [*compare.ARCH_ORDER[:5], "unet", "unet", *compare.ARCH_ORDER[5:], "maskrcnn"]
     cfgs = {m.name: load_config(m.config).to_dict() for m in models}
-    semantic = [n for n in cfgs if n not in ("maskrcnn_mobilenetv2", "unet_mobilenetv2_contour")]
+    semantic = [n for n in cfgs if n != "maskrcnn_mobilenetv2" and "contour" not in n]
     shared = [{k: v for k, v in cfgs[n].items() if k != "model"} for n in semantic]
     assert all(s == shared[0] for s in shared)
     assert shared[0]["eval"]["cross_task"] and shared[0]["eval"]["nuclei_metrics"]
     contour = cfgs["unet_mobilenetv2_contour"]
     assert contour["data"]["train"]["dataset"]["contour"] and contour["data"]["val"]["dataset"]["contour"]
     assert contour["eval"]["instance_decoder"] == "contour" and contour["model"] == cfgs["unet_mobilenetv2"]["model"]
+    weighted = cfgs["unet_mobilenetv2_contour-weighted"]  # the same, with median-frequency weights
+    assert weighted["loss"]["class_weights"] == "median_frequency"
+    assert {k: v for k, v in weighted.items() if k != "loss"} == {k: v for k, v in contour.items() if k != "loss"}
     rcnn = cfgs["maskrcnn_mobilenetv2"]
     # the same images and crops; its own optimiser and input normalisation
     assert rcnn["data"]["train"]["transforms"] == shared[0]["data"]["train"]["transforms"]
