@@ -104,7 +104,9 @@ def aggregate(results: list[dict]) -> list[dict]:
                "params": rs[0].get("params"), "gflops": rs[0].get("gflops"),
                "flops_size": rs[0].get("flops_size"), "iterations": rs[0].get("iterations"),
                "latency_ms": mean_std([r.get("latency_ms") for r in rs]),
-               "train_min": mean_std([(r.get("train_wall_s") or 0) / 60 or None for r in rs]),
+               # logged step time: resume-safe (an attempt cut with its runner leaves no wall time)
+               "train_min": mean_std([(r.get("train_step_s") or r.get("train_wall_s") or 0) / 60 or None
+                                      for r in rs]),
                "per_class": {c: mean_std([r["per_class"]["IoU"].get(c) for r in rs]) for c in classes}}
         for key, _ in SUMMARY:
             row[key] = mean_std([r["metrics"].get(key) for r in rs])
@@ -116,7 +118,7 @@ def summary_table(rows: list[dict]) -> str:
     size = next((r["flops_size"] for r in rows if r["flops_size"]), None)
     gf = f"GFLOPs @{size[0]}x{size[1]}" if size else "GFLOPs"
     head = (["model", "seeds"] + [name for _, name in SUMMARY]
-            + ["params (M)", gf, "CPU latency (ms)", "train time (min)", "iterations"])
+            + ["params (M)", gf, "CPU latency (ms)", "train steps (min)", "iterations"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lat, tmin = r["latency_ms"], r["train_min"]
