@@ -137,8 +137,9 @@ def section(protocol: str, results: list[dict], doc: Path, img_dir: Path, latenc
         return f"No results yet: run `python benchmarks/compare.py --protocol {protocol}`."
     rows = rows_of(sorted(results, key=lambda r: (r.get("task") == "instance", r["model"], r["seed"])), latency)
     r0 = results[0]
+    commits = ", ".join(sorted({str(r["commit"]) for r in results if r.get("commit")})) or "unknown"
     parts = [f"{len(rows)} runs, {r0.get('iterations')} iterations each, on {r0.get('machine')} "
-             f"(torch {r0.get('torch')}, {r0.get('threads')} thread per run; commit {r0.get('commit')}). "
+             f"(torch {r0.get('torch')}, {r0.get('threads')} thread per run; commits {commits}). "
              "Percentages on the 114 val images at their original sizes; `merged nuclei`: ground-truth "
              "nuclei whose best-matching prediction also covers half or more of another nucleus.",
              "", table(rows), ""]
