@@ -185,7 +185,8 @@ def step_seconds(metrics_jsonl: Path) -> float:
     return total
 
 
-def _commit() -> str | None:
+def git_commit() -> str | None:
+    """The short hash of HEAD, or None outside a git checkout."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                              text=True, check=True)
@@ -245,7 +246,7 @@ def collect(run: Run, protocol: Protocol, threads: int) -> dict:
     return {
         "protocol": protocol.name, "model": run.model.name, "arch": run.model.arch,
         "backbone": cfg.model.kwargs.get("backbone"), "seed": run.seed,
-        "config": _rel(run.model.config), "work_dir": _rel(wd),
+        "config": rel_path(run.model.config), "work_dir": rel_path(wd),
         "iterations": metrics.get("iteration"),
         "metrics": {k: metrics.get(k) for k in SEMANTIC_KEYS + tuple(k for k in EXTRA_KEYS if k in metrics)},
         "per_class": {k: metrics.get(k) for k in ("IoU", "acc", "bIoU")},
@@ -255,12 +256,12 @@ def collect(run: Run, protocol: Protocol, threads: int) -> dict:
         "train_wall_s": round(sum(a.get("wall_s", 0.0) for a in attempts), 1) if attempts else None,
         "train_step_s": round(step_seconds(wd / "metrics.jsonl"), 1),
         "attempts": len(attempts), "latency_ms": None, "threads": threads,
-        "commit": _commit(), "machine": cpu_model(), "torch": torch.__version__,
+        "commit": git_commit(), "machine": cpu_model(), "torch": torch.__version__,
         "finished": _iso((wd / "metrics.json").stat().st_mtime),
     }
 
 
-def _rel(path: Path) -> str:
+def rel_path(path: Path) -> str:
     """``path`` relative to the repository (or to the current folder), else absolute."""
     for root in (REPO, Path.cwd()):
         try:
@@ -286,20 +287,20 @@ def run_protocol(protocol: Protocol, runs: list[Run], *, threads: int = 1, overr
         state = run.state()
         head = f"[{i}/{len(runs)}] {run.label}"
         if state == "done":
-            log(f"{head}: finished ({_rel(run.result)}), skipped")
+            log(f"{head}: finished ({rel_path(run.result)}), skipped")
             outcomes[run.label] = "skipped"
             continue
         if state in ("new", "partial"):
-            log(f"{head}: {'resuming' if state == 'partial' else 'training'} in {_rel(run.work_dir)} "
+            log(f"{head}: {'resuming' if state == 'partial' else 'training'} in {rel_path(run.work_dir)} "
                 f"({_iso(time.time())})")
             rc = train(run, threads, list(overrides))
             if rc != 0 or not (run.work_dir / "metrics.json").is_file():
-                log(f"{head}: FAILED (exit status {rc}); see {_rel(run.work_dir / 'console.log')}")
+                log(f"{head}: FAILED (exit status {rc}); see {rel_path(run.work_dir / 'console.log')}")
                 outcomes[run.label] = f"failed (rc {rc})"
                 continue
         write_result(run.result, collect(run, protocol, threads))
         outcomes[run.label] = {"new": "trained", "partial": "resumed", "trained": "collected"}[state]
-        log(f"{head}: {outcomes[run.label]}, result {_rel(run.result)}")
+        log(f"{head}: {outcomes[run.label]}, result {rel_path(run.result)}")
     return outcomes
 
 
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
                 results_dir)
     if args.dry_run:
         for i, run in enumerate(runs, 1):
-            print(f"[{i}/{len(runs)}] {run.label}: {run.state()}  ({_rel(run.work_dir)})")
+            print(f"[{i}/{len(runs)}] {run.label}: {run.state()}  ({rel_path(run.work_dir)})")
         print("command per run: " + " ".join(train_command(runs[0], args.set)) if runs else "no runs")
         return 0
     outcomes = run_protocol(protocol, runs, threads=args.threads, overrides=args.set)

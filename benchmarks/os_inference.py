@@ -22,36 +22,25 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from compare import SEMANTIC_KEYS, git_commit, rel_path  # noqa: E402
 
 KIND = "inference-ablation"
 
 
 def _metrics(m: dict) -> dict:
     """The summary and per-class numbers of an evaluation, as in the protocol's result JSONs."""
-    return {"metrics": {k: m.get(k) for k in ("mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU")},
+    return {"metrics": {k: m.get(k) for k in SEMANTIC_KEYS},
             "per_class": {k: m.get(k) for k in ("IoU", "acc", "bIoU")}}
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
-
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def evaluate_at(run_dir: Path, output_stride: int | None,
@@ -105,12 +94,12 @@ def result(model: str, seed: int, run_dir: Path, base: dict, variant: dict, *, b
     return {
         "kind": KIND, "protocol": "camvid-cpu-ablations", "model": name(model, variant_os, rates),
         "base_model": model, "base_protocol": "camvid-cpu", "seed": seed,
-        "checkpoint": _rel(run_dir / "checkpoints" / "last.pt"),
+        "checkpoint": rel_path(run_dir / "checkpoints" / "last.pt"),
         "iterations": variant.get("iteration"), "ablated": {"model.output_stride": [base_os, variant_os],
                                                    **({"model.atrous_rates": [None, rates]} if rates else {})},
         **_metrics(variant), "baseline": _metrics(base),
         "trained_metrics_mIoU": trained.get("mIoU"), "eval_s": {k: round(v, 1) for k, v in seconds.items()},
-        "threads": threads, "machine": cpu_model(), "torch": torch.__version__, "commit": _commit(),
+        "threads": threads, "machine": cpu_model(), "torch": torch.__version__, "commit": git_commit(),
         "finished": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
@@ -151,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(res, indent=2) + "\n")
         print(f"seed {seed}: mIoU OS{base_os} {100 * base['mIoU']:.2f} -> OS{args.output_stride} "
               f"{100 * variant['mIoU']:.2f}; mBIoU {100 * base['mBIoU']:.2f} -> {100 * variant['mBIoU']:.2f} "
-              f"({_rel(out)})")
+              f"({rel_path(out)})")
     return 0
 
 

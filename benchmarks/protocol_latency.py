@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from compare import git_commit, rel_path  # noqa: E402
 
 
 def build(config: Path, num_classes: int):
@@ -43,13 +44,6 @@ def build(config: Path, num_classes: int):
     kwargs.setdefault("num_classes", num_classes)
     return cfg.model.name, MODELS.build(cfg.model.name, **kwargs).eval()
 
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def measure(configs: list[Path], *, size: tuple[int, int], repeats: int, warmup: int, threads: int,
@@ -80,25 +74,19 @@ def measure(configs: list[Path], *, size: tuple[int, int], repeats: int, warmup:
     models = {}
     for name, arch, path, ts in zip(names, archs, configs, times):
         s = summarize([1000 * t for t in ts])
-        models[name] = {"arch": arch, "config": _rel(path), "latency_ms": round(s["median"], 2),
+        models[name] = {"arch": arch, "config": rel_path(path), "latency_ms": round(s["median"], 2),
                         "p25_ms": round(s["p25"], 2), "p75_ms": round(s["p75"], 2),
                         "min_ms": round(s["min"], 2), "max_ms": round(s["max"], 2), "n": s["n"]}
         log(f"  {name}: {s['median']:.1f} ms (p25 {s['p25']:.1f}, p75 {s['p75']:.1f})")
     return {
         "protocol": protocol, "size": list(size), "batch": 1, "threads": threads, "repeats": repeats,
         "warmup": warmup, "dtype": "fp32", "device": "cpu", "weights": "random (latency does not depend on them)",
-        "machine": cpu_model(), "torch": torch.__version__, "commit": _commit(),
+        "machine": cpu_model(), "torch": torch.__version__, "commit": git_commit(),
         "load_average": {"before": load_before, "after": load_average()},
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_s": round(time.time() - start, 1), "models": models,
     }
 
-
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(REPO))
-    except ValueError:
-        return str(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or REPO / "benchmarks" / "results" / "protocols" / args.protocol / "latency.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written {_rel(out)}")
+    print(f"written {rel_path(out)}")
     return 0
 
 
