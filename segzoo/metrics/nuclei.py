@@ -85,11 +85,14 @@ def _overlaps(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray,
     return inter, joint[g_off:].sum(1), joint[:, p_off:].sum(0)
 
 
-def iou_matrix(pred: np.ndarray | Tensor, gt: np.ndarray | Tensor) -> np.ndarray:
-    """(G, P) IoU between the objects of two id maps of equal shape (ids in increasing order)."""
-    inter, area_g, area_p = _overlaps(_np(pred), _np(gt))
+def _iou(inter: np.ndarray, area_g: np.ndarray, area_p: np.ndarray) -> np.ndarray:
     union = area_g[:, None] + area_p[None, :] - inter
     return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+
+
+def iou_matrix(pred: np.ndarray | Tensor, gt: np.ndarray | Tensor) -> np.ndarray:
+    """(G, P) IoU between the objects of two id maps of equal shape (ids in increasing order)."""
+    return _iou(*_overlaps(_np(pred), _np(gt)))
 
 
 def dsb_image_ap(pred: np.ndarray | Tensor, gt: np.ndarray | Tensor,
@@ -99,7 +102,10 @@ def dsb_image_ap(pred: np.ndarray | Tensor, gt: np.ndarray | Tensor,
     Raises:
         ValueError: the maps differ in shape.
     """
-    iou = iou_matrix(pred, gt)
+    return _dsb_ap(iou_matrix(pred, gt), thresholds)
+
+
+def _dsb_ap(iou: np.ndarray, thresholds: Sequence[float] = DSB_THRESHOLDS) -> float:
     n_gt, n_pred = iou.shape
     if n_gt == 0 and n_pred == 0:
         return 1.0
@@ -113,11 +119,13 @@ def dsb_image_ap(pred: np.ndarray | Tensor, gt: np.ndarray | Tensor,
 def merged_instances(pred: np.ndarray | Tensor, gt: np.ndarray | Tensor, cover: float = 0.5) -> int:
     """How many ground-truth objects are merged with a neighbour by their best-matching prediction
     (see the module docstring); objects no prediction touches are not merged."""
-    inter, area_g, area_p = _overlaps(_np(pred), _np(gt))
+    return _merged(*_overlaps(_np(pred), _np(gt)), cover)
+
+
+def _merged(inter: np.ndarray, area_g: np.ndarray, area_p: np.ndarray, cover: float) -> int:
     if inter.size == 0:
         return 0
-    union = area_g[:, None] + area_p[None, :] - inter
-    iou = inter / np.maximum(union, 1)
+    iou = _iou(inter, area_g, area_p)
     best = iou.argmax(axis=1)  # (G,) best prediction of each object
     covered = inter >= cover * np.maximum(area_g[:, None], 1)  # (G, P): prediction covers object
     touched = iou.max(axis=1) > 0
@@ -140,10 +148,10 @@ class NucleiScore:
 
     def update(self, pred: np.ndarray | Tensor, gt: np.ndarray | Tensor) -> float:
         """Add one image's id maps; returns its DSB score."""
-        pred, gt = _np(pred), _np(gt)
-        ap = dsb_image_ap(pred, gt)
-        n_gt, n_pred = len(np.unique(gt[gt > 0])), len(np.unique(pred[pred > 0]))
-        self.rows.append((ap, merged_instances(pred, gt, self.cover), n_gt, n_pred))
+        overlaps = _overlaps(_np(pred), _np(gt))  # one pass over the pixels for both numbers
+        ap = _dsb_ap(_iou(*overlaps))
+        n_gt, n_pred = overlaps[0].shape
+        self.rows.append((ap, _merged(*overlaps, self.cover), n_gt, n_pred))
         return ap
 
     def state(self) -> list[tuple[float, int, int, int]]:
