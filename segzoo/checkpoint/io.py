@@ -33,7 +33,13 @@ __all__ = ["CheckpointError", "check_finite", "load_checkpoint", "save_checkpoin
 
 
 def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
-    """Save ``state`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    """Save ``state`` to ``path`` atomically (temp file in the same folder, fsync, rename).
+
+    Raises:
+        CheckpointError: the file could not be written (disk full, quota, permissions). The
+            message names the path and the free space on its disk; the temp file is removed and
+            an older ``path`` is left as it was, so the run can resume from it.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -43,10 +49,24 @@ def save_checkpoint(state: dict[str, Any], path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
+        Path(tmp).unlink(missing_ok=True)
+        raise CheckpointError(_write_failed(path, exc)) from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_failed(path: Path, exc: BaseException) -> str:
+    try:
+        free = f"{shutil.disk_usage(path.parent).free / 2**30:.1f} GiB free there"
+    except OSError:
+        free = "free space unknown"
+    kept = (f"the previous {path.name} is unchanged" if path.is_file()
+            else f"no earlier {path.name} exists")
+    return (f"could not write checkpoint {path} ({free}): {str(exc).strip()}; {kept}. Free "
+            "disk space (or choose another work_dir) and rerun the same command to resume")
 
 
 def describe_checkpoint(path: Path) -> str:

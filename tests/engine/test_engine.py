@@ -6,7 +6,7 @@ import torch
 from segzoo.checkpoint import load_checkpoint, save_checkpoint
 from segzoo.config import load_config
 from segzoo.engine import Trainer
-from segzoo.errors import RunExistsError, SegzooError
+from segzoo.errors import CheckpointError, RunExistsError, SegzooError
 
 
 def test_tiny_run_leaves_a_complete_run_folder(tiny_config, tmp_path):
@@ -77,15 +77,26 @@ def test_atomic_checkpoint_survives_a_crash_during_save(tmp_path, monkeypatch):
     path = tmp_path / "last.pt"
     save_checkpoint({"model": {"w": torch.ones(2)}, "iteration": 1}, path)
 
-    def crash(*args, **kwargs):
-        raise OSError("disk full")
+    def crash(*args, **kwargs):  # what torch.save raises when the disk fills mid-write
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter "
+                           "failed writing file data/3: file write failed")
 
     monkeypatch.setattr(torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError) as info:
         save_checkpoint({"model": {"w": torch.zeros(2)}, "iteration": 2}, path)
     monkeypatch.undo()
+    msg = str(info.value)
+    assert f"could not write checkpoint {path} (" in msg and "GiB free there" in msg
+    assert "file write failed" in msg and "the previous last.pt is unchanged" in msg
+    assert "rerun the same command to resume" in msg
     assert load_checkpoint(path)["iteration"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temp file left behind
+
+    fresh = tmp_path / "sub" / "best.pt"  # nothing older to fall back on: says so
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(CheckpointError, match="no earlier best.pt exists"):
+        save_checkpoint({"model": {}}, fresh)
+    assert list(fresh.parent.iterdir()) == []
 
 
 def test_model_num_classes_must_agree_with_dataset(tiny_config, tmp_path):

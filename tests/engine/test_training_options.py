@@ -12,7 +12,7 @@ from segzoo.checkpoint import load_checkpoint
 from segzoo.config import load_config
 from segzoo.distributed import DistInfo, convert_sync_bn
 from segzoo.engine import Trainer
-from segzoo.errors import ConfigError
+from segzoo.errors import CheckpointError, ConfigError
 
 
 @pytest.fixture(autouse=True)
@@ -250,7 +250,7 @@ def test_a_save_cut_short_keeps_the_previous_checkpoint_and_leftovers_are_cleane
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", partial_write)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(CheckpointError, match="disk full; the previous last.pt is unchanged"):
         save_checkpoint({"model": {"w": torch.zeros(2)}, "iteration": 2}, path)
     monkeypatch.undo()
     assert load_checkpoint(path)["iteration"] == 1 and [p.name for p in path.parent.iterdir()] == ["last.pt"]
