@@ -48,30 +48,18 @@ def evaluate_at(run_dir: Path, output_stride: int | None,
     """(metrics, seconds) of ``run_dir``'s last checkpoint, at ``output_stride`` (None: as trained),
     with the ASPP ``rates`` given (default: the model's, scaled to the stride).
 
-    The checkpoint is loaded with the run's own config (the loader refuses a config whose model
-    differs from the trained one); for another stride its weights are copied into the model that
-    the overridden config builds (the parameter shapes are the same: only dilations and ASPP
-    rates change, and the copy is strict) and that model is scored."""
-    from segzoo import builders
-    from segzoo.checkpoint import load_trained_model
+    The run's config with ``model.output_stride`` / ``model.atrous_rates`` overridden loads the
+    same weights (the loader allows only these two to differ from the trained model), as
+    ``segzoo eval run/config.yaml --checkpoint ... --set model.output_stride=8`` does."""
     from segzoo.config import load_config
     from segzoo.evaluation.checkpoint_eval import evaluate_checkpoint
 
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    trained_cfg = load_config(run_dir / "config.yaml")
-    model, meta = load_trained_model(trained_cfg, checkpoint, "cpu")
-    cfg = trained_cfg
-    if output_stride:
-        overrides = [f"model.output_stride={output_stride}"]
-        if rates:
-            overrides.append(f"model.atrous_rates=[{','.join(map(str, rates))}]")
-        cfg = load_config(run_dir / "config.yaml", overrides)
-        strided = builders.model_from_config(cfg, meta["num_classes"])
-        strided.load_state_dict(model.state_dict(), strict=True)
-        model = strided.eval()
+    overrides = [f"model.output_stride={output_stride}"] if output_stride else []
+    if output_stride and rates:
+        overrides.append(f"model.atrous_rates=[{','.join(map(str, rates))}]")
+    cfg = load_config(run_dir / "config.yaml", overrides)
     start = time.time()
-    metrics = evaluate_checkpoint(cfg, checkpoint, device="cpu", progress=False, model=model)
-    metrics["iteration"] = meta.get("iteration")
+    metrics = evaluate_checkpoint(cfg, run_dir / "checkpoints" / "last.pt", device="cpu", progress=False)
     return metrics, time.time() - start
 
 

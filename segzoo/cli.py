@@ -89,6 +89,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     results = out.with_name(out.stem + "_coco_results.json")
     metrics = evaluate_checkpoint(cfg, ckpt, cross_task=True if args.cross_task else None, results_path=results)
     print(format_metrics(metrics))
+    if metrics.get("inference_changes"):
+        print("evaluated with " + "; ".join(metrics["inference_changes"]) + " (trained otherwise)")
     write_json(out, {**metrics, "checkpoint": str(ckpt), "config": str(args.config)})
     print(f"metrics written to {out}" + (f"; COCO results to {results}" if "mask_AP" in metrics else ""))
     return 0

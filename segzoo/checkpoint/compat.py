@@ -22,6 +22,10 @@ from segzoo.errors import CheckpointError
 
 # model options that do not change the trained architecture (pretrained-weight sources)
 NOT_ARCHITECTURE = {"weights", "weights_backbone", "backbone_weights", "pretrained"}
+# options that change only dilations, not parameter shapes: a model trained at output_stride 16
+# may be evaluated at 8 (DeepLab v3, Chen et al. 2017, Sec. 4.3 / Table 4); allowed when loading
+# for inference, refused when resuming training
+INFERENCE_ONLY = {"output_stride", "atrous_rates"}
 
 
 def _model_diff(saved: dict, current: dict) -> list[str]:
@@ -37,15 +41,23 @@ def _model_diff(saved: dict, current: dict) -> list[str]:
 
 
 def check_model_fits(state: dict[str, Any], cfg: Config, path: str | os.PathLike,
-                     *, run_config: str | os.PathLike | None = None) -> None:
+                     *, run_config: str | os.PathLike | None = None,
+                     inference: bool = False) -> list[str]:
     """Raise :class:`CheckpointError` if the checkpoint's recorded ``model`` config differs from
     ``cfg.model`` (pretrained-weight paths aside). Checkpoints without a recorded config (bare
     state dicts) pass; their weights are checked by :func:`load_model_weights`.
+
+    With ``inference=True`` a different ``output_stride`` / ``atrous_rates`` is allowed (same
+    weights, other dilations); the returned list names those changes (``"model.output_stride:
+    16 -> 8"``), empty when the model is built as trained.
     """
     saved = (state.get("config") or {}).get("model")
     if not isinstance(saved, dict):
-        return
+        return []
     diff = _model_diff(saved, cfg.model.to_dict())
+    allowed = [d for d in diff if inference
+               and d.split(":")[0].rsplit(".", 1)[-1] in INFERENCE_ONLY]
+    diff = [d for d in diff if d not in allowed]
     if diff:
         run_config = run_config or _run_config(path)
         raise CheckpointError(
@@ -53,6 +65,7 @@ def check_model_fits(state: dict[str, Any], cfg: Config, path: str | os.PathLike
             + "; ".join(diff[:4]) + (f"; +{len(diff) - 4} more" if len(diff) > 4 else "")
             + f"); use the run's own config{f' ({run_config})' if run_config else ''} or a "
             "checkpoint of this config")
+    return allowed
 
 
 def check_resume_fits(state: dict[str, Any], cfg: Config, path: str | os.PathLike) -> None:

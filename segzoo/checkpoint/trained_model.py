@@ -32,11 +32,16 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
     bare state dict, from the config's val (else train) dataset, else ``model.num_classes``. A
     checkpoint of a run with ``train.ema`` gives its EMA weights (those the run evaluated);
     ``meta["weights"]`` says which (``"ema"`` or ``"model"``), ``meta["iteration"]`` the run's
-    optimizer steps (0 for a bare state dict). ``cfg`` is not modified.
+    optimizer steps (0 for a bare state dict), ``meta["inference_changes"]`` what ``cfg`` builds
+    differently from the trained model: only ``output_stride`` / ``atrous_rates`` may differ (e.g.
+    ``--set model.output_stride=8`` on a model trained at 16, DeepLab v3 Sec. 4.3); empty when
+    built as trained. ``cfg`` is not modified.
 
     Raises:
         CheckpointError: the file is missing or unreadable, was trained as another model, does not
             fit the built model, or holds non-finite weights (each message says what to use).
+            A different ``output_stride`` whose weights do not fit (a backbone without dilation
+            support) fails here too, naming the mismatched parameters.
         DataError: the number of classes cannot be told (bare state dict, no dataset, no
             ``model.num_classes``).
         ConfigError: normalised input configured for a model that normalises its input itself.
@@ -56,7 +61,7 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
             meta["num_classes"] = cfg.model.kwargs["num_classes"]
     meta.setdefault("class_names", [str(i) for i in range(meta["num_classes"])])
     meta.setdefault("palette", default_palette(meta["num_classes"]))
-    check_model_fits(state, cfg, checkpoint)
+    changes = check_model_fits(state, cfg, checkpoint, inference=True)
     model = builders.model_from_config(cfg, meta["num_classes"])
     if model_task(model) == "instance":  # a model that normalises its 0..1 input itself
         check_input_normalization(model, cfg.data.mean, cfg.data.std)
@@ -66,4 +71,5 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
     load_model_weights(model, weights, checkpoint)
     meta["weights"] = "ema" if ema else "model"
     meta["iteration"] = int(state.get("iteration", 0))
+    meta["inference_changes"] = changes
     return model.to(device).eval(), meta

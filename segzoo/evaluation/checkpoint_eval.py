@@ -70,7 +70,9 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | os.PathLike, *, device: t
 
     Returns:
         the metrics of :func:`~segzoo.evaluation.evaluator.evaluate`, plus, when the checkpoint
-        was loaded here, ``"iteration"`` (optimizer steps of the run, 0 for a bare state dict).
+        was loaded here, ``"iteration"`` (optimizer steps of the run, 0 for a bare state dict)
+        and, when ``cfg`` builds it at another ``output_stride`` / ``atrous_rates`` than trained,
+        ``"inference_changes"`` (``["model.output_stride: 16 -> 8", ...]``).
 
     Raises:
         SegzooError: no val split. CheckpointError: the checkpoint is unreadable, was trained as
@@ -95,4 +97,6 @@ def evaluate_checkpoint(cfg: Config, checkpoint: str | os.PathLike, *, device: t
                        results_path=Path(results_path) if results_path is not None else None, sharded=sharded)
     if "iteration" in meta:
         metrics["iteration"] = meta["iteration"]
+    if meta.get("inference_changes"):  # e.g. evaluated at output_stride 8, trained at 16
+        metrics["inference_changes"] = meta["inference_changes"]
     return metrics
