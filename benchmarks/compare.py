@@ -281,7 +281,9 @@ def write_result(path: Path, result: dict) -> None:
 def run_protocol(protocol: Protocol, runs: list[Run], *, threads: int = 1, overrides: list[str] = (),
                  log=print) -> dict[str, str]:
     """Train, resume, collect or skip each run, in order; returns ``label -> outcome`` (``skipped``,
-    ``collected``, ``trained``, ``resumed``, ``failed (rc N)``)."""
+    ``collected``, ``trained``, ``resumed``, ``failed (rc N)``, ``collect failed``: trained, but its
+    result JSON could not be built in this process, e.g. after ``segzoo`` was updated under a
+    long-running runner; the next invocation collects it)."""
     outcomes: dict[str, str] = {}
     for i, run in enumerate(runs, 1):
         state = run.state()
@@ -298,7 +300,14 @@ def run_protocol(protocol: Protocol, runs: list[Run], *, threads: int = 1, overr
                 log(f"{head}: FAILED (exit status {rc}); see {rel_path(run.work_dir / 'console.log')}")
                 outcomes[run.label] = f"failed (rc {rc})"
                 continue
-        write_result(run.result, collect(run, protocol, threads))
+        try:  # in this process: a segzoo updated under a long-lived runner may not read the new run
+            result = collect(run, protocol, threads)
+        except Exception as exc:  # the trained folder stays; the next invocation collects it
+            log(f"{head}: trained, but collecting its result failed ({type(exc).__name__}: {exc}); "
+                "run the same command again to collect it (nothing is retrained)")
+            outcomes[run.label] = "collect failed"
+            continue
+        write_result(run.result, result)
         outcomes[run.label] = {"new": "trained", "partial": "resumed", "trained": "collected"}[state]
         log(f"{head}: {outcomes[run.label]}, result {rel_path(run.result)}")
     return outcomes

@@ -13,6 +13,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import compare  # noqa: E402
 import compare_report  # noqa: E402
 
+from segzoo.errors import ConfigError  # noqa: E402
+
 SMOKE = compare.PROTOCOLS["shapes-smoke"]
 
 
@@ -73,9 +75,20 @@ def test_runner_trains_skips_collects_resumes_and_survives_a_crash(tmp_path):
     assert run.result.stat().st_mtime_ns == mtime
     assert len((run.work_dir / "attempts.jsonl").read_text().splitlines()) == 1
 
-    # a finished folder whose result JSON is missing is collected without training
+    # a finished folder whose result JSON is missing is collected without training; when this
+    # process cannot read it (segzoo updated under a long-lived runner), the next call collects it
     run.result.unlink()
     assert run.state() == "trained"
+    lines = []
+
+    def stale_schema(*args):
+        raise ConfigError("unknown key 'eval.new_option'")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(compare, "collect", stale_schema)
+        assert compare.run_protocol(SMOKE, [run], log=lines.append)[run.label] == "collect failed"
+    assert "collecting its result failed (ConfigError: unknown key 'eval.new_option')" in lines[-1]
+    assert run.state() == "trained" and not run.result.exists()
     assert compare.run_protocol(SMOKE, [run], log=lambda s: None) == {run.label: "collected"}
     assert len((run.work_dir / "attempts.jsonl").read_text().splitlines()) == 1
 
