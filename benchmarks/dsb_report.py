@@ -3,7 +3,7 @@
 ``update_doc(protocol, results_dir, doc, img_dir)`` replaces the text between
 ``<!-- compare:<protocol>:start -->`` and ``<!-- compare:<protocol>:end -->`` of ``doc`` with:
 
-* one row per run: its task and how its instances were made (Mask R-CNN's own; the connected
+* one row per model (mean ± sample std over its seeds when it has several): its task and how its instances were made (Mask R-CNN's own; the connected
   components of a semantic model's nucleus map; or contour decoding), the nucleus mask's
   foreground IoU / Dice / boundary IoU, COCO mask AP / AP50 / AP75, the DSB 2018 mAP, the merged
   nuclei (count and share of the val nuclei), params, GFLOPs, CPU latency (``latency.json`` of the
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from compare_report import load_latency, load_results
+from compare_report import fmt, load_latency, load_results, mean_std
 
 from segzoo.bench.report import replace_section
 
@@ -38,35 +38,53 @@ def source(r: dict) -> str:
     return "contour decoding" if "contour" in r["model"] else "connected components"
 
 
+METRICS = ("fg_IoU", "fg_Dice", "fg_BIoU", "mask_AP", "mask_AP50", "mask_AP75", "dsb_mAP",
+           "merged", "merged_frac")
+
+
 def rows_of(results: list[dict], latency: dict | None) -> list[dict]:
+    """One row per model (in the order first seen): ``seeds``, ``m`` (mean of each metric over the
+    seeds), ``sd`` (sample std, None for one seed), cost columns (from the first seed's run)."""
     timed = (latency or {}).get("models", {})
-    rows = []
+    groups: dict[str, list[dict]] = {}
     for r in results:
-        m = r["metrics"]
-        lat = r.get("latency_ms") or timed.get(r["model"], {}).get("latency_ms")
-        rows.append({"model": r["model"], "arch": r["arch"], "seed": r["seed"], "source": source(r),
-                     "m": m, "params": r.get("params"), "gflops": r.get("gflops"), "latency_ms": lat,
-                     # step time (resume-safe: an attempt killed with its runner leaves no wall time)
-                     "train_min": (r.get("train_step_s") or r.get("train_wall_s") or 0) / 60,
+        groups.setdefault(r["model"], []).append(r)
+    rows = []
+    for model, rs in groups.items():
+        rs = sorted(rs, key=lambda r: r["seed"])
+        r = rs[0]
+        stats = {k: mean_std([x["metrics"].get(k) for x in rs]) for k in METRICS}
+        lat = r.get("latency_ms") or timed.get(model, {}).get("latency_ms")
+        # step time (resume-safe: an attempt killed with its runner leaves no wall time)
+        minutes = mean_std([(x.get("train_step_s") or x.get("train_wall_s") or 0) / 60 for x in rs])[0]
+        rows.append({"model": model, "arch": r["arch"], "seeds": [x["seed"] for x in rs],
+                     "source": source(r), "m": {k: v[0] for k, v in stats.items()},
+                     "sd": {k: v[1] for k, v in stats.items()}, "params": r.get("params"),
+                     "gflops": r.get("gflops"), "latency_ms": lat, "train_min": minutes,
                      "iterations": r.get("iterations")})
     return rows
 
 
+def _cell(r: dict, key: str) -> str:
+    return fmt(r["m"].get(key), r.get("sd", {}).get(key))
+
+
 def table(rows: list[dict]) -> str:
-    head = ("| model | instances from | nucleus IoU | Dice | boundary IoU | mask AP | AP50 | AP75 | "
+    head = ("| model | seeds | instances from | nucleus IoU | Dice | boundary IoU | mask AP | AP50 | AP75 | "
             "DSB mAP | merged nuclei | params (M) | GFLOPs @256x256 | CPU ms to instances | train steps (min) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         m = r["m"]
-        merged = "–" if m.get("merged") is None else (
-            f"{m['merged']} ({_pct(m.get('merged_frac'))}%)" if m.get("merged_frac") is not None else str(m["merged"]))
+        count = "–" if m.get("merged") is None else fmt(m["merged"], r.get("sd", {}).get("merged"), scale=1.0,
+                                                        digits=0 if len(r["seeds"]) == 1 else 1)
+        merged = count if m.get("merged_frac") is None else f"{count} ({_pct(m.get('merged_frac'))}%)"
         params = "–" if r["params"] is None else f"{r['params'] / 1e6:.1f}"
         gflops = "–" if r["gflops"] is None else f"{r['gflops']:.1f}"
         lat = "–" if r["latency_ms"] is None else f"{r['latency_ms']:.0f}"
-        lines.append(f"| {r['model']} | {r['source']} | {_pct(m.get('fg_IoU'))} | {_pct(m.get('fg_Dice'))} | "
-                     f"{_pct(m.get('fg_BIoU'))} | {_pct(m.get('mask_AP'))} | {_pct(m.get('mask_AP50'))} | "
-                     f"{_pct(m.get('mask_AP75'))} | {_pct(m.get('dsb_mAP'))} | {merged} | {params} | {gflops} | "
-                     f"{lat} | {r['train_min']:.1f} |")
+        cells = [_cell(r, k) for k in ("fg_IoU", "fg_Dice", "fg_BIoU", "mask_AP", "mask_AP50", "mask_AP75",
+                                        "dsb_mAP")]
+        lines.append(f"| {r['model']} | {','.join(map(str, r['seeds']))} | {r['source']} | "
+                     + " | ".join(cells) + f" | {merged} | {params} | {gflops} | {lat} | {r['train_min']:.1f} |")
     return "\n".join(lines)
 
 
@@ -93,8 +111,20 @@ def findings(rows: list[dict]) -> list[str]:
             f"; it merges {_pct(mo)}% of the nuclei against {_pct(mb)}%")
         out.append(f"{other['model']} ({other['source']}) scores {'+' if d_map >= 0 else '−'}"
                    f"{abs(100 * d_map):.1f} DSB mAP points and {'+' if d_iou >= 0 else '−'}"
-                   f"{abs(100 * d_iou):.1f} nucleus IoU points against {best['model']}{merged}.")
+                   f"{abs(100 * d_iou):.1f} nucleus IoU points against {best['model']}{merged}"
+                   f"{_spread(best, other, d_map)}.")
     return out
+
+
+def _spread(a: dict, b: dict, d_map: float) -> str:
+    """How the DSB mAP difference compares with the seed-to-seed spread, when both rows have one."""
+    sa, sb = (r.get("sd", {}).get("dsb_mAP") for r in (a, b))
+    if sa is None or sb is None:
+        return ""
+    n = f"{len(b['seeds'])} and {len(a['seeds'])} seeds"
+    within = "within" if abs(d_map) <= max(sa, sb) else "beyond"
+    return (f" ({n}: the DSB mAP difference is {within} one seed std, {100 * sb:.1f} and "
+            f"{100 * sa:.1f} points)")
 
 
 def scatter(rows: list[dict], path: Path, title: str) -> str:
@@ -138,10 +168,11 @@ def section(protocol: str, results: list[dict], doc: Path, img_dir: Path, latenc
     rows = rows_of(sorted(results, key=lambda r: (r.get("task") == "instance", r["model"], r["seed"])), latency)
     r0 = results[0]
     commits = ", ".join(sorted({str(r["commit"]) for r in results if r.get("commit")})) or "unknown"
-    parts = [f"{len(rows)} runs, {r0.get('iterations')} iterations each, on {r0.get('machine')} "
+    parts = [f"{len(results)} runs of {len(rows)} models, {r0.get('iterations')} iterations each, on {r0.get('machine')} "
              f"(torch {r0.get('torch')}, {r0.get('threads')} thread per run; commits {commits}). "
              "Percentages on the 114 val images at their original sizes; `merged nuclei`: ground-truth "
-             "nuclei whose best-matching prediction also covers half or more of another nucleus.",
+             "nuclei whose best-matching prediction also covers half or more of another nucleus. A model "
+             "run with several seeds shows mean ± sample std over them.",
              "", table(rows), ""]
     parts += [f"- {s}" for s in findings(rows)]
     if latency:

@@ -5,6 +5,7 @@ import json
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO
 from PIL import Image
 
@@ -90,9 +91,9 @@ def test_smoke_protocol_trains_both_tasks_scores_nuclei_and_reports(tmp_path):
     compare.report("dsb2018-smoke", tmp_path / "results", doc, img)
     text = doc.read_text()
     assert "old" not in text and text.startswith("# intro") and text.rstrip().endswith("tail")
-    assert "| maskrcnn_mobilenetv2 | Mask R-CNN |" in text
-    assert "| unet_mobilenetv2_contour | contour decoding |" in text
-    assert "| fcn32s_mobilenetv2 | connected components |" in text
+    assert "| maskrcnn_mobilenetv2 | 0 | Mask R-CNN |" in text
+    assert "| unet_mobilenetv2_contour | 0 | contour decoding |" in text
+    assert "| fcn32s_mobilenetv2 | 0 | connected components |" in text
     assert (img / "comparison_dsb2018-smoke_ap_vs_iou.png").stat().st_size > 0
     assert "CPU latency (`benchmarks/dsb_predict.py`)" in text
 
@@ -108,3 +109,24 @@ def test_findings_are_computed_from_the_numbers():
     assert out[1] == ("c (Mask R-CNN) scores +10.0 DSB mAP points and −2.0 nucleus IoU points against a; "
                       "it merges 5.0% of the nuclei against 20.0%.")
     assert dsb_report.findings([row("c", "Mask R-CNN", 0.4, 0.8, 0.1)]) == []
+
+
+def test_seeds_of_a_model_are_one_row_with_mean_and_std_and_the_findings_weigh_the_spread():
+    def result(model, seed, dsb, iou, arch="unet", task="semantic"):
+        return {"model": model, "arch": arch, "seed": seed, "task": task, "iterations": 10,
+                "metrics": {"dsb_mAP": dsb, "fg_IoU": iou, "merged": 10 + seed, "merged_frac": 0.1},
+                "params": 1e6, "gflops": 2.0, "train_step_s": 60.0}
+
+    results = [result("u", 0, 0.40, 0.80), result("u", 1, 0.42, 0.78), result("u", 2, 0.44, 0.82),
+               result("m", 0, 0.41, 0.75, "maskrcnn", "instance"), result("m", 1, 0.43, 0.75, "maskrcnn", "instance")]
+    rows = dsb_report.rows_of(results, None)
+    assert [(r["model"], r["seeds"]) for r in rows] == [("u", [0, 1, 2]), ("m", [0, 1])]
+    u, m = rows
+    assert u["m"]["dsb_mAP"] == pytest.approx(0.42) and u["sd"]["dsb_mAP"] == pytest.approx(0.02)
+    assert m["sd"]["fg_IoU"] == 0.0 and u["m"]["merged"] == pytest.approx(11.0)
+    line = next(x for x in dsb_report.table(rows).splitlines() if x.startswith("| u |"))
+    assert line.startswith("| u | 0,1,2 | connected components | 80.0 ± 2.0 |")
+    assert "| 42.0 ± 2.0 | 11.0 ± 1.0 (10.0%) |" in line
+    (finding,) = dsb_report.findings(rows)[1:]
+    assert finding.startswith("m (Mask R-CNN) scores +0.0 DSB mAP points and −5.0 nucleus IoU points against u")
+    assert "(2 and 3 seeds: the DSB mAP difference is within one seed std, 1.4 and 2.0 points)" in finding
