@@ -55,12 +55,15 @@ def rows_of(results: list[dict], latency: dict | None) -> list[dict]:
         r = rs[0]
         stats = {k: mean_std([x["metrics"].get(k) for x in rs]) for k in METRICS}
         lat = r.get("latency_ms") or timed.get(model, {}).get("latency_ms")
+        gflops, measured = r.get("gflops"), False
+        if gflops is None and timed.get(model, {}).get("gflops") is not None:  # Mask R-CNN
+            gflops, measured = timed[model]["gflops"], True
         # step time (resume-safe: an attempt killed with its runner leaves no wall time)
         minutes = mean_std([(x.get("train_step_s") or x.get("train_wall_s") or 0) / 60 for x in rs])[0]
         rows.append({"model": model, "arch": r["arch"], "seeds": [x["seed"] for x in rs],
                      "source": source(r), "m": {k: v[0] for k, v in stats.items()},
                      "sd": {k: v[1] for k, v in stats.items()}, "params": r.get("params"),
-                     "gflops": r.get("gflops"), "latency_ms": lat, "train_min": minutes,
+                     "gflops": gflops, "gflops_on_image": measured, "latency_ms": lat, "train_min": minutes,
                      "iterations": r.get("iterations")})
     return rows
 
@@ -79,7 +82,7 @@ def table(rows: list[dict]) -> str:
                                                         digits=0 if len(r["seeds"]) == 1 else 1)
         merged = count if m.get("merged_frac") is None else f"{count} ({_pct(m.get('merged_frac'))}%)"
         params = "–" if r["params"] is None else f"{r['params'] / 1e6:.1f}"
-        gflops = "–" if r["gflops"] is None else f"{r['gflops']:.1f}"
+        gflops = "–" if r["gflops"] is None else f"{r['gflops']:.1f}" + ("\\*" if r.get("gflops_on_image") else "")
         lat = "–" if r["latency_ms"] is None else f"{r['latency_ms']:.0f}"
         cells = [_cell(r, k) for k in ("fg_IoU", "fg_Dice", "fg_BIoU", "mask_AP", "mask_AP50", "mask_AP75",
                                         "dsb_mAP")]
@@ -175,6 +178,10 @@ def section(protocol: str, results: list[dict], doc: Path, img_dir: Path, latenc
              "run with several seeds shows mean ± sample std over them.",
              "", table(rows), ""]
     parts += [f"- {s}" for s in findings(rows)]
+    if any(r.get("gflops_on_image") for r in rows):
+        parts.append(f"- \\* GFLOPs counted on the latency image ({(latency or {}).get('image', '?')[:12]}…, "
+                     "256x256) with trained weights: a detector's RoI-head cost depends on how many "
+                     "objects it finds, so it has no input-independent count.")
     if latency:
         parts.append(f"- CPU latency (`benchmarks/dsb_predict.py`): {latency.get('what')}, trained weights, "
                      f"batch 1, {latency.get('threads')} thread, median of {latency.get('repeats')} interleaved "

@@ -59,7 +59,7 @@ def nuclei_folder(root, n_train=3, n_val=2):
     (root / "val.txt").write_text("\n".join(names[n_train:]) + "\n")
 
 
-def test_smoke_protocol_trains_both_tasks_scores_nuclei_and_reports(tmp_path):
+def test_smoke_protocol_trains_both_tasks_scores_nuclei_and_reports(tmp_path, capsys):
     nuclei_folder(tmp_path / "data")
     protocol = compare.PROTOCOLS["dsb2018-smoke"]
     models = compare.discover(REPO / "configs" / "protocols" / "dsb2018-smoke")
@@ -78,22 +78,31 @@ def test_smoke_protocol_trains_both_tasks_scores_nuclei_and_reports(tmp_path):
     assert results["unet_mobilenetv2_contour"]["task"] == "semantic"
     assert len(results["unet_mobilenetv2_contour"]["per_class"]["IoU"]) == 3  # + contour
 
-    # the crowded-image figure and the image-to-instances latency from the trained runs
+    # the crowded-image figure, the image-to-instances latency and GFLOPs from the trained runs,
+    # one run per model (its lowest seed: a seed-1 result of the same model is not drawn twice)
+    seed1 = {**results["fcn32s_mobilenetv2"], "seed": 1}
+    (tmp_path / "results" / "fcn32s_mobilenetv2_seed1.json").write_text(json.dumps(seed1))
     figure = tmp_path / "img" / "crowded.png"
     assert dsb_predict.main(["--protocol", "dsb2018-smoke", "--results-dir", str(tmp_path / "results"),
                              "--figure", str(figure), "--repeats", "1", "--warmup", "0"]) == 0
+    assert sum(line.startswith("fcn32s_mobilenetv2:") for line in capsys.readouterr().out.splitlines()) == 1
     latency = json.loads((tmp_path / "results" / "latency.json").read_text())
     assert set(latency["models"]) == set(results) and all(v["latency_ms"] > 0 for v in latency["models"].values())
+    assert all(v["gflops"] > 0 for v in latency["models"].values())
     assert figure.stat().st_size > 0
+    assert results["maskrcnn_mobilenetv2"]["gflops"] is None  # data-dependent: no meta-device count
 
     doc, img = tmp_path / "comparison.md", tmp_path / "img"
     doc.write_text("# intro\n\n<!-- compare:dsb2018-smoke:start -->\nold\n<!-- compare:dsb2018-smoke:end -->\ntail\n")
     compare.report("dsb2018-smoke", tmp_path / "results", doc, img)
     text = doc.read_text()
     assert "old" not in text and text.startswith("# intro") and text.rstrip().endswith("tail")
-    assert "| maskrcnn_mobilenetv2 | 0 | Mask R-CNN |" in text
+    mrcnn = next(line for line in text.splitlines() if line.startswith("| maskrcnn_mobilenetv2 |"))
+    assert mrcnn.startswith("| maskrcnn_mobilenetv2 | 0 | Mask R-CNN |")
+    assert f"| {latency['models']['maskrcnn_mobilenetv2']['gflops']:.1f}\\* |" in mrcnn
+    assert "\\* GFLOPs counted on the latency image" in text
+    assert "| fcn32s_mobilenetv2 | 0,1 | connected components |" in text  # both seeds, one row
     assert "| unet_mobilenetv2_contour | 0 | contour decoding |" in text
-    assert "| fcn32s_mobilenetv2 | 0 | connected components |" in text
     assert (img / "comparison_dsb2018-smoke_ap_vs_iou.png").stat().st_size > 0
     assert "CPU latency (`benchmarks/dsb_predict.py`)" in text
 
