@@ -69,6 +69,28 @@ ABLATIONS = (
 )
 
 
+# The recipe itself (issue: "an ablation of the recipe"): the protocol's FCN-8s with one training
+# choice changed at a time; baseline = the camvid-cpu FCN-8s runs (3 seeds).
+RECIPE = (
+    Ablation("median-frequency class weights -> plain cross-entropy",
+             "SegNet trains CamVid with median-frequency class balancing so that the small classes "
+             "count (Badrinarayanan et al., TPAMI 2017; figures not in our architecture reference)",
+             ("base", "fcn8s_mobilenetv2"), ("ablations", "fcn8s_mobilenetv2_no-class-weights"), -1,
+             ("mIoU", "mBIoU")),
+    Ablation("random scale 0.5-2.0 -> none (whole 180x240 frame)",
+             "random scaling 0.5-2 is part of the PSPNet and DeepLab training recipes (no ablation "
+             "figure in our architecture reference)",
+             ("base", "fcn8s_mobilenetv2"), ("ablations", "fcn8s_mobilenetv2_no-scale-aug"), -1),
+    Ablation("+ OHEM (true-class probability < 0.7, >= 10000 pixels per image)",
+             "hard-pixel mining as in mmsegmentation's OHEMPixelSampler (Shrivastava et al., CVPR "
+             "2016, for boxes); no paper of this zoo claims a figure",
+             ("base", "fcn8s_mobilenetv2"), ("ablations", "fcn8s_mobilenetv2_ohem"), 0),
+    Ablation("+ EMA of the weights (decay 0.999) for evaluation",
+             "weight averaging; no paper of this zoo claims a figure",
+             ("base", "fcn8s_mobilenetv2"), ("ablations", "fcn8s_mobilenetv2_ema"), 0),
+)
+
+
 def _std(xs: list[float]) -> float | None:
     return statistics.stdev(xs) if len(xs) > 1 else None
 
@@ -160,17 +182,26 @@ def _delta(c: dict) -> str:
     return text
 
 
-def table(results: dict[str, list[dict]], base_name: str) -> str:
-    """The Markdown of the ablation table and its notes; ``results`` has ``"base"`` and
-    ``"ablations"`` lists of result JSONs."""
+def section(results: dict[str, list[dict]], base_name: str) -> str:
+    """The generated part of the ablation section: the papers' ablation table, then the recipe's."""
+    return (table(results, base_name) + "\n\n**The recipe itself** (FCN-8s, one training choice "
+            "changed at a time; baseline: the `" + base_name + "` FCN-8s runs):\n\n"
+            + table(results, base_name, RECIPE, claim_head="claim (source)", explain=False)
+            + "\n\nRead as the table above (same columns and yardstick).")
+
+
+def table(results: dict[str, list[dict]], base_name: str, ablations: tuple[Ablation, ...] = ABLATIONS,
+          claim_head: str = "paper's claim", explain: bool = True) -> str:
+    """The Markdown of an ablation table (default: the papers') and, with ``explain``, the notes
+    that say how to read it; ``results`` has ``"base"`` and ``"ablations"`` lists of result JSONs."""
     ref = {k: typical_std(results["base"], k) for k, _ in METRICS}
-    head = ["ablation (baseline -> variant)", "paper's claim", "seeds (baseline / variant)"]
+    head = ["ablation (baseline -> variant)", claim_head, "seeds (baseline / variant)"]
     for _, label in METRICS:
         head += [f"{label}: baseline", f"{label}: variant", f"{label}: Δ"]
     head.append("agreement (computed)")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     pending = []
-    for a in ABLATIONS:
+    for a in ablations:
         base, var = side(results, a.baseline), side(results, a.variant)
         cs = {k: compare(base, var, k) for k, _ in METRICS}
         if cs["mIoU"] is None:
@@ -186,6 +217,9 @@ def table(results: dict[str, list[dict]], base_name: str) -> str:
         cells.append(" ".join(verdict(cs[k], a.expected, label, ref[k]) for k, label in METRICS
                               if k in a.judged and cs[k] is not None))
         lines.append("| " + " | ".join(cells) + " |")
+    if not explain:
+        notes = [] if not pending else ["", "Not run yet (no result JSON on one side): " + "; ".join(pending) + "."]
+        return "\n".join(lines + notes)
     notes = ["", "Percent; mean ± sample std over seeds (number of seeds in brackets). Δ is variant - "
              "baseline, paired over the seeds both sides have where there are any. The agreement "
              "column is computed from these numbers: the sign of Δ against the paper's, and a "

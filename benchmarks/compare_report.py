@@ -243,8 +243,8 @@ def update_doc(protocol: str, results_dir: Path, doc: Path, img_dir: Path) -> st
         import ablation_report
 
         base = protocol[:-len(ABLATIONS_SUFFIX)]
-        body = ablation_report.table({"base": load_results(results_dir.parent / base),
-                                      "ablations": load_results(results_dir)}, base)
+        body = ablation_report.section({"base": load_results(results_dir.parent / base),
+                                        "ablations": load_results(results_dir)}, base)
     else:
         body = section(protocol, load_results(results_dir), doc, img_dir, results_dir)
     begin, end = f"<!-- compare:{protocol}:begin -->", f"<!-- compare:{protocol}:end -->"

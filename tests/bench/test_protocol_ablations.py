@@ -52,6 +52,32 @@ def test_each_ablation_config_differs_from_its_baseline_only_in_the_ablated_key(
     assert variant in [m.name for m in models] and "camvid-cpu-ablations" in compare.PROTOCOLS
 
 
+@pytest.mark.parametrize("variant, changed", [
+    ("fcn8s_mobilenetv2_no-class-weights", {"loss.class_weights": ("median_frequency", None)}),
+    ("fcn8s_mobilenetv2_ohem", {"loss.name": ("cross_entropy", "ohem_cross_entropy"),
+                                "loss.thresh": (None, 0.7), "loss.min_kept": (None, 10000)}),
+    ("fcn8s_mobilenetv2_ema", {"train.ema.decay": (None, 0.999), "train.ema.warmup": (None, True)}),
+])
+def test_each_recipe_config_is_the_protocol_fcn8s_with_one_training_choice_changed(variant, changed):
+    from segzoo.config import load_config
+
+    base = load_config(BASE / "fcn8s_mobilenetv2.yaml").to_dict()
+    var = load_config(ABL / f"{variant}.yaml").to_dict()
+    assert _diff(base, var) == changed
+    assert variant in [m.name for m in compare.discover(ABL)]
+
+
+def test_the_no_scale_aug_recipe_config_only_drops_the_random_scaling():
+    from segzoo.config import load_config
+
+    base = load_config(BASE / "fcn8s_mobilenetv2.yaml").to_dict()
+    var = load_config(ABL / "fcn8s_mobilenetv2_no-scale-aug.yaml").to_dict()
+    assert set(_diff(base, var)) == {"data.train.transforms"}
+    names = [t["name"] for t in var["data"]["train"]["transforms"]]
+    assert names == ["resize", "random_flip"] and "random_resize" in [t["name"] for t in base["data"]["train"]["transforms"]]
+    assert var["data"]["train"]["transforms"][0]["size"] == [180, 240]
+
+
 def test_verdict_follows_the_numbers():
     def c(base, var, noise=None, same_sign=None, paired=(0,), n=(1, 1)):
         return {"base": base, "var": var, "diff": var - base, "noise": noise, "same_sign": same_sign,
@@ -96,7 +122,8 @@ def test_ablation_section_is_rendered_from_both_protocols(tmp_path):
     base, abl = tmp_path / "camvid-cpu", tmp_path / "camvid-cpu-ablations"
     base.mkdir(), abl.mkdir()
     runs = [("fcn32s_mobilenetv2", [0.42, 0.43]), ("fcn16s_mobilenetv2", [0.48, 0.47]),
-            ("deeplabv3_mobilenetv2", [0.45, 0.46]), ("deeplabv3plus_mobilenetv2", [0.48, 0.49])]
+            ("deeplabv3_mobilenetv2", [0.45, 0.46]), ("deeplabv3plus_mobilenetv2", [0.48, 0.49]),
+            ("fcn8s_mobilenetv2", [0.50, 0.49])]
     for model, mious in runs:
         for seed, m in enumerate(mious):
             (base / f"{model}_seed{seed}.json").write_text(json.dumps(_run(model, seed, m, m / 2)))
@@ -106,6 +133,8 @@ def test_ablation_section_is_rendered_from_both_protocols(tmp_path):
     os8 = {**_run("deeplabv3_mobilenetv2_os8-inference", 0, 0.47, 0.25), "kind": "inference-ablation",
            "baseline": {"metrics": {"mIoU": 0.45, "mBIoU": 0.22}}}
     (abl / "deeplabv3_mobilenetv2_os8-inference_seed0.json").write_text(json.dumps(os8))
+    (abl / "fcn8s_mobilenetv2_no-class-weights_seed0.json").write_text(
+        json.dumps(_run("fcn8s_mobilenetv2_no-class-weights", 0, 0.46, 0.2)))
     doc = tmp_path / "comparison.md"
     doc.write_text("x\n<!-- compare:camvid-cpu-ablations:begin -->\n<!-- compare:camvid-cpu-ablations:end -->\ny\n")
     body = compare_report.update_doc("camvid-cpu-ablations", abl, doc, tmp_path / "img")
@@ -119,6 +148,14 @@ def test_ablation_section_is_rendered_from_both_protocols(tmp_path):
     assert "one side rests on one seed" in pool
     assert "| 45.0 (1) | 47.0 (1) | +2.0 |" in rows["DeepLab v3: inference at OS 16 -> OS 8 (same weights)"]
     assert "Not run yet" in body and "PSPNet: with -> without the auxiliary loss" in body
+    # the recipe table: the protocol's FCN-8s runs against one-change variants
+    paper, recipe = body.split("**The recipe itself**")
+    weights = rows["median-frequency class weights -> plain cross-entropy"]
+    assert weights in recipe and weights not in paper
+    assert "| 49.5 ± 0.7 (2) | 46.0 (1) | -4.0 (paired: seed 0) |" in weights
+    assert "mIoU -4.0: agrees with the paper (the variant is worse)" in weights
+    assert "Not run yet (no result JSON on one side): random scale 0.5-2.0" in recipe
+    assert "+ OHEM" in recipe and "+ EMA" in recipe and "Read as the table above" in recipe
     assert doc.read_text().startswith("x\n") and doc.read_text().endswith("y\n")
 
 
