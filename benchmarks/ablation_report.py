@@ -85,6 +85,12 @@ RECIPE = (
              "hard-pixel mining as in mmsegmentation's OHEMPixelSampler (Shrivastava et al., CVPR "
              "2016, for boxes); no paper of this zoo claims a figure",
              ("base", "fcn8s_mobilenetv2"), ("ablations", "fcn8s_mobilenetv2_ohem"), 0),
+    Ablation("evaluation input 180x240 -> full 360x480 (same weights)",
+             "SegNet and most CamVid results run the network on the full 360x480 frame; the "
+             "protocol runs it at half size and upsamples the logits (inference only: "
+             "`os_inference.py --full-res`)",
+             ("inference", "fcn8s_mobilenetv2_full-res-inference"),
+             ("ablations", "fcn8s_mobilenetv2_full-res-inference"), 0, ("mIoU", "mBIoU")),
     Ablation("+ EMA of the weights (decay 0.999) for evaluation",
              "weight averaging; no paper of this zoo claims a figure",
              ("base", "fcn8s_mobilenetv2"), ("ablations", "fcn8s_mobilenetv2_ema"), 0),

@@ -215,3 +215,10 @@ def test_os_inference_scores_the_same_weights_at_both_strides(tmp_path):
     assert set(res["metrics"]) == {"mIoU", "mean_acc", "pixel_acc", "fwIoU", "mDice", "mBIoU"}
     assert set(res["per_class"]["IoU"]) == {"background", "circle", "square", "triangle"}
     assert os_inference.name("m", 8, [6, 12, 18]) == "m_os8-rates6-12-18-inference"
+
+    # the full-resolution variant: the same weights, the val images not resized
+    assert os_inference.main(argv[:4] + argv[5:] + ["--full-res"]) == 0
+    full = json.loads((out / "dlv3_full-res-inference_seed0.json").read_text())
+    assert full["model"] == "dlv3_full-res-inference" and full["ablated"] == {
+        "data.val.transforms": ["resize to 180x240", "none (360x480)"]}
+    assert full["baseline"]["metrics"]["mIoU"] == pytest.approx(res["baseline"]["metrics"]["mIoU"], abs=1e-9)
