@@ -23,7 +23,7 @@ from segzoo.errors import CheckpointError
 # model options that do not change the trained architecture (pretrained-weight sources)
 NOT_ARCHITECTURE = {"weights", "weights_backbone", "backbone_weights", "pretrained"}
 # options that change only dilations, not parameter shapes: a model trained at output_stride 16
-# may be evaluated at 8 (DeepLab v3, Chen et al. 2017, Sec. 4.3 / Table 4); allowed when loading
+# may be evaluated at 8 (DeepLab v3, Chen et al. 2017, its inference strategy); allowed when loading
 # for inference, refused when resuming training
 INFERENCE_ONLY = {"output_stride", "atrous_rates"}
 

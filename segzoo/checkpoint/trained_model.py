@@ -34,7 +34,7 @@ def load_trained_model(cfg: Config, checkpoint: str | os.PathLike,
     ``meta["weights"]`` says which (``"ema"`` or ``"model"``), ``meta["iteration"]`` the run's
     optimizer steps (0 for a bare state dict), ``meta["inference_changes"]`` what ``cfg`` builds
     differently from the trained model: only ``output_stride`` / ``atrous_rates`` may differ (e.g.
-    ``--set model.output_stride=8`` on a model trained at 16, DeepLab v3 Sec. 4.3); empty when
+    ``--set model.output_stride=8`` on a model trained at 16, as DeepLab v3 evaluates); empty when
     built as trained. ``cfg`` is not modified.
 
     Raises:

@@ -1,4 +1,4 @@
-"""Evaluating at another output stride than trained (DeepLab v3, Sec. 4.3: train at 16, test at
+"""Evaluating at another output stride than trained (DeepLab v3: train at 16, test at
 8): the same weights load, only dilations change; any other model change is still refused, and
 resuming training at another stride is refused."""
 
