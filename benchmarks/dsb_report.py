@@ -79,7 +79,7 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         m = r["m"]
         count = "–" if m.get("merged") is None else fmt(m["merged"], r.get("sd", {}).get("merged"), scale=1.0,
-                                                        digits=0 if len(r["seeds"]) == 1 else 1)
+                                                        digits=0)
         merged = count if m.get("merged_frac") is None else f"{count} ({_pct(m.get('merged_frac'))}%)"
         params = "–" if r["params"] is None else f"{r['params'] / 1e6:.1f}"
         gflops = "–" if r["gflops"] is None else f"{r['gflops']:.1f}" + ("\\*" if r.get("gflops_on_image") else "")

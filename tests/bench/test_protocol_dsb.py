@@ -135,7 +135,7 @@ def test_seeds_of_a_model_are_one_row_with_mean_and_std_and_the_findings_weigh_t
     assert m["sd"]["fg_IoU"] == 0.0 and u["m"]["merged"] == pytest.approx(11.0)
     line = next(x for x in dsb_report.table(rows).splitlines() if x.startswith("| u |"))
     assert line.startswith("| u | 0,1,2 | connected components | 80.0 ± 2.0 |")
-    assert "| 42.0 ± 2.0 | 11.0 ± 1.0 (10.0%) |" in line
+    assert "| 42.0 ± 2.0 | 11 ± 1 (10.0%) |" in line
     (finding,) = dsb_report.findings(rows)[1:]
     assert finding.startswith("m (Mask R-CNN) scores +0.0 DSB mAP points and −5.0 nucleus IoU points against u")
     assert "(2 and 3 seeds: the DSB mAP difference is within one seed std, 1.4 and 2.0 points)" in finding
