@@ -223,10 +223,7 @@ def table(results: dict[str, list[dict]], base_name: str, ablations: tuple[Ablat
         cells.append(" ".join(verdict(cs[k], a.expected, label, ref[k]) for k, label in METRICS
                               if k in a.judged and cs[k] is not None))
         lines.append("| " + " | ".join(cells) + " |")
-    if not explain:
-        notes = [] if not pending else ["", "Not run yet (no result JSON on one side): " + "; ".join(pending) + "."]
-        return "\n".join(lines + notes)
-    notes = ["", "Percent; mean ± sample std over seeds (number of seeds in brackets). Δ is variant - "
+    notes = [] if not explain else ["", "Percent; mean ± sample std over seeds (number of seeds in brackets). Δ is variant - "
              "baseline, paired over the seeds both sides have where there are any. The agreement "
              "column is computed from these numbers: the sign of Δ against the paper's, and a "
              "difference smaller than the larger seed-to-seed std of the two sides is not a finding; "

@@ -90,6 +90,12 @@ def fmt(mean: float | None, std: float | None, scale: float = 100.0, digits: int
     return text + (f" ± {std * scale:.{digits}f}" if std is not None else "")
 
 
+def train_minutes(result: dict) -> float:
+    """Minutes of a run's logged training steps (resume-safe: an attempt cut with its runner leaves
+    no wall time); its attempts' wall time for results without step times; 0 when neither."""
+    return (result.get("train_step_s") or result.get("train_wall_s") or 0) / 60
+
+
 def aggregate(results: list[dict]) -> list[dict]:
     """One row per model (in the order first seen): seeds, and (mean, std) of every summary
     metric, per-class IoU, params, GFLOPs, latency, training time and iterations."""
@@ -104,9 +110,7 @@ def aggregate(results: list[dict]) -> list[dict]:
                "params": rs[0].get("params"), "gflops": rs[0].get("gflops"),
                "flops_size": rs[0].get("flops_size"), "iterations": rs[0].get("iterations"),
                "latency_ms": mean_std([r.get("latency_ms") for r in rs]),
-               # logged step time: resume-safe (an attempt cut with its runner leaves no wall time)
-               "train_min": mean_std([(r.get("train_step_s") or r.get("train_wall_s") or 0) / 60 or None
-                                      for r in rs]),
+               "train_min": mean_std([train_minutes(r) or None for r in rs]),
                "per_class": {c: mean_std([r["per_class"]["IoU"].get(c) for r in rs]) for c in classes}}
         for key, _ in SUMMARY:
             row[key] = mean_std([r["metrics"].get(key) for r in rs])

@@ -169,17 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         size = tuple(meta.get("orig_mask", sample["mask"]).shape[-2:])
         gt = gt_id_map(meta.get("orig_instances") or sample["instances"], size)
         predict = predictor(cfg, model, ds)
-        ids = predict(sample["image"])
+        counter = FlopCounterMode(display=False)
+        with counter:  # the figure's forward is also the one whose FLOPs are counted
+            ids = predict(sample["image"])
+        gflops[r["model"]] = counter.get_total_flops() / 1e9
         ids = F.interpolate(torch.from_numpy(ids)[None, None].float(), size=size, mode="nearest")[0, 0].long().numpy()
         ap, merged = dsb_image_ap(ids, gt), merged_instances(ids, gt)
         panels.append((f"{r['model'].replace('_mobilenetv2', '')}: {len(np.unique(ids)) - 1} nuclei, "
                        f"DSB {100 * ap:.0f}, {merged} merged", ids))
         steps.append(lambda predict=predict, image=sample["image"]: predict(image))
         names.append(r["model"])
-        counter = FlopCounterMode(display=False)
-        with counter:
-            predict(sample["image"])
-        gflops[r["model"]] = counter.get_total_flops() / 1e9
         print(f"{r['model']}: {len(np.unique(ids)) - 1} objects (ground truth {len(np.unique(gt)) - 1}), "
               f"DSB score {ap:.3f}, merged {merged}")
     from PIL import Image

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from compare_report import fmt, load_latency, load_results, mean_std
+from compare_report import fmt, load_latency, load_results, mean_std, train_minutes
 
 from segzoo.bench.report import replace_section
 
@@ -54,12 +54,12 @@ def rows_of(results: list[dict], latency: dict | None) -> list[dict]:
         rs = sorted(rs, key=lambda r: r["seed"])
         r = rs[0]
         stats = {k: mean_std([x["metrics"].get(k) for x in rs]) for k in METRICS}
-        lat = r.get("latency_ms") or timed.get(model, {}).get("latency_ms")
+        on_image = timed.get(model, {})  # dsb_predict.py's latency and GFLOPs on one val image
+        lat = r.get("latency_ms") or on_image.get("latency_ms")
         gflops, measured = r.get("gflops"), False
-        if gflops is None and timed.get(model, {}).get("gflops") is not None:  # Mask R-CNN
-            gflops, measured = timed[model]["gflops"], True
-        # step time (resume-safe: an attempt killed with its runner leaves no wall time)
-        minutes = mean_std([(x.get("train_step_s") or x.get("train_wall_s") or 0) / 60 for x in rs])[0]
+        if gflops is None and on_image.get("gflops") is not None:  # Mask R-CNN
+            gflops, measured = on_image["gflops"], True
+        minutes = mean_std([train_minutes(x) for x in rs])[0]
         rows.append({"model": model, "arch": r["arch"], "seeds": [x["seed"] for x in rs],
                      "source": source(r), "m": {k: v[0] for k, v in stats.items()},
                      "sd": {k: v[1] for k, v in stats.items()}, "params": r.get("params"),

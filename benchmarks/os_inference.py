@@ -45,8 +45,6 @@ def _metrics(m: dict) -> dict:
             "per_class": {k: m.get(k) for k in ("IoU", "acc", "bIoU")}}
 
 
-
-
 def evaluate_at(run_dir: Path, overrides: list[str]) -> tuple[dict, float]:
     """(metrics, seconds) of ``run_dir``'s last checkpoint scored with the run's config plus
     ``overrides`` ([]: as trained). The loader allows ``model.output_stride`` /
