@@ -52,8 +52,8 @@ def n_bn(model: nn.Module, skip: str = "auxiliary_head") -> int:
 
 
 def test_every_registered_model_is_covered():
-    # semantic models; deploy mode is not claimed for instance models (Mask R-CNN): fused boxes
-    # move by ~1e-3 px through box decoding, beyond the 1e-4 check (docs/benchmarks.md)
+    # semantic models here; the detectors (Mask R-CNN, Keypoint R-CNN) are checked on their
+    # backbone features below (test_detector_deploy_checks_backbone_features)
     registered = {n for n in MODELS.names() if not MODELS.entry(n).meta.get("test_only")
                   and MODELS.entry(n).meta.get("task") != "instance"}
     assert registered <= set(TINY), f"add tiny settings for {sorted(registered - set(TINY))}"
@@ -185,3 +185,30 @@ def test_the_check_scales_with_the_output():
     assert ref.abs().max() > 1e4 and 1e-4 < diff < 1e-5 * ref.abs().max()
     with pytest.raises(ValueError, match="fusion changed the output"):
         optimize_for_inference(model, example=x, rtol=0.0)
+
+
+@pytest.mark.parametrize("name", ["maskrcnn", "keypointrcnn"])
+def test_detector_deploy_checks_backbone_features(name):
+    """A detector's BatchNorms all sit in its backbone: fusion is checked on the FPN features
+    (detections on random weights tie in score and reorder under float rounding), and
+    ``compile`` compiles the backbone alone (the heads' shapes depend on the data)."""
+    from segzoo.export.deploy import checked_output
+
+    torch.manual_seed(0)
+    model = segzoo.build_model(name, num_classes=3, backbone="resnet18", min_size=64, max_size=64).eval()
+    randomise_bn(model)
+    images = [torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(1))]
+    with torch.no_grad():
+        ref = checked_output(model, images)
+    assert ref.ndim == 1 and ref.numel() > 5 * 256  # every FPN level, flattened
+    deployed = optimize_for_inference(model, example=images, compile="backend:eager")
+    assert len(deployed.fusion.fused) == n_bn(model) > 0 and n_bn(deployed.model) == 0
+    assert type(deployed.model.backbone).__name__ == "OptimizedModule"  # compiled: backbone only
+    assert deployed._run is deployed.model
+    with torch.no_grad():
+        got = checked_output(deployed.model, images)
+    assert (got - ref).abs().max() <= 1e-4 + 1e-5 * ref.abs().max()
+    out = deployed(images)
+    assert isinstance(out, list) and {"boxes", "labels", "scores"} <= set(out[0])
+    bf16 = optimize_for_inference(model, example=images, dtype="bf16")
+    assert isinstance(bf16(images)[0]["boxes"], torch.Tensor)
