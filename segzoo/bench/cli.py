@@ -16,6 +16,8 @@ EPILOG = """examples:
   segzoo bench --models fcn8s deeplabv3plus --backbones mobilenet_v2 --batch 1 --deploy --onnxruntime
   segzoo bench --models unet --set base_channels=8 depth=2 --size 64 --repeats 1 --no-peers
   segzoo bench --device cuda --dtype bf16 --deploy --no-train --in-process --out bench_gpu
+  segzoo bench --device cuda --models maskrcnn --batch 1 --deploy --deploy-dtype bf16 \
+      --deploy-compile reduce-overhead --peers maskrcnn --no-train --in-process
 """
 
 
@@ -41,6 +43,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-train", action="store_true", help="skip the training-step timing")
     p.add_argument("--deploy", action="store_true",
                    help="also time deploy mode (conv+BN fused, channels_last) against eager")
+    p.add_argument("--deploy-dtype", choices=["fp32", "bf16", "fp16"],
+                   help="autocast dtype of the deploy variant only (default: --dtype), e.g. bf16 "
+                        "deploy against fp32 eager and peers")
+    p.add_argument("--deploy-compile", metavar="MODE",
+                   help="torch.compile the deploy variant: default, reduce-overhead (CUDA graphs), "
+                        "max-autotune, ... (a detector: its backbone); compile time is not timed")
     p.add_argument("--onnxruntime", action="store_true",
                    help="also time the model exported to ONNX and run by onnxruntime (CPU, as many "
                         "threads as torch) against eager, batch 1 (needs segzoo[onnx])")
@@ -83,6 +91,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         dtype=args.dtype, warmup=args.warmup, repeats=args.repeats,
         large_batch_repeats=args.large_batch_repeats, train=not args.no_train,
         train_batch=args.train_batch, train_repeats=args.train_repeats, deploy=args.deploy,
+        deploy_dtype=args.deploy_dtype, deploy_compile=args.deploy_compile,
         onnxruntime=args.onnxruntime,
         peers=[] if args.no_peers else args.peers, peer_batch=args.peer_batch, threads=args.threads,
         num_classes=args.num_classes, timeout=args.timeout, matmul_size=args.matmul_size,

@@ -51,6 +51,25 @@ def ratio_of(job: dict | None, a: int, b: int) -> dict | None:
     return None
 
 
+def _deploy_agreement(job: dict) -> str:
+    """How the deploy variant's outputs agree with eager: the largest |logit difference|, or for
+    a detector the matched detections (score >= 0.5; see ``worker.compare_outputs``)."""
+    det = next(iter((job.get("deploy_detections") or {}).values()), None)
+    if det is not None:
+        return (f"{det['detections']} matched, {det['unmatched_ref']}/{det['unmatched_got']} unmatched, "
+                f"box diff {det['box_diff']:.1g} px, mask IoU >= {det['mask_iou_decided']:.3f}")
+    diff = max((job.get("deploy_max_abs_diff") or {"": float("nan")}).values())
+    return f"diff {diff:.0e}"
+
+
+def deploy_settings(s: dict) -> str:
+    """The deploy variant's settings, for the report's header."""
+    parts = ["conv+BN fused", "channels_last", f"autocast {s.get('deploy_dtype') or s['dtype']}"]
+    if s.get("deploy_compile"):
+        parts.append(f"torch.compile mode {s['deploy_compile']} (a detector: its backbone)")
+    return ", ".join(parts)
+
+
 def machine_lines(results: dict) -> list[str]:
     m = results["machine"]
     s = results["settings"]
@@ -70,6 +89,7 @@ def machine_lines(results: dict) -> list[str]:
         f"{s['warmup']} warm-up + {s['repeats']} timed runs (larger batches "
         f"{s.get('large_batch_repeats') or s['repeats']}), training step at batch {s['train_batch']} "
         f"({s.get('train_repeats') or s['repeats']} runs), {s['num_classes']} classes.",
+        *([f"* Deploy variant: {deploy_settings(s)}."] if s.get("deploy") else []),
     ]
 
 
@@ -129,8 +149,7 @@ def models_table(results: dict) -> str:
             cells.append(f"{b1['peak_rss_mb']:.0f} ({b1['rss_before_mb']:.0f})" if c1 and b1.get("rss_before_mb") else "n/a")
         dep = row.get("deploy")
         if _cand(dep):
-            diff = max((dep.get("deploy_max_abs_diff") or {"": float("nan")}).values())
-            cells.append(f"{_ratio(ratio_of(dep, 0, 1))}x (diff {diff:.0e})")
+            cells.append(f"{_ratio(ratio_of(dep, 0, 1))}x ({_deploy_agreement(dep)})")
         else:
             cells.append(_err(dep) or "-")
         if ort:
@@ -164,7 +183,8 @@ def peers_table(results: dict) -> str:
                  _ms(run["candidates"][0]["seconds"]), _ms(run["candidates"][1]["seconds"]),
                  _ratio(ratio_of(run, 0, 1))]
         if deploy:
-            cells.append(_ratio(ratio_of(run, 2, 1)) if len(run["candidates"]) > 2 else "-")
+            cells.append(_ratio(ratio_of(run, 2, 1)) + f" ({_deploy_agreement(run)})"
+                         if len(run["candidates"]) > 2 else "-")
         cells += [f"{diff:.1e} (of {run['output_max_abs']:.1f})" if diff is not None else "-",
                   str((run.get("load_average") or {}).get("start"))]
         lines.append("| " + " | ".join(cells) + " |")

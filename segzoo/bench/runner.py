@@ -50,6 +50,8 @@ class BenchSettings:
     train_batch: int = 2
     train_repeats: int | None = None         # default: repeats
     deploy: bool = False
+    deploy_dtype: str | None = None          # autocast of the deploy variant (default: dtype)
+    deploy_compile: str | None = None        # torch.compile mode of the deploy variant
     onnxruntime: bool = False                # time the ONNX export in onnxruntime against eager
     peers: list[str] = field(default_factory=lambda: ["all"])
     peer_batch: int = 1
@@ -151,7 +153,8 @@ class Runner:
         job = {"candidates": [c.to_dict() for c in candidates], "mode": mode, "batch": batch,
                "size": list(size), "dtype": s.dtype, "device": s.device, "warmup": s.warmup,
                "repeats": repeats or s.repeats, "threads": s.threads, "num_classes": s.num_classes,
-               "copy": copy, "matmul_size": s.matmul_size}
+               "copy": copy, "matmul_size": s.matmul_size, "deploy_dtype": s.deploy_dtype,
+               "deploy_compile": s.deploy_compile}
         what = f"{mode} b{batch} {size[0]}x{size[1]}: " + " vs ".join(c.label for c in candidates)
         self.log(f"  {what} ...")
         t0 = time.perf_counter()
@@ -245,8 +248,9 @@ def run_benchmark(settings: BenchSettings, out_dir: str | Path | None = None,
     model, so an interrupted run leaves its finished rows). Returns the results dict."""
     from segzoo.bench.report import markdown
 
-    if settings.dtype not in ("fp32", "bf16", "fp16"):
-        raise SegzooError(f"--dtype must be fp32, bf16 or fp16, got {settings.dtype!r}")
+    for opt, value in (("--dtype", settings.dtype), ("--deploy-dtype", settings.deploy_dtype or "fp32")):
+        if value not in ("fp32", "bf16", "fp16"):
+            raise SegzooError(f"{opt} must be fp32, bf16 or fp16, got {value!r}")
     if settings.device.startswith("cuda"):
         import torch
 

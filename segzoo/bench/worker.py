@@ -34,6 +34,7 @@ from segzoo.bench.timing import (
     DTYPES,
     inference_step,
     model_inputs,
+    model_task,
     paired_ratios,
     run_interleaved,
     summarize,
@@ -97,11 +98,32 @@ def build_models(cands: list[Candidate], job: dict, device: torch.device) -> tup
             continue
         side = max(32, min(h, w, 64))
         example = model_inputs(base, torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(0)).to(device))
-        dtype = job.get("dtype") if job.get("dtype") != "fp32" else None
-        deployed = optimize_for_inference(base, dtype=dtype, example=example)
+        dtype = job.get("deploy_dtype") or job.get("dtype")
+        deployed = optimize_for_inference(base, dtype=None if dtype == "fp32" else dtype, example=example,
+                                          compile=job.get("deploy_compile") or False)
         info.setdefault("fused_pairs", {})[c.label] = len(deployed.fusion.fused)
         models[i] = deployed
     return models, info
+
+
+def compare_outputs(eager: torch.nn.Module, variant: torch.nn.Module, images: torch.Tensor) -> dict:
+    """A detector's variant against its eager twin on the timed images: detections of each
+    image matched one to one (:func:`segzoo.export.detection.compare_detections`, score >= 0.5,
+    the worst image's figures). Detections of random weights tie in score, so a reordering near a
+    tie can leave a few unmatched."""
+    from segzoo.export.detection import compare_detections
+
+    with torch.inference_mode():
+        ref, got = eager(list(images)), variant(list(images))
+    worst: dict = {}
+    for r, g in zip(ref, got):
+        to_np = lambda d: {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()  # noqa: E731
+                           for k, v in d.items()}
+        cmp = compare_detections(to_np(r), to_np(g), score_threshold=0.5,
+                                 max_detections=getattr(getattr(eager, "roi_heads", None), "detections_per_img", None))
+        for k, v in cmp.items():
+            worst[k] = min(worst.get(k, v), v) if k.startswith("mask_iou") or k == "detections" else max(worst.get(k, v), v)
+    return worst
 
 
 def run_job(job: dict) -> dict:
@@ -176,8 +198,12 @@ def _run_job(job: dict) -> dict:
         if c.variant in ("deploy", "onnxruntime") and job["mode"] == "infer":
             for j, d in enumerate(cands):
                 if d.variant == "eager" and (d.source, d.name, d.kwargs) == (c.source, c.name, c.kwargs):
-                    result.setdefault(f"{c.variant}_max_abs_diff", {})[c.label] = (
-                        last[i].float() - last[j].float()).abs().max().item()
+                    if model_task(models[j]) == "instance":
+                        result.setdefault(f"{c.variant}_detections", {})[c.label] = compare_outputs(
+                            models[j], models[i], images)
+                    else:
+                        result.setdefault(f"{c.variant}_max_abs_diff", {})[c.label] = (
+                            last[i].float() - last[j].float()).abs().max().item()
     result["wall_s"] = time.perf_counter() - t_start
     return result
 

@@ -70,7 +70,7 @@ def test_peer_pair_interleaved_with_copied_weights(tmp_path):
     """A peer pair (run in this process to keep the test short; the CLI test covers workers)."""
     settings = BenchSettings(models=[], peers=["fcn_resnet50", "maskrcnn", "mobilenet_v3"], size=(32, 32),
                              instance_size=(64, 64), repeats=2, deploy=True, in_process=True, threads=1,
-                             matmul_size=128)
+                             matmul_size=128, deploy_compile="backend:eager")
     res = run_benchmark(settings, tmp_path, log=lambda line: None)
     peer, mobile, mask = sorted(res["peers"], key=lambda p: ("fcn" not in p["key"], p["key"]))
     assert peer["key"] == "torchvision fcn_resnet50" and peer["status"] == "ready"
@@ -92,6 +92,24 @@ def test_peer_pair_interleaved_with_copied_weights(tmp_path):
     else:  # torchvision's weights in ours: the same detections, timed at --instance-size
         assert mask["status"] == "ready" and mask["size"] == [64, 64]
         assert mask["run"]["output_max_abs_diff"] < 1e-3
+        # the deploy detector against its eager twin: detections matched, not raw tensors
+        det = mask["run"]["deploy_detections"]["maskrcnn/resnet50 [deploy]"]
+        assert set(det) >= {"detections", "unmatched_ref", "unmatched_got", "box_diff", "mask_iou_decided"}
+        assert "matched, " in md
+    assert "torch.compile mode backend:eager (a detector: its backbone)" in md
+
+
+def test_deploy_variant_in_bf16_against_fp32_eager(tmp_path):
+    """--deploy-dtype: the deploy variant autocasts to bf16 while eager stays float32."""
+    settings = BenchSettings(models=["unet"], model_kwargs=TINY_UNET, size=(32, 32), batches=[1],
+                             repeats=2, train=False, deploy=True, deploy_dtype="bf16", peers=[],
+                             in_process=True, threads=1, matmul_size=128)
+    res = run_benchmark(settings, tmp_path, log=lambda line: None)
+    diff = res["models"][0]["deploy"]["deploy_max_abs_diff"]["unet/unet_encoder [deploy]"]
+    assert 1e-4 < diff < 0.5  # bf16 rounding, not float32's
+    assert "autocast bf16" in (tmp_path / "bench.md").read_text()
+    with pytest.raises(SegzooError, match="--deploy-dtype must be"):
+        run_benchmark(BenchSettings(deploy_dtype="int8"), None, log=lambda line: None)
 
 
 def test_model_specs_all_backbones_and_kwargs():
