@@ -5,29 +5,44 @@
 #   bash benchmarks/gpu_check.sh                       # on a GPU machine (make gpu-check)
 #   bash benchmarks/gpu_check.sh --device cpu --quick  # dry run on the CPU (seconds; CI runs it)
 #
-# Steps, each under its own time limit (a stuck step cannot eat the others' time):
-#   1. pytest -m cuda tests/cuda/test_cuda_cli.py tests/cuda/test_cuda.py     (T_TESTS s)
-#   2. benchmarks/gpu_train.py: training img/s and peak memory     (T_TRAIN s)
-#   3. segzoo bench --device cuda, fp32 then bf16                  (T_BENCH_FP32, T_BENCH_BF16 s)
+# Steps, each under its own time limit (a stuck step cannot eat the others' time); --steps picks
+# some of them (comma-separated, default all), so that the check can be split over two calls of a
+# device with a per-call limit:
+#   tests       pytest -m cuda tests/cuda/test_cuda_cli.py tests/cuda/test_cuda.py   (T_TESTS s)
+#   parity      benchmarks/gpu_parity.py: bf16 vs fp32 loss curves, 50 steps        (T_PARITY s)
+#   camvid      benchmarks/gpu_camvid.py: CamVid 480x360, time-budgeted, scored     (T_CAMVID s)
+#               (needs the pack in .gpu_data/: benchmarks/pack_camvid.py)
+#   train       benchmarks/gpu_train.py: training img/s and peak memory             (T_TRAIN s)
+#   bench_fp32  segzoo bench --device cuda, every model, fp32                       (T_BENCH_FP32 s)
+#   bench_bf16  the same in bf16                                                    (T_BENCH_BF16 s)
+#   deploy      segzoo bench, peer pairs: deploy (bf16, torch.compile) vs eager     (T_DEPLOY s)
 # Wheels in .whl/ (pycocotools, segmentation-models-pytorch for Python 3.12) are installed into
 # /tmp/site first when those packages are missing; segzoo itself runs from this checkout.
 # Results go to $OUT if set (the device tool brings back what is there), else --out, else
-# benchmarks/results/gpu-<card>/: check.log, gpu_train.{json,md}, bench-fp32.{json,md},
-# bench-bf16.{json,md} (7 files). The exit status is 0 only when every step succeeded.
+# benchmarks/results/gpu-<card>/: check.log, gpu_parity.{json,md}, gpu_camvid.{json,md},
+# gpu_train.{json,md}, bench-fp32.{json,md}, bench-bf16.{json,md}, bench-deploy.{json,md}.
+# The exit status is 0 only when every step run succeeded.
 set -u -o pipefail
 
 DEVICE=cuda
 QUICK=0
 DEST=""
+ALL_STEPS=tests,parity,camvid,train,bench_fp32,bench_bf16,deploy
+STEPS=$ALL_STEPS
 while [ $# -gt 0 ]; do
   case "$1" in
     --device) DEVICE="$2"; shift 2 ;;
     --quick) QUICK=1; shift ;;
     --out) DEST="$2"; shift 2 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
-    *) echo "gpu_check.sh: unknown argument $1 (use --device, --quick, --out)" >&2; exit 2 ;;
+    --steps) STEPS="$2"; shift 2 ;;
+    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    *) echo "gpu_check.sh: unknown argument $1 (use --device, --quick, --out, --steps)" >&2; exit 2 ;;
   esac
 done
+for S in ${STEPS//,/ }; do
+  case ",$ALL_STEPS," in *",$S,"*) ;; *) echo "gpu_check.sh: unknown step $S (steps: $ALL_STEPS)" >&2; exit 2 ;; esac
+done
+wanted() { case ",$STEPS," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT" || exit 2
@@ -61,16 +76,26 @@ WORK=$(mktemp -d /tmp/segzoo-gpu-check.XXXXXX)
 
 if [ "$QUICK" = 1 ]; then
   T_TESTS=${T_TESTS:-120}; T_TRAIN=${T_TRAIN:-120}; T_BENCH_FP32=${T_BENCH_FP32:-120}; T_BENCH_BF16=${T_BENCH_BF16:-120}
+  T_PARITY=${T_PARITY:-120}; T_CAMVID=${T_CAMVID:-120}; T_DEPLOY=${T_DEPLOY:-120}
   TRAIN_ARGS=(--quick --dtypes fp32)  # bf16 autocast is exercised by the bench's dry run
+  PARITY_ARGS=(--quick --models unet)
+  CAMVID_ARGS=(--quick)
   BENCH_ARGS=(--models unet --set base_channels=8 --size 32 --batch 1 --repeats 1 --warmup 0
               --no-train --deploy --peers "smp Unet" --matmul-size 256)
+  DEPLOY_ARGS=(--models none --peers "smp Unet" --size 32 --repeats 1 --warmup 0 --matmul-size 256
+               --deploy-dtype bf16 --deploy-compile backend:eager)
 else
-  T_TESTS=${T_TESTS:-210}; T_TRAIN=${T_TRAIN:-80}; T_BENCH_FP32=${T_BENCH_FP32:-100}; T_BENCH_BF16=${T_BENCH_BF16:-70}
+  T_TESTS=${T_TESTS:-180}; T_TRAIN=${T_TRAIN:-70}; T_BENCH_FP32=${T_BENCH_FP32:-90}; T_BENCH_BF16=${T_BENCH_BF16:-70}
+  T_PARITY=${T_PARITY:-60}; T_CAMVID=${T_CAMVID:-140}; T_DEPLOY=${T_DEPLOY:-140}
   TRAIN_ARGS=()
+  PARITY_ARGS=()
+  CAMVID_ARGS=(--budget "${CAMVID_BUDGET:-75}")
   BENCH_ARGS=(--models all --size 512 --batch 1 8 --warmup 1 --repeats 6 --large-batch-repeats 3
               --no-train --deploy --peers all)
+  # the issue's deploy targets: Mask R-CNN first (800x1333), then the semantic peers at 512x512
+  DEPLOY_ARGS=(--models none --peers maskrcnn fcn_resnet50 deeplabv3_resnet50 "smp Unet" --size 512
+               --warmup 3 --repeats 20 --deploy-dtype bf16 --deploy-compile "${DEPLOY_COMPILE:-reduce-overhead}")
 fi
-
 FAILED=()
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to the log and the screen
   local name="$1" limit="$2"; shift 2
@@ -104,18 +129,40 @@ EOF
 # the end-to-end commands first, torch.compile (the slowest) last in test_cuda.py
 PYTEST_ARGS=(-m cuda -v -rA -p no:cacheprovider tests/cuda/test_cuda_cli.py tests/cuda/test_cuda.py)
 if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST_ARGS+=(--timeout 120); fi
-step tests "$T_TESTS" "$PY" -m pytest "${PYTEST_ARGS[@]}"
+wanted tests && step tests "$T_TESTS" "$PY" -m pytest "${PYTEST_ARGS[@]}"
 
-step gpu_train "$T_TRAIN" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train" "${TRAIN_ARGS[@]}"
-cp "$WORK"/train/gpu_train.json "$WORK"/train/gpu_train.md "$RES"/ 2>/dev/null
+if wanted parity; then
+  step parity "$T_PARITY" "$PY" benchmarks/gpu_parity.py --device "$DEVICE" --out "$WORK/parity" "${PARITY_ARGS[@]}"
+  cp "$WORK"/parity/gpu_parity.json "$WORK"/parity/gpu_parity.md "$RES"/ 2>/dev/null
+fi
+
+if wanted camvid; then
+  PACK=.gpu_data
+  if [ "$QUICK" = 1 ]; then PACK="$WORK/pack"; "$PY" benchmarks/pack_camvid.py --synthetic 4 --out "$PACK" >> "$LOG" 2>&1; fi
+  step camvid "$T_CAMVID" "$PY" benchmarks/gpu_camvid.py --device "$DEVICE" --data "$PACK" --out "$WORK/camvid" "${CAMVID_ARGS[@]}"
+  cp "$WORK"/camvid/gpu_camvid.json "$WORK"/camvid/gpu_camvid.md "$RES"/ 2>/dev/null
+fi
+
+if wanted train; then
+  step gpu_train "$T_TRAIN" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train" "${TRAIN_ARGS[@]}"
+  cp "$WORK"/train/gpu_train.json "$WORK"/train/gpu_train.md "$RES"/ 2>/dev/null
+fi
 
 for DT in fp32 bf16; do
+  wanted "bench_$DT" || continue
   LIMIT_VAR="T_BENCH_${DT^^}"
   step "bench_$DT" "${!LIMIT_VAR}" "$PY" -m segzoo bench --device "$DEVICE" --dtype "$DT" --in-process \
     --out "$WORK/bench-$DT" "${BENCH_ARGS[@]}"
   cp "$WORK/bench-$DT/bench.json" "$RES/bench-$DT.json" 2>/dev/null
   cp "$WORK/bench-$DT/bench.md" "$RES/bench-$DT.md" 2>/dev/null
 done
+
+if wanted deploy; then
+  step deploy "$T_DEPLOY" "$PY" -m segzoo bench --device "$DEVICE" --dtype fp32 --batch 1 --no-train --deploy \
+    --in-process --out "$WORK/bench-deploy" "${DEPLOY_ARGS[@]}"
+  cp "$WORK/bench-deploy/bench.json" "$RES/bench-deploy.json" 2>/dev/null
+  cp "$WORK/bench-deploy/bench.md" "$RES/bench-deploy.md" 2>/dev/null
+fi
 
 rm -rf "$WORK"
 if [ ${#FAILED[@]} -gt 0 ]; then

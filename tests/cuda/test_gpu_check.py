@@ -17,8 +17,9 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["bench-bf16.json", "bench-bf16.md", "bench-fp32.json", "bench-fp32.md",
-                     "check.log", "gpu_train.json", "gpu_train.md"]
+    assert files == ["bench-bf16.json", "bench-bf16.md", "bench-deploy.json", "bench-deploy.md",
+                     "bench-fp32.json", "bench-fp32.md", "check.log", "gpu_camvid.json", "gpu_camvid.md",
+                     "gpu_parity.json", "gpu_parity.md", "gpu_train.json", "gpu_train.md"]
     log = (out / "check.log").read_text()
     assert "=== tests: exit 0" in log and "no CUDA device" in log  # collected, skipped on the CPU
     assert "all steps passed" in log
@@ -34,3 +35,32 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     row = bench["models"][0]
     assert row["infer"]["1"]["candidates"][0]["seconds"]["median"] > 0 and "deploy" in row
     assert bench["peers"] and bench["peers"][0]["run"]["candidates"][1]["label"].startswith("smp Unet")
+    # bf16 against fp32 curves (one tiny U-Net here; every registered model on the GPU)
+    parity = json.loads((out / "gpu_parity.json").read_text())
+    (unet,) = parity["models"]
+    assert unet["verdict"] == "tracks" and len(unet["fp32"]) == len(unet["bf16"]) == parity["steps"]
+    # CamVid, time-budgeted, on a synthetic pack in the CamVid layout (real CamVid on the GPU)
+    camvid = json.loads((out / "gpu_camvid.json").read_text())
+    assert camvid["max_iters"] >= camvid["probe_iters"] and 0 <= camvid["val"]["mIoU"] <= 1
+    assert camvid["val"]["num_images"] == 4 and camvid["data"]["splits"]["val"]["images"] == 4
+    # deploy in bf16 and compiled against the peer in fp32
+    deploy = json.loads((out / "bench-deploy.json").read_text())
+    assert deploy["settings"]["deploy_dtype"] == "bf16" and deploy["settings"]["deploy_compile"] == "backend:eager"
+    (pair,) = deploy["peers"]
+    assert [c["label"] for c in pair["run"]["candidates"]][2].endswith("[deploy]")
+    assert "autocast bf16, torch.compile mode backend:eager" in (out / "bench-deploy.md").read_text()
+
+
+def test_gpu_check_steps_are_selectable(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    env["PYTHON"] = sys.executable
+    bad = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--steps", "tests,benchx"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert bad.returncode == 2 and "unknown step benchx" in bad.stderr
+    out = tmp_path / "res"
+    proc = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--device", "cpu", "--quick",
+                           "--steps", "parity", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert sorted(p.name for p in out.iterdir()) == ["check.log", "gpu_parity.json", "gpu_parity.md"]
+    assert "=== tests" not in (out / "check.log").read_text()

@@ -1,0 +1,37 @@
+"""Pieces of the GPU check's scripts that are plain logic: the bf16/fp32 verdict of
+gpu_parity.py and the CamVid pack (JPEG images, labels unchanged) of pack_camvid.py."""
+
+import sys
+
+import numpy as np
+from conftest import REPO
+from PIL import Image
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import gpu_parity  # noqa: E402
+import pack_camvid  # noqa: E402
+
+
+def test_parity_verdict_compares_loss_levels_against_the_first_loss():
+    fp32 = [2.0] + [1.0] * 19
+    assert gpu_parity.verdict(fp32, [2.0] + [1.15] * 19)["verdict"] == "tracks"    # +7.5% of 2.0
+    far = gpu_parity.verdict(fp32, [2.0] + [1.3] * 19)
+    assert far["verdict"] == "diverges" and abs(far["gap"] - 0.15) < 1e-9
+    assert gpu_parity.verdict(fp32, [2.0] * 19 + [float("nan")])["verdict"] == "diverges"
+    assert gpu_parity.verdict(fp32, [2.0] + [0.75] * 19)["verdict"] == "diverges"  # both ways
+
+
+def test_pack_keeps_labels_and_layout(tmp_path):
+    assert pack_camvid.main(["--synthetic", "3", "--out", str(tmp_path)]) == 0
+    root = tmp_path / "camvid"
+    lines = (root / "val.txt").read_text().split()
+    assert len(lines) == 6 and lines[0].endswith(".jpg") and lines[1].startswith("valannot/")
+    label = np.asarray(Image.open(root / lines[1]))
+    assert label.dtype == np.uint8 and label.max() <= 11  # copied, not re-encoded
+    assert Image.open(root / lines[0]).format == "JPEG"
+    from segzoo.data.camvid import CamVidDataset
+
+    ds = CamVidDataset(root=str(root), split="val")
+    assert len(ds) == 3 and ds[0]["image"].shape[-2:] == ds[0]["mask"].shape[-2:]
+    assert not (tmp_path / "_synthetic_src").exists()
