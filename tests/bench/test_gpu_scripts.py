@@ -35,3 +35,26 @@ def test_pack_keeps_labels_and_layout(tmp_path):
     ds = CamVidDataset(root=str(root), split="val")
     assert len(ds) == 3 and ds[0]["image"].shape[-2:] == ds[0]["mask"].shape[-2:]
     assert not (tmp_path / "_synthetic_src").exists()
+
+
+def test_deploy_check_of_a_detector_against_itself_and_a_perturbed_copy():
+    """deploy_check_detection.check: a model against itself meets the criterion; a copy whose
+    box regression is shifted does not (its boxes move, so detections go unmatched or differ)."""
+    import copy
+
+    import deploy_check_detection as dcd
+    import torch
+
+    import segzoo
+
+    torch.manual_seed(0)
+    model = segzoo.build_model("maskrcnn", num_classes=3, backbone="resnet18", min_size=64, max_size=64,
+                               box_score_thresh=0.0).eval()
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    same = dcd.check(model, model, images, torch.device("cpu"), 100)
+    assert same["detections"] > 0 and same["criterion_met"] and same["box_diff"] == 0 and same["images"] == 2
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        moved.roi_heads.box_predictor.bbox_pred.bias += 0.5  # every box shifted and rescaled
+    diff = dcd.check(model, moved, images, torch.device("cpu"), 100)
+    assert diff["box_diff"] > 0.1 or diff["unmatched_ref"] + diff["unmatched_got"] > 0
