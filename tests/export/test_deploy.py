@@ -195,7 +195,8 @@ def test_detector_deploy_checks_backbone_features(name):
     from segzoo.export.deploy import checked_output
 
     torch.manual_seed(0)
-    model = segzoo.build_model(name, num_classes=3, backbone="resnet18", min_size=64, max_size=64).eval()
+    model = segzoo.build_model(name, num_classes=3, backbone="resnet18", min_size=64, max_size=64,
+                               box_detections_per_img=10).eval()  # cheap heads: bf16 is emulated on AVX2
     randomise_bn(model)
     images = [torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(1))]
     with torch.no_grad():
@@ -210,5 +211,6 @@ def test_detector_deploy_checks_backbone_features(name):
     assert (got - ref).abs().max() <= 1e-4 + 1e-5 * ref.abs().max()
     out = deployed(images)
     assert isinstance(out, list) and {"boxes", "labels", "scores"} <= set(out[0])
-    bf16 = optimize_for_inference(model, example=images, dtype="bf16")
-    assert isinstance(bf16(images)[0]["boxes"], torch.Tensor)
+    if name == "maskrcnn":  # the autocast plumbing (the same wrapper for both detectors)
+        bf16 = optimize_for_inference(model, example=images, dtype="bf16")
+        assert isinstance(bf16(images)[0]["boxes"], torch.Tensor)
