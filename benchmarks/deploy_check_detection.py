@@ -7,7 +7,7 @@ Loads a finished run (``--work-dir``: its ``config.yaml`` and ``checkpoints/last
 dsb2018-cpu protocol's Mask R-CNN MobileNetV2-FPN, seed 0), takes the first ``--images`` images
 of its val split through the val pipeline, and for each ``--dtypes`` builds the deploy variant
 (:func:`segzoo.export.deploy.optimize_for_inference`: conv+BN fused, channels_last, autocast to
-that dtype). Each image's deploy detections are matched to the eager float32 ones
+that dtype; ``bf16-backbone``: float32 with the backbone and FPN alone in bf16). Each image's deploy detections are matched to the eager float32 ones
 (:func:`segzoo.export.detection.compare_detections`: score >= 0.5, same label, box IoU > 0.5;
 detections within 1e-4 of the score threshold or of the 500th score may go either way).
 
@@ -40,6 +40,33 @@ from segzoo.export.deploy import optimize_for_inference  # noqa: E402
 from segzoo.export.detection import compare_detections  # noqa: E402
 
 RUN = "work_dirs/protocols/dsb2018-cpu/maskrcnn_mobilenetv2/seed0"
+
+
+class AutocastBackbone(torch.nn.Module):
+    """A detector's backbone (+ FPN) run under bf16 autocast, its features returned in float32,
+    so that the RPN and RoI heads stay float32 (the ``bf16-backbone`` variant)."""
+
+    def __init__(self, backbone: torch.nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.out_channels = backbone.out_channels
+
+    def forward(self, x):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            feats = self.backbone(x)
+        if isinstance(feats, dict):
+            return {k: v.float() for k, v in feats.items()}
+        return [v.float() for v in feats]
+
+
+def deploy_variant(model: torch.nn.Module, variant: str, example: list) -> torch.nn.Module:
+    """``fp32``/``bf16``/``fp16``: :func:`optimize_for_inference` with that autocast;
+    ``bf16-backbone``: float32 deploy with only the backbone in bf16."""
+    if variant == "bf16-backbone":
+        deployed = optimize_for_inference(model, example=example)
+        deployed.model.backbone = AutocastBackbone(deployed.model.backbone)
+        return deployed
+    return optimize_for_inference(model, dtype=None if variant == "fp32" else variant, example=example)
 
 
 def to_numpy(det: dict) -> dict:
@@ -81,7 +108,7 @@ def markdown(res: dict) -> str:
     lines = ["# Deploy mode of a trained detector against eager float32", "",
              f"* Machine: {where}; torch {m['torch']}; {m['date']}; segzoo {m.get('segzoo_commit')}.",
              f"* Command: `{res['command']}`", f"* Run: `{res['work_dir']}` ({res['images']} val images).", "",
-             "| deploy dtype | detections >= 0.5 matched | unmatched eager / deploy | max box diff (px) | "
+             "| deploy variant | detections >= 0.5 matched | unmatched eager / deploy | max box diff (px) | "
              "max score diff | min mask IoU (decided pixels) | min mask IoU (all) | deploy / eager time | criterion |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for dt, r in res["variants"].items():
@@ -96,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work-dir", default=RUN)
     p.add_argument("--images", type=int, default=8)
-    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16", "bf16-backbone"],
+                   choices=["fp32", "bf16", "fp16", "bf16-backbone"])
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="benchmarks/results/deploy")
     return p
@@ -118,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for dt in args.dtypes:
-        deployed = optimize_for_inference(model, dtype=None if dt == "fp32" else dt, example=images[:1])
+        deployed = deploy_variant(model, dt, images[:1])
         r = check(model, deployed, images, device, max_det)
         res["variants"][dt] = r
         print(f"{dt}: {r['detections']} matched, unmatched {r['unmatched_ref']}/{r['unmatched_got']}, "

@@ -17,9 +17,10 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
                            "--out", str(out)], capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["bench-bf16.json", "bench-bf16.md", "bench-deploy.json", "bench-deploy.md",
-                     "bench-fp32.json", "bench-fp32.md", "check.log", "gpu_camvid.json", "gpu_camvid.md",
-                     "gpu_parity.json", "gpu_parity.md", "gpu_train.json", "gpu_train.md"]
+    assert files == ["bench-bf16.json", "bench-bf16.md", "bench-deploy-maskrcnn.json", "bench-deploy-maskrcnn.md",
+                     "bench-deploy-semantic.json", "bench-deploy-semantic.md", "bench-fp32.json", "bench-fp32.md",
+                     "check.log", "gpu_camvid.json", "gpu_camvid.md", "gpu_parity.json", "gpu_parity.md",
+                     "gpu_train.json", "gpu_train.md"]
     log = (out / "check.log").read_text()
     assert "=== tests: exit 0" in log and "no CUDA device" in log  # collected, skipped on the CPU
     assert "all steps passed" in log
@@ -43,12 +44,17 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     camvid = json.loads((out / "gpu_camvid.json").read_text())
     assert camvid["max_iters"] >= camvid["probe_iters"] and 0 <= camvid["val"]["mIoU"] <= 1
     assert camvid["val"]["num_images"] == 4 and camvid["data"]["splits"]["val"]["images"] == 4
-    # deploy in bf16 and compiled against the peer in fp32
-    deploy = json.loads((out / "bench-deploy.json").read_text())
+    # semantic deploy in bf16 and compiled against the peer in fp32
+    deploy = json.loads((out / "bench-deploy-semantic.json").read_text())
     assert deploy["settings"]["deploy_dtype"] == "bf16" and deploy["settings"]["deploy_compile"] == "backend:eager"
     (pair,) = deploy["peers"]
     assert [c["label"] for c in pair["run"]["candidates"]][2].endswith("[deploy]")
-    assert "autocast bf16, torch.compile mode backend:eager" in (out / "bench-deploy.md").read_text()
+    assert "autocast bf16, torch.compile mode backend:eager" in (out / "bench-deploy-semantic.md").read_text()
+    # Mask R-CNN deploy in float32 with a compiled backbone, its detections compared with eager
+    deploy = json.loads((out / "bench-deploy-maskrcnn.json").read_text())
+    (pair,) = deploy["peers"]
+    assert pair["size"] == [64, 64] and deploy["settings"]["deploy_dtype"] is None
+    assert "maskrcnn/resnet50 [deploy]" in pair["run"]["deploy_detections"]
 
 
 def test_gpu_check_steps_are_selectable(tmp_path):
