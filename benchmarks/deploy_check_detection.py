@@ -37,7 +37,7 @@ from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
 from segzoo.checkpoint.trained_model import load_trained_model  # noqa: E402
 from segzoo.config import load_config  # noqa: E402
 from segzoo.export.deploy import optimize_for_inference  # noqa: E402
-from segzoo.export.detection import compare_detections  # noqa: E402
+from segzoo.export.detection import compare_detections, detections_to_numpy  # noqa: E402
 
 RUN = "work_dirs/protocols/dsb2018-cpu/maskrcnn_mobilenetv2/seed0"
 
@@ -69,10 +69,6 @@ def deploy_variant(model: torch.nn.Module, variant: str, example: list) -> torch
     return optimize_for_inference(model, dtype=None if variant == "fp32" else variant, example=example)
 
 
-def to_numpy(det: dict) -> dict:
-    return {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy() for k, v in det.items()}
-
-
 def timed(fn, image, device):
     synchronize(device)
     t0 = time.perf_counter()
@@ -88,7 +84,7 @@ def check(eager, deployed, images, device, max_det) -> dict:
              "score_diff": 0.0, "mask_iou": 1.0, "mask_iou_decided": 1.0, "ratios": []}
     for image in images:
         (ref, t_ref), (got, t_got) = timed(eager, image, device), timed(deployed, image, device)
-        cmp = compare_detections(to_numpy(ref), to_numpy(got), score_threshold=0.5, max_detections=max_det)
+        cmp = compare_detections(detections_to_numpy(ref), detections_to_numpy(got), score_threshold=0.5, max_detections=max_det)
         for k in ("detections", "unmatched_ref", "unmatched_got"):
             total[k] += cmp[k]
         for k in ("box_diff", "score_diff"):

@@ -111,18 +111,18 @@ def compare_outputs(eager: torch.nn.Module, variant: torch.nn.Module, images: to
     image matched one to one (:func:`segzoo.export.detection.compare_detections`, score >= 0.5,
     the worst image's figures). Detections of random weights tie in score, so a reordering near a
     tie can leave a few unmatched."""
-    from segzoo.export.detection import compare_detections
+    from segzoo.export.detection import compare_detections, detections_to_numpy
 
     with torch.inference_mode():
         ref, got = eager(list(images)), variant(list(images))
+    max_det = getattr(getattr(eager, "roi_heads", None), "detections_per_img", None)
     worst: dict = {}
     for r, g in zip(ref, got):
-        to_np = lambda d: {k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()  # noqa: E731
-                           for k, v in d.items()}
-        cmp = compare_detections(to_np(r), to_np(g), score_threshold=0.5,
-                                 max_detections=getattr(getattr(eager, "roi_heads", None), "detections_per_img", None))
+        cmp = compare_detections(detections_to_numpy(r), detections_to_numpy(g), score_threshold=0.5,
+                                 max_detections=max_det)
         for k, v in cmp.items():
-            worst[k] = min(worst.get(k, v), v) if k.startswith("mask_iou") or k == "detections" else max(worst.get(k, v), v)
+            smallest_is_worst = k.startswith("mask_iou") or k == "detections"
+            worst[k] = min(worst.get(k, v), v) if smallest_is_worst else max(worst.get(k, v), v)
     return worst
 
 

@@ -217,6 +217,12 @@ def compare_detections(ref: dict[str, np.ndarray], got: dict[str, np.ndarray], *
     return out
 
 
+def detections_to_numpy(det: dict[str, Tensor]) -> dict[str, np.ndarray]:
+    """One image's detections (torchvision's dict of tensors, any device and float dtype) as
+    numpy arrays, floats in float32: the input of :func:`compare_detections`."""
+    return {k: (v.float() if v.is_floating_point() else v).cpu().numpy() for k, v in det.items()}
+
+
 def run_onnx(session, image: Tensor | np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
     """One image (3, H, W) float 0..1 through an exported detector: its outputs by name."""
     x = image.detach().cpu().float().numpy() if isinstance(image, Tensor) else np.asarray(image, np.float32)

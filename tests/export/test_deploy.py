@@ -214,3 +214,18 @@ def test_detector_deploy_checks_backbone_features(name):
     if name == "maskrcnn":  # the autocast plumbing (the same wrapper for both detectors)
         bf16 = optimize_for_inference(model, example=images, dtype="bf16")
         assert isinstance(bf16(images)[0]["boxes"], torch.Tensor)
+
+
+def test_a_detector_is_fused_in_its_backbone_only():
+    """The check compares backbone features, so BatchNorms outside the backbone (the C4 variant's
+    res5 box head) are left unfused and reported."""
+    torch.manual_seed(0)
+    model = segzoo.build_model("maskrcnn", num_classes=3, backbone="resnet18", variant="c4", min_size=64,
+                               max_size=64, box_detections_per_img=10).eval()
+    randomise_bn(model)
+    images = [torch.rand(3, 64, 64, generator=torch.Generator().manual_seed(1))]
+    deployed = optimize_for_inference(model, example=images)
+    assert deployed.fusion.fused and all(bn.startswith("backbone.") for _, bn in deployed.fusion.fused)
+    assert any(bn.startswith("roi_heads.") for bn in deployed.fusion.unfused)
+    got = deployed(images)[0]
+    assert {"boxes", "labels", "scores", "masks"} <= set(got) and len(got["boxes"]) <= 10
