@@ -79,7 +79,7 @@ WORK=$(mktemp -d /tmp/segzoo-gpu-check.XXXXXX)
 
 if [ "$QUICK" = 1 ]; then
   T_TESTS=${T_TESTS:-120}; T_TRAIN=${T_TRAIN:-120}; T_BENCH_FP32=${T_BENCH_FP32:-120}; T_BENCH_BF16=${T_BENCH_BF16:-120}
-  T_PARITY=${T_PARITY:-120}; T_CAMVID=${T_CAMVID:-120}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-120}
+  T_PARITY=${T_PARITY:-120}; T_CAMVID=${T_CAMVID:-110}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-120}
   T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-120}
   TRAIN_ARGS=(--quick --dtypes fp32)  # bf16 autocast is exercised by the bench's dry run
   PARITY_ARGS=(--quick --models unet)
@@ -91,12 +91,12 @@ if [ "$QUICK" = 1 ]; then
   DEPLOY_SEMANTIC_ARGS=(--models none --peers "smp Unet" --size 32 --repeats 1 --warmup 0 --matmul-size 256
                         --deploy-dtype bf16 --deploy-compile backend:eager)
 else
-  T_TESTS=${T_TESTS:-160}; T_TRAIN=${T_TRAIN:-70}; T_BENCH_FP32=${T_BENCH_FP32:-90}; T_BENCH_BF16=${T_BENCH_BF16:-70}
-  T_PARITY=${T_PARITY:-80}; T_CAMVID=${T_CAMVID:-120}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-70}
+  T_TESTS=${T_TESTS:-160}; T_TRAIN=${T_TRAIN:-80}; T_BENCH_FP32=${T_BENCH_FP32:-90}; T_BENCH_BF16=${T_BENCH_BF16:-70}
+  T_PARITY=${T_PARITY:-80}; T_CAMVID=${T_CAMVID:-110}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-70}
   T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-90}
   TRAIN_ARGS=()
   PARITY_ARGS=()
-  CAMVID_ARGS=(--budget "${CAMVID_BUDGET:-60}")
+  CAMVID_ARGS=(--budget "${CAMVID_BUDGET:-55}")
   BENCH_ARGS=(--models all --size 512 --batch 1 8 --warmup 1 --repeats 6 --large-batch-repeats 3
               --no-train --deploy --peers all)
   # the deploy targets. Mask R-CNN deploys in float32: bf16 anywhere in it changes a

@@ -6,6 +6,9 @@
 Two groups, each timed in this one process with the models' steps interleaved (round r runs them
 in an order rotated by r, :func:`segzoo.bench.timing.run_interleaved`):
 
+Precisions (``--dtypes``): fp32, bf16 autocast with channels_last (``bf16-cl``: the engine's
+``train.amp: bf16`` + ``train.channels_last: true``, NHWC for the tensor cores) and plain bf16.
+
 * semantic, 512x1024 crops (Cityscapes-sized), batch 8: segzoo DeepLab v3+ ResNet-50 (output
   stride 16, the paper's training setting), segzoo DeepLab v3 ResNet-50 in torchvision's layout
   (OS 8, the same network as torchvision's) and torchvision's ``deeplabv3_resnet50``;
@@ -68,19 +71,33 @@ def sized(c: Candidate, size: tuple[int, int]) -> Candidate:
     return Candidate(c.source, c.name, {**c.kwargs, "min_size": min(size), "max_size": max(size)})
 
 
-def images_for(group: dict, device: torch.device) -> torch.Tensor:
+def images_for(group: dict, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     h, w = group["size"]
-    return torch.rand(group["batch"], 3, h, w, generator=torch.Generator().manual_seed(1)).to(device)
+    x = torch.rand(group["batch"], 3, h, w, generator=torch.Generator().manual_seed(1)).to(device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def peak_memory(c: Candidate, group: dict, dtype, device: torch.device) -> float | None:
+def precision(name: str) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype, channels_last) of a ``--dtypes`` entry: ``fp32``, ``bf16``, ``fp16``, each
+    optionally with ``-cl`` (weights and input in channels_last, as ``train.channels_last``)."""
+    base, cl = (name[:-3], True) if name.endswith("-cl") else (name, False)
+    return DTYPES[base], cl
+
+
+def build(c: Candidate, group: dict, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    model = build_on(c, group["num_classes"], device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def peak_memory(c: Candidate, group: dict, name: str, device: torch.device) -> float | None:
     """Peak CUDA MiB of 2 training steps of ``c`` alone on the GPU (None on the CPU)."""
     if device.type != "cuda":
         return None
+    dtype, cl = precision(name)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
-    model = build_on(c, group["num_classes"], device)
-    step = training_step(model, images_for(group, device), dtype, group["num_classes"])
+    model = build(c, group, device, cl)
+    step = training_step(model, images_for(group, device, cl), dtype, group["num_classes"])
     step()  # warm-up: cuDNN's autotuning tries algorithms with large workspaces on the first step
     synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
@@ -94,11 +111,11 @@ def peak_memory(c: Candidate, group: dict, dtype, device: torch.device) -> float
 
 
 def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, steps: int) -> dict:
-    dtype = DTYPES[dtype_name]
+    dtype, cl = precision(dtype_name)
     cands = [sized(c, group["size"]) for c in group["candidates"]]
-    peaks = [peak_memory(c, group, dtype, device) for c in cands]
-    models = [build_on(c, group["num_classes"], device) for c in cands]  # seed 0 each: same init per dtype
-    images = images_for(group, device)
+    peaks = [peak_memory(c, group, dtype_name, device) for c in cands]
+    models = [build(c, group, device, cl) for c in cands]  # seed 0 each: same init per dtype
+    images = images_for(group, device, cl)
     losses: list[list] = [[] for _ in cands]
 
     def keep(i, step):
@@ -155,7 +172,9 @@ def markdown(results: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16"], choices=list(DTYPES))
+    p.add_argument("--dtypes", nargs="+", default=["fp32", "bf16-cl", "bf16"],
+                   choices=[*DTYPES, *(f"{d}-cl" for d in DTYPES)],
+                   help="precisions in this order; -cl: channels_last weights and input")
     p.add_argument("--groups", nargs="+", default=["semantic", "instance"])
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
