@@ -82,6 +82,14 @@ def fresh(name: str) -> torch.nn.Module:
     return copy.deepcopy(_cpu_model(name)).train()
 
 
+def without_dropout(model: torch.nn.Module) -> torch.nn.Module:
+    """Dropout off (p = 0): two runs that must agree would otherwise draw different masks."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+            m.p = 0.0
+    return model
+
+
 def batch(name: str, device: torch.device, n: int = 2, size=(64, 64)) -> dict:
     g = torch.Generator().manual_seed(1)
     images = torch.rand(n, 3, *size, generator=g)
@@ -251,7 +259,8 @@ def test_sync_batchnorm_in_a_one_process_group(tmp_path, no_tf32):
     statistics as BatchNorm. Synchronisation across several GPUs needs several GPUs."""
     import torch.distributed as dist
 
-    model = fresh("deeplabv3plus").to(DEV)
+    # dropout off: two draws differed by 2.9e-4 of the loss in the H200 run of 2026-11-27
+    model = without_dropout(fresh("deeplabv3plus")).to(DEV)
     synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(copy.deepcopy(model))
     n_sync = sum(isinstance(m, torch.nn.SyncBatchNorm) for m in synced.modules())
     assert n_sync == sum(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()) > 0
@@ -320,9 +329,7 @@ def test_torch_compile_semantic_model_trains_like_eager(no_tf32):
     name = "deeplabv3plus"
     model = segzoo.build_model(name, num_classes=NUM_CLASSES, backbone="resnet18",
                                **({} if HAS_CUDA else {"channels": 32, "low_level_channels": 16})).to(DEV)
-    for m in model.modules():  # compiled and eager dropout draw different masks
-        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
-            m.p = 0.0
+    without_dropout(model)  # compiled and eager dropout draw different masks
     twin = copy.deepcopy(model)
     compiled = _compile(model)
     b = batch(name, DEV)
@@ -330,18 +337,29 @@ def test_torch_compile_semantic_model_trains_like_eager(no_tf32):
     loss_c.backward()
     loss_e.backward()
     assert torch.isfinite(loss_c) and abs(loss_c.item() - loss_e.item()) <= 1e-3 * abs(loss_e.item())
+    # inductor's fused BatchNorm kernels sum in another order; BN on a 2-image batch amplifies
+    # that in the gradients (H200, 2026-11-27: up to 1.1% of a tensor's largest gradient, in an
+    # ASPP depthwise conv). A wrong gradient (sign, missing term) is far outside these bounds.
+    gc = torch.cat([p.grad.flatten() for p in model.parameters()])
+    ge = torch.cat([q.grad.flatten() for q in twin.parameters()])
+    assert (gc - ge).norm() <= 1e-2 * ge.norm()
     for (n, p), q in zip(model.named_parameters(), twin.parameters()):
-        assert (p.grad - q.grad).abs().max() <= 1e-2 * q.grad.abs().max() + 1e-6, n
+        assert (p.grad - q.grad).abs().max() <= 5e-2 * q.grad.abs().max() + 1e-6, n
 
 
 def test_torch_compile_maskrcnn_backbone(no_tf32):
     model = fresh("maskrcnn").eval().to(DEV)
-    images = torch.rand(1, 3, 128, 128, device=DEV)
+    # the detector resizes a 128x128 image to 96x96 (MASKRCNN_SIZE): the backbone is compiled for
+    # that shape once (a second shape would recompile it with dynamic shapes: 20 s on the GPU)
+    images = torch.rand(1, 3, 96, 96, device=DEV)
     compiled = _compile(model.backbone)
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
     with torch.no_grad():
         ref, out = model.backbone(images), compiled(images)
         model.backbone = compiled  # the whole detector runs with the compiled backbone
-        dets = model([images[0]])
+        dets = model([torch.rand(3, 128, 128, device=DEV)])
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1  # not recompiled
     ref, out = (list(x.values()) if isinstance(x, dict) else list(x) for x in (ref, out))
     assert len(ref) == len(out) >= 4  # the multi-scale features the FPN takes
     for k, (r, o) in enumerate(zip(ref, out)):
