@@ -365,3 +365,31 @@ def test_torch_compile_maskrcnn_backbone(no_tf32):
     for k, (r, o) in enumerate(zip(ref, out)):
         assert o.shape == r.shape and (o - r).abs().max() <= 1e-3 * r.abs().max() + 1e-5, k
     assert dets[0]["masks"].shape[1:] == (1, 128, 128)
+
+
+@needs_gpu
+def test_batched_mask_paste_on_the_gpu_equals_torchvision_loop(monkeypatch):
+    """segzoo's batched mask paste (Mask R-CNN's default on a GPU) against torchvision's per-mask
+    loop on the GPU and against itself on the CPU; the detector on the GPU uses it."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+
+    from segzoo.models.detectors import transform
+    from segzoo.models.detectors.paste import paste_masks
+
+    g = torch.Generator().manual_seed(0)
+    masks = torch.rand(50, 1, 28, 28, generator=g)
+    xy = torch.rand(50, 2, generator=g) * torch.tensor([180.0, 110.0])
+    boxes = torch.cat([xy, xy + torch.rand(50, 2, generator=g) * 60 + 1], 1)
+    boxes[:, 0::2], boxes[:, 1::2] = boxes[:, 0::2].clamp(0, 200), boxes[:, 1::2].clamp(0, 120)
+    ref = paste_masks_in_image(masks.to(DEV), boxes.to(DEV), (120, 200))
+    out = paste_masks(masks.to(DEV), boxes.to(DEV), (120, 200))
+    assert (out - ref).abs().max() <= 1e-5 and torch.equal(out == 0, ref == 0)
+    assert (out.cpu() - paste_masks(masks, boxes, (120, 200))).abs().max() <= 1e-5
+
+    calls = []
+    monkeypatch.setattr(transform, "paste_masks", lambda *a, **k: calls.append(1) or paste_masks(*a, **k))
+    model = fresh("maskrcnn").eval().to(DEV)
+    model.roi_heads.score_thresh = 0.0
+    with torch.no_grad():
+        (det,) = model([torch.rand(3, 128, 128, device=DEV)])
+    assert calls and det["masks"].shape[1:] == (1, 128, 128) and det["masks"].is_cuda

@@ -22,6 +22,10 @@ import torchvision
 from torch import Tensor
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from segzoo.models.detectors.paste import paste_masks
+
+PASTE_MODES = ("auto", "batched", "loop")
+
 
 class RCNNTransform(GeneralizedRCNNTransform):
     """``GeneralizedRCNNTransform(min_size, max_size, image_mean, image_std)`` (see its docs):
@@ -29,12 +33,42 @@ class RCNNTransform(GeneralizedRCNNTransform):
     shorter side is ``min_size`` (a random one of a list in training) and the longer at most
     ``max_size``, and padded into a batch divisible by 32; targets' boxes and masks follow.
     ``keep_size=True``: no resize at all (the data pipeline sized the images; ``min_size`` and
-    ``max_size`` are ignored), as for small objects at a fixed scale such as nuclei."""
+    ``max_size`` are ignored), as for small objects at a fixed scale such as nuclei.
+    ``mask_paste``: how predicted masks are pasted into the image (:meth:`postprocess`).
 
-    def __init__(self, *args, mask_chunk: int = 32, keep_size: bool = False, **kwargs) -> None:
+    Raises:
+        ValueError: ``mask_paste`` not one of ``"auto"``, ``"batched"``, ``"loop"``.
+    """
+
+    def __init__(self, *args, mask_chunk: int = 32, keep_size: bool = False, mask_paste: str = "auto",
+                 **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        if mask_paste not in PASTE_MODES:
+            raise ValueError(f"mask_paste must be one of {PASTE_MODES}, got {mask_paste!r}")
         self.mask_chunk = mask_chunk
         self.keep_size = keep_size
+        self.mask_paste = mask_paste
+
+    def postprocess(self, result: list[dict[str, Tensor]], image_shapes: list[tuple[int, int]],
+                    original_image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
+        """torchvision's postprocess (boxes and keypoints scaled back to the original image sizes,
+        (N, 1, M, M) RoI masks pasted into (N, 1, H, W) images), with the masks pasted all at
+        once by :func:`~segzoo.models.detectors.paste.paste_masks` where ``mask_paste`` says so:
+        ``"batched"``, or ``"auto"`` on a GPU (torchvision's per-mask loop synchronises with the
+        GPU a dozen times per detection); ``"loop"``, ``"auto"`` on the CPU and the ONNX tracer
+        keep torchvision's loop. Both agree to float rounding (1e-5)."""
+        if self.training or self.mask_paste == "loop" or torchvision._is_tracing():
+            return super().postprocess(result, image_shapes, original_image_sizes)
+        masks = [r.get("masks") for r in result]
+        if not any(m is not None and (self.mask_paste == "batched" or m.is_cuda) for m in masks):
+            return super().postprocess(result, image_shapes, original_image_sizes)
+        for r in result:
+            r.pop("masks", None)
+        result = super().postprocess(result, image_shapes, original_image_sizes)
+        for r, m, size in zip(result, masks, original_image_sizes):
+            if m is not None:
+                r["masks"] = paste_masks(m, r["boxes"], (int(size[0]), int(size[1])))
+        return result
 
     def resize(self, image: Tensor, target: dict[str, Tensor] | None = None) -> tuple[Tensor, dict | None]:
         if self.keep_size:
