@@ -20,7 +20,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert files == ["bench-bf16.json", "bench-bf16.md", "bench-deploy-maskrcnn.json", "bench-deploy-maskrcnn.md",
                      "bench-deploy-semantic.json", "bench-deploy-semantic.md", "bench-fp32.json", "bench-fp32.md",
                      "check.log", "gpu_camvid.json", "gpu_camvid.md", "gpu_parity.json", "gpu_parity.md",
-                     "gpu_train.json", "gpu_train.md"]
+                     "gpu_train.json", "gpu_train.md", "mask_paste.json", "mask_paste.md"]
     log = (out / "check.log").read_text()
     assert "=== tests: exit 0" in log and "no CUDA device" in log  # collected, skipped on the CPU
     assert "all steps passed" in log
@@ -55,6 +55,10 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     (pair,) = deploy["peers"]
     assert pair["size"] == [64, 64] and deploy["settings"]["deploy_dtype"] is None
     assert "maskrcnn/resnet50 [deploy]" in pair["run"]["deploy_detections"]
+    # mask pasting both ways, alone and in a (tiny) Mask R-CNN, with the same results
+    paste = json.loads((out / "mask_paste.json").read_text())
+    assert [r["case"].split(",")[0] for r in paste["rows"]] == ["paste 10 masks into 64x96", "Mask R-CNN R18-FPN"]
+    assert all(r["loop_ms"] > 0 and r["batched_ms"] > 0 and r["max_abs_diff"] <= 1e-5 for r in paste["rows"])
 
 
 def test_gpu_check_steps_are_selectable(tmp_path):
