@@ -14,8 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 DEMO_CONFIG = CONFIGS / "fcn" / "fcn8s_vgg16-bn_shapes-64x64.yaml"
 
-# 2 threads on the CI's 2 cores; SEGZOO_TEST_THREADS=1 is much faster on a busy shared machine
-torch.set_num_threads(int(os.environ.get("SEGZOO_TEST_THREADS", "2")))
+# 2 threads on the CI's 2 cores, 1 per worker under pytest-xdist (`make test` runs 2 workers);
+# SEGZOO_TEST_THREADS=1 is much faster on a busy shared machine
+_DEFAULT_THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+torch.set_num_threads(int(os.environ.get("SEGZOO_TEST_THREADS", _DEFAULT_THREADS)))
 torch.set_flush_denormal(True)
 
 
