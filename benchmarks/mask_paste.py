@@ -9,7 +9,8 @@
 2. ``model`` (``--model``, default on CUDA): the registered Mask R-CNN R50-FPN (random weights,
    ``box_score_thresh=0`` so that the mask head pastes all 100 detections, as ``segzoo bench``
    times it) at batch 1, 800x1333, eval, with ``transform.mask_paste`` ``"loop"`` and
-   ``"batched"`` interleaved: the share of the paste in a whole detection.
+   ``"batched"`` interleaved: the share of the paste in a whole detection; then torch.profiler's
+   top operators of one batched run, where the rest of the time goes.
 
 Writes ``mask_paste.json`` and ``mask_paste.md`` into ``--out``; prints the table.
 """
@@ -65,7 +66,8 @@ def paste_case(n: int, size: tuple[int, int], device: torch.device, warmup: int,
 
 def model_case(size: tuple[int, int], device: torch.device, warmup: int, repeats: int, quick: bool) -> dict:
     torch.manual_seed(0)
-    kw = {"backbone": "resnet18", "min_size": size[0], "max_size": size[1], "num_classes": 4} if quick else {}
+    kw = {"backbone": "resnet18", "min_size": size[0], "max_size": size[1], "num_classes": 4,
+          "fpn_channels": 32, "box_head_dim": 64, "mask_head_dim": 16} if quick else {}
     model = segzoo.build_model("maskrcnn", **{"num_classes": 91, **kw}, box_score_thresh=0.0).eval().to(device)
     image = [torch.rand(3, *size, device=device)]
 
@@ -81,7 +83,22 @@ def model_case(size: tuple[int, int], device: torch.device, warmup: int, repeats
     ms = interleaved({"loop": run("loop"), "batched": run("batched")}, warmup, repeats, device)
     name = "Mask R-CNN R18-FPN" if quick else "Mask R-CNN R50-FPN"
     return {"case": f"{name}, batch 1, {size[0]}x{size[1]}, {len(outs['loop'][0]['boxes'])} detections",
-            "loop_ms": ms["loop"], "batched_ms": ms["batched"], "max_abs_diff": diff}
+            "loop_ms": ms["loop"], "batched_ms": ms["batched"], "max_abs_diff": diff,
+            "profile": profile(run("batched"), device)}
+
+
+def profile(fn, device: torch.device, top: int = 15) -> str:
+    """torch.profiler's table of one call of ``fn`` (after the timed runs): the ``top`` operators
+    by self time on the device (CPU time on the CPU), where the rest of a detection goes."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch_profile(activities=activities) as prof:
+        fn()
+        synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=50)
 
 
 def markdown(res: dict) -> str:
@@ -97,6 +114,10 @@ def markdown(res: dict) -> str:
     for r in res["rows"]:
         lines.append(f"| {r['case']} | {r['loop_ms']:.2f} | {r['batched_ms']:.2f} | "
                      f"{r['loop_ms'] / r['batched_ms']:.2f}x | {r['max_abs_diff']:.1e} |")
+    for r in res["rows"]:
+        if r.get("profile"):
+            lines += ["", f"Profile of one run of the detector with the batched paste ({r['case']}):", "",
+                      "```", r["profile"].rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -59,6 +59,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     paste = json.loads((out / "mask_paste.json").read_text())
     assert [r["case"].split(",")[0] for r in paste["rows"]] == ["paste 10 masks into 64x96", "Mask R-CNN R18-FPN"]
     assert all(r["loop_ms"] > 0 and r["batched_ms"] > 0 and r["max_abs_diff"] <= 1e-5 for r in paste["rows"])
+    assert "aten::" in paste["rows"][1]["profile"] and "Profile of one run" in (out / "mask_paste.md").read_text()
 
 
 def test_gpu_check_steps_are_selectable(tmp_path):
