@@ -97,7 +97,7 @@ def profile(fn, device: torch.device, top: int = 15) -> str:
     with torch_profile(activities=activities) as prof:
         fn()
         synchronize(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
     return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=50)
 
 
