@@ -99,9 +99,9 @@ else
   # subprocesses of a cold machine, 35 of the rest a recompilation since avoided; parity 45; camvid
   # ~80 s of probe, start-up and scoring around its budget; train ~145; bench_fp32 54; deploy 32
   # and 44; paste not run yet, ~20 s expected)
-  T_TESTS=${T_TESTS:-265}; T_TRAIN=${T_TRAIN:-150}; T_BENCH_FP32=${T_BENCH_FP32:-90}; T_BENCH_BF16=${T_BENCH_BF16:-70}
-  T_PARITY=${T_PARITY:-70}; T_CAMVID=${T_CAMVID:-125}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-50}
-  T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-65}; T_PASTE=${T_PASTE:-30}
+  T_TESTS=${T_TESTS:-285}; T_TRAIN=${T_TRAIN:-150}; T_BENCH_FP32=${T_BENCH_FP32:-90}; T_BENCH_BF16=${T_BENCH_BF16:-70}
+  T_PARITY=${T_PARITY:-60}; T_CAMVID=${T_CAMVID:-125}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-50}
+  T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-60}; T_PASTE=${T_PASTE:-30}
   PASTE_ARGS=()
   TRAIN_ARGS=()
   PARITY_ARGS=()
