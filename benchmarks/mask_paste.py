@@ -21,7 +21,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,21 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import segzoo  # noqa: E402
 from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
+from segzoo.bench.timing import run_interleaved  # noqa: E402
 from segzoo.models.detectors.paste import paste_masks  # noqa: E402
 
 
-def interleaved(fns: dict, warmup: int, repeats: int, device: torch.device) -> dict:
-    """Median ms of each callable, called in turn every round (after ``warmup`` rounds)."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(warmup + repeats):
-        for k, fn in fns.items():
-            synchronize(device)
-            t = time.perf_counter()
-            fn()
-            synchronize(device)
-            if r >= warmup:
-                times[k].append((time.perf_counter() - t) * 1e3)
-    return {k: statistics.median(v) for k, v in times.items()}
+def median_ms(fns: dict, warmup: int, repeats: int, device: torch.device) -> dict:
+    """Median ms per call of each callable, the calls interleaved in rotated order every round
+    (:func:`segzoo.bench.timing.run_interleaved`)."""
+    times = run_interleaved(list(fns.values()), warmup=warmup, repeats=repeats, device=device)
+    return {k: statistics.median(t) * 1e3 for k, t in zip(fns, times)}
 
 
 def paste_case(n: int, size: tuple[int, int], device: torch.device, warmup: int, repeats: int) -> dict:
@@ -58,7 +51,7 @@ def paste_case(n: int, size: tuple[int, int], device: torch.device, warmup: int,
     boxes[:, 1::2] = boxes[:, 1::2].clamp(0, h)
     masks, boxes = masks.to(device), boxes.to(device)
     diff = (paste_masks(masks, boxes, size) - paste_masks_in_image(masks, boxes, size)).abs().max().item()
-    ms = interleaved({"loop": lambda: paste_masks_in_image(masks, boxes, size),
+    ms = median_ms({"loop": lambda: paste_masks_in_image(masks, boxes, size),
                       "batched": lambda: paste_masks(masks, boxes, size)}, warmup, repeats, device)
     return {"case": f"paste {n} masks into {h}x{w}", "loop_ms": ms["loop"], "batched_ms": ms["batched"],
             "max_abs_diff": diff}
@@ -80,7 +73,7 @@ def model_case(size: tuple[int, int], device: torch.device, warmup: int, repeats
 
     outs = {m: run(m)() for m in ("loop", "batched")}
     diff = (outs["loop"][0]["masks"] - outs["batched"][0]["masks"]).abs().max().item()
-    ms = interleaved({"loop": run("loop"), "batched": run("batched")}, warmup, repeats, device)
+    ms = median_ms({"loop": run("loop"), "batched": run("batched")}, warmup, repeats, device)
     name = "Mask R-CNN R18-FPN" if quick else "Mask R-CNN R50-FPN"
     return {"case": f"{name}, batch 1, {size[0]}x{size[1]}, {len(outs['loop'][0]['boxes'])} detections",
             "loop_ms": ms["loop"], "batched_ms": ms["batched"], "max_abs_diff": diff,
