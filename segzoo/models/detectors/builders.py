@@ -116,6 +116,7 @@ def maskrcnn(
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
     sampling_ratio: int = 2,
+    class_nms: Literal["auto", "grouped", "torchvision"] = "auto",
     keypoint_head: bool = False,
     num_keypoints: int = 17,
 ) -> MaskRCNN:
@@ -152,6 +153,9 @@ def maskrcnn(
         aspect_ratios: height/width ratios of the anchors (0.5, 1, 2).
         rpn_*, box_*: torchvision's ``MaskRCNN`` arguments of the same names.
         sampling_ratio: RoIAlign sample points per bin side (2: the paper's 4 points per bin).
+        class_nms: the per-class NMS of inference: ``"auto"`` (a few grouped NMS calls on a GPU,
+            torchvision's ``batched_nms`` on the CPU), ``"grouped"`` or ``"torchvision"``; same
+            detections (:mod:`segzoo.models.roi_heads.postprocess`).
         keypoint_head: add the paper's keypoint branch (section 5, "Mask R-CNN for Human Pose
             Estimation"; the joint mask + keypoint model of its Table 4) with ``num_keypoints``
             keypoints (FPN only; see :func:`segzoo.models.detectors.keypointrcnn.with_keypoint_head`).
@@ -211,7 +215,7 @@ def maskrcnn(
         box_pool, box_head, box_predictor, 0.5, 0.5, box_batch_size_per_image, box_positive_fraction, None,
         box_score_thresh, box_nms_thresh, box_detections_per_img,
         mask_roi_pool=mask_pool, mask_head=m_head, mask_predictor=m_pred, mask_loss=mask_loss,
-        class_agnostic_mask=class_agnostic_mask, shared_box_trunk=shared)
+        class_agnostic_mask=class_agnostic_mask, shared_box_trunk=shared, class_nms=class_nms)
     sizes_in = tuple(min_size) if isinstance(min_size, Sequence) else (int(min_size),)
     transform = RCNNTransform(sizes_in, max_size, list(image_mean), list(image_std), keep_size=keep_size)
     model = MaskRCNN(net, neck, rpn, roi_heads, transform, num_classes=num_classes, feature_index=index,

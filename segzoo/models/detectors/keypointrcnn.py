@@ -30,6 +30,7 @@ from segzoo.models.detectors.builders import detector_backbone
 from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
 from segzoo.models.detectors.transform import RCNNTransform
 from segzoo.models.necks.fpn import FPN
+from segzoo.models.roi_heads.postprocess import GroupedNMSPostprocess, check_class_nms
 from segzoo.registry import MODELS
 
 PAPER = "He et al., Mask R-CNN, ICCV 2017 (sec. 5, human pose estimation)"
@@ -89,6 +90,15 @@ class KeypointPredictor(KeypointRCNNPredictor):
         return super().forward(x).contiguous()
 
 
+class KeypointRoIHeads(GroupedNMSPostprocess, RoIHeads):
+    """torchvision's ``RoIHeads`` with a keypoint branch, its per-class NMS grouped on a GPU
+    (:class:`~segzoo.models.roi_heads.postprocess.GroupedNMSPostprocess`; ``class_nms``)."""
+
+    def __init__(self, *args, class_nms: str = "auto", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.class_nms = check_class_nms(class_nms)
+
+
 def keypoint_branch(names: Sequence[str], in_channels: int, num_keypoints: int, *, head_dim: int = 512,
                     num_convs: int = 8, sampling_ratio: int = 2) -> dict[str, nn.Module]:
     """The paper's keypoint branch as torchvision's ``RoIHeads`` keyword arguments: 14x14 RoIAlign on
@@ -123,6 +133,7 @@ def with_keypoint_head(model: MaskRCNN, num_keypoints: int = 17, *, head_dim: in
         rh.box_coder.weights, rh.score_thresh, rh.nms_thresh, rh.detections_per_img,
         mask_roi_pool=rh.mask_roi_pool, mask_head=rh.mask_head, mask_predictor=rh.mask_predictor,
         mask_loss=rh.mask_loss_kind, class_agnostic_mask=rh.class_agnostic_mask, mask_chunk=rh.mask_chunk,
+        class_nms=rh.class_nms,
         **keypoint_branch(model.neck.featmap_names, model.neck.out_channels, num_keypoints, head_dim=head_dim,
                           num_convs=num_convs, sampling_ratio=sampling_ratio))
     model.loss_weights = {**type(model).loss_weights, "loss_keypoint": 1.0}
@@ -161,6 +172,7 @@ def keypointrcnn(
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
     sampling_ratio: int = 2,
+    class_nms: str = "auto",
 ) -> KeypointRCNN:
     """Keypoint R-CNN, FPN variant (see :mod:`segzoo.models.detectors.keypointrcnn`).
 
@@ -177,10 +189,10 @@ def keypointrcnn(
             training, the last at test; default torchvision's 640..800 multi-scale training).
         image_mean, image_std: the model's own normalisation of its 0..1 input images.
         anchor_sizes: one size per pyramid level (default 8 x stride).
-        aspect_ratios, rpn_*, box_*, sampling_ratio: as :func:`~segzoo.models.maskrcnn`.
+        aspect_ratios, rpn_*, box_*, sampling_ratio, class_nms: as :func:`~segzoo.models.maskrcnn`.
 
     Raises:
-        ValueError: ``num_keypoints`` < 1, ``trainable_backbone_layers`` outside 0..5 or for a
+        ValueError: ``num_keypoints`` < 1, ``class_nms`` unknown, ``trainable_backbone_layers`` outside 0..5 or for a
             non-ResNet backbone, ``anchor_sizes`` not matching the pyramid levels.
     """
     if num_keypoints < 1:
@@ -195,13 +207,14 @@ def keypointrcnn(
                     pre_nms_top_n={"training": rpn_pre_nms_top_n_train, "testing": rpn_pre_nms_top_n_test},
                     post_nms_top_n={"training": rpn_post_nms_top_n_train, "testing": rpn_post_nms_top_n_test},
                     nms_thresh=rpn_nms_thresh, batch_size_per_image=rpn_batch_size_per_image)
-    roi_heads = RoIHeads(
+    roi_heads = KeypointRoIHeads(
         MultiScaleRoIAlign(names, 7, sampling_ratio=sampling_ratio),
         TwoMLPHead(fpn_channels * 7 * 7, box_head_dim), FastRCNNPredictor(box_head_dim, num_classes),
         0.5, 0.5, box_batch_size_per_image, box_positive_fraction, None,
         box_score_thresh, box_nms_thresh, box_detections_per_img,
         **keypoint_branch(names, fpn_channels, num_keypoints, head_dim=keypoint_head_dim,
-                          num_convs=keypoint_head_convs, sampling_ratio=sampling_ratio))
+                          num_convs=keypoint_head_convs, sampling_ratio=sampling_ratio),
+        class_nms=class_nms)
     sizes_in = tuple(min_size) if isinstance(min_size, Sequence) else (int(min_size),)
     transform = RCNNTransform(sizes_in, max_size, list(image_mean), list(image_std))
     return KeypointRCNN(net, neck, rpn, roi_heads, transform, num_classes=num_classes, variant="fpn",

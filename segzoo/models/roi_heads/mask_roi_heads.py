@@ -9,6 +9,8 @@ Table 2):
   the ground-truth class inside the object's mask and background outside, cross-entropy averaged
   over the pixels; at inference the class's softmax probability is the mask.
 * ``class_agnostic_mask``: one mask per RoI whatever its class (the paper: 29.7 vs 30.3 AP).
+* inference: per-class NMS in a few grouped calls on a GPU
+  (:mod:`segzoo.models.roi_heads.postprocess`), same detections as torchvision's.
 * ``shared_box_trunk`` (the C4 variant): the box head's ResNet conv5 output also feeds the mask
   predictor (training: the positive RoIs' conv5 maps are reused, as detectron does).
 
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.ops import roi_align
+
+from segzoo.models.roi_heads.postprocess import GroupedNMSPostprocess, check_class_nms
 
 
 def project_masks(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, size: int, chunk: int = 32) -> Tensor:
@@ -94,7 +98,7 @@ def mask_probabilities(mask_logits: Tensor, labels: list[Tensor], *, kind: str =
     return list(picked.split([lab.shape[0] for lab in labels], 0))
 
 
-class MaskRCNNRoIHeads(RoIHeads):
+class MaskRCNNRoIHeads(GroupedNMSPostprocess, RoIHeads):
     """torchvision's RoIHeads (box branch unchanged) with the configurable mask branch above.
 
     Args:
@@ -105,6 +109,9 @@ class MaskRCNNRoIHeads(RoIHeads):
         class_agnostic_mask: the predictor outputs one mask channel.
         shared_box_trunk: C4: the mask predictor reads ``box_head.trunk`` (conv5) outputs.
         mask_chunk: gt masks converted to float at a time for the targets.
+        class_nms: per-class NMS at inference, ``"auto"`` (grouped on a GPU, torchvision's on the
+            CPU), ``"grouped"`` or ``"torchvision"``
+            (:class:`~segzoo.models.roi_heads.postprocess.GroupedNMSPostprocess`).
 
     ``forward(features, proposals, image_shapes, targets)`` returns ``(detections, losses)`` like
     torchvision's: in training ``([], {"loss_classifier", "loss_box_reg", "loss_mask"})``, in eval
@@ -113,9 +120,10 @@ class MaskRCNNRoIHeads(RoIHeads):
 
     def __init__(self, *args, mask_roi_pool: nn.Module, mask_head: nn.Module, mask_predictor: nn.Module,
                  mask_loss: str = "sigmoid", class_agnostic_mask: bool = False, shared_box_trunk: bool = False,
-                 mask_chunk: int = 32, **kwargs) -> None:
+                 mask_chunk: int = 32, class_nms: str = "auto", **kwargs) -> None:
         super().__init__(*args, mask_roi_pool=mask_roi_pool, mask_head=mask_head,
                          mask_predictor=mask_predictor, **kwargs)
+        self.class_nms = check_class_nms(class_nms)
         if mask_loss not in ("sigmoid", "softmax"):
             raise ValueError(f"mask_loss must be 'sigmoid' or 'softmax', got {mask_loss!r}")
         if mask_loss == "softmax" and class_agnostic_mask:
