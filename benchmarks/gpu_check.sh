@@ -19,21 +19,21 @@
 #               CUDA graphs) vs eager and torchvision's                             (T_DEPLOY_MASKRCNN s)
 #   deploy_semantic  segzoo bench, FCN / DeepLab v3 / U-Net peers: deploy (bf16,
 #               torch.compile with CUDA graphs) vs eager and the peers              (T_DEPLOY_SEMANTIC s)
-#   paste       benchmarks/mask_paste.py: torchvision's per-mask paste vs segzoo's
-#               batched one, alone and in Mask R-CNN at 800x1333                    (T_PASTE s)
+#   postprocess benchmarks/detector_postprocess.py: Mask R-CNN's mask paste and per-class
+#               NMS, torchvision's vs segzoo's, alone and in the detector at 800x1333 (T_POSTPROCESS s)
 # Wheels in .whl/ (pycocotools, segmentation-models-pytorch for Python 3.12) are installed into
 # /tmp/site first when those packages are missing; segzoo itself runs from this checkout.
 # Results go to $OUT if set (the device tool brings back what is there), else --out, else
 # benchmarks/results/gpu-<card>/: check.log, gpu_parity.{json,md}, gpu_camvid.{json,md},
 # gpu_train.{json,md}, bench-{fp32,bf16}.{json,md}, bench-deploy-{maskrcnn,semantic}.{json,md},
-# mask_paste.{json,md}.
+# detector_postprocess.{json,md}.
 # The exit status is 0 only when every step run succeeded.
 set -u -o pipefail
 
 DEVICE=cuda
 QUICK=0
 DEST=""
-ALL_STEPS=tests,parity,camvid,train,bench_fp32,bench_bf16,deploy_maskrcnn,deploy_semantic,paste
+ALL_STEPS=tests,parity,camvid,train,bench_fp32,bench_bf16,deploy_maskrcnn,deploy_semantic,postprocess
 STEPS=$ALL_STEPS
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -83,8 +83,8 @@ WORK=$(mktemp -d /tmp/segzoo-gpu-check.XXXXXX)
 if [ "$QUICK" = 1 ]; then
   T_TESTS=${T_TESTS:-120}; T_TRAIN=${T_TRAIN:-120}; T_BENCH_FP32=${T_BENCH_FP32:-120}; T_BENCH_BF16=${T_BENCH_BF16:-120}
   T_PARITY=${T_PARITY:-120}; T_CAMVID=${T_CAMVID:-110}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-120}
-  T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-120}; T_PASTE=${T_PASTE:-120}
-  PASTE_ARGS=(--quick)
+  T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-120}; T_POSTPROCESS=${T_POSTPROCESS:-120}
+  POSTPROCESS_ARGS=(--quick)
   TRAIN_ARGS=(--quick --dtypes fp32)  # bf16 autocast is exercised by the bench's dry run
   PARITY_ARGS=(--quick --models unet)
   CAMVID_ARGS=(--quick)
@@ -98,11 +98,11 @@ else
   # limits from the H200 run of 2026-11-27 (measured: tests ~265 s, 145 of them the 7 CLI
   # subprocesses of a cold machine, 35 of the rest a recompilation since avoided; parity 45; camvid
   # ~80 s of probe, start-up and scoring around its budget; train ~145; bench_fp32 54; deploy 32
-  # and 44; paste not run yet, ~20 s expected)
+  # and 44; postprocess not run yet, ~25 s expected)
   T_TESTS=${T_TESTS:-285}; T_TRAIN=${T_TRAIN:-150}; T_BENCH_FP32=${T_BENCH_FP32:-90}; T_BENCH_BF16=${T_BENCH_BF16:-70}
   T_PARITY=${T_PARITY:-60}; T_CAMVID=${T_CAMVID:-125}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-50}
-  T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-60}; T_PASTE=${T_PASTE:-30}
-  PASTE_ARGS=()
+  T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-60}; T_POSTPROCESS=${T_POSTPROCESS:-35}
+  POSTPROCESS_ARGS=()
   TRAIN_ARGS=()
   PARITY_ARGS=()
   CAMVID_ARGS=(--budget "${CAMVID_BUDGET:-35}")
@@ -186,9 +186,10 @@ for KIND in maskrcnn semantic; do
   cp "$WORK/bench-deploy-$KIND/bench.md" "$RES/bench-deploy-$KIND.md" 2>/dev/null
 done
 
-if wanted paste; then
-  step paste "$T_PASTE" "$PY" benchmarks/mask_paste.py --device "$DEVICE" --out "$WORK/paste" "${PASTE_ARGS[@]}"
-  cp "$WORK"/paste/mask_paste.json "$WORK"/paste/mask_paste.md "$RES"/ 2>/dev/null
+if wanted postprocess; then
+  step postprocess "$T_POSTPROCESS" "$PY" benchmarks/detector_postprocess.py --device "$DEVICE" \
+    --out "$WORK/postprocess" "${POSTPROCESS_ARGS[@]}"
+  cp "$WORK"/postprocess/detector_postprocess.json "$WORK"/postprocess/detector_postprocess.md "$RES"/ 2>/dev/null
 fi
 
 rm -rf "$WORK"

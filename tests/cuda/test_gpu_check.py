@@ -19,8 +19,8 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     files = sorted(p.name for p in out.iterdir())
     assert files == ["bench-bf16.json", "bench-bf16.md", "bench-deploy-maskrcnn.json", "bench-deploy-maskrcnn.md",
                      "bench-deploy-semantic.json", "bench-deploy-semantic.md", "bench-fp32.json", "bench-fp32.md",
-                     "check.log", "gpu_camvid.json", "gpu_camvid.md", "gpu_parity.json", "gpu_parity.md",
-                     "gpu_train.json", "gpu_train.md", "mask_paste.json", "mask_paste.md"]
+                     "check.log", "detector_postprocess.json", "detector_postprocess.md", "gpu_camvid.json",
+                     "gpu_camvid.md", "gpu_parity.json", "gpu_parity.md", "gpu_train.json", "gpu_train.md"]
     log = (out / "check.log").read_text()
     assert "=== tests: exit 0" in log and "no CUDA device" in log  # collected, skipped on the CPU
     assert "all steps passed" in log
@@ -55,11 +55,13 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     (pair,) = deploy["peers"]
     assert pair["size"] == [64, 64] and deploy["settings"]["deploy_dtype"] is None
     assert "maskrcnn/resnet50 [deploy]" in pair["run"]["deploy_detections"]
-    # mask pasting both ways, alone and in a (tiny) Mask R-CNN, with the same results
-    paste = json.loads((out / "mask_paste.json").read_text())
-    assert [r["case"].split(",")[0] for r in paste["rows"]] == ["paste 10 masks into 64x96", "Mask R-CNN R18-FPN"]
-    assert all(r["loop_ms"] > 0 and r["batched_ms"] > 0 and r["max_abs_diff"] <= 1e-5 for r in paste["rows"])
-    assert "aten::" in paste["rows"][1]["profile"] and "Profile of one run" in (out / "mask_paste.md").read_text()
+    # mask pasting and per-class NMS both ways, alone and in a (tiny) Mask R-CNN, with the same results
+    post = json.loads((out / "detector_postprocess.json").read_text())
+    assert [r["case"].split(" ")[0] for r in post["rows"]] == ["paste", "per-class", "Mask"]
+    assert all(r["ok"] and all(v["ms"] > 0 for v in r["variants"].values()) for r in post["rows"])
+    model = post["rows"][2]["variants"]
+    assert [v["host_syncs"] for v in model.values()] == sorted((v["host_syncs"] for v in model.values()), reverse=True)
+    assert "aten::" in post["rows"][2]["profile"] and "Profile of one run" in (out / "detector_postprocess.md").read_text()
 
 
 def test_gpu_check_steps_are_selectable(tmp_path):
