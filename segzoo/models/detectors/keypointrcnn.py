@@ -7,7 +7,8 @@ a one-hot m x m mask; 14x14 RoIAlign -> eight 3x3 512-d convs -> 2x deconv -> 2x
 upsampling -> K x 56 x 56 logits, trained with a softmax cross-entropy over the m^2 positions of
 each labelled keypoint (visibility > 0). Everything past the neck is torchvision's:
 ``RoIHeads`` with ``KeypointRCNNHeads`` + ``KeypointRCNNPredictor`` and torchvision's
-``keypointrcnn_loss`` / ``keypointrcnn_inference`` (heatmap argmax, as the paper).
+``keypointrcnn_loss``; inference is the paper's heatmap argmax, decoded as torchvision's
+``keypointrcnn_inference`` with fewer host syncs (:mod:`segzoo.models.roi_heads.keypoint_decode`).
 
 Keys and parameter counts equal torchvision's ``keypointrcnn_resnet50_fpn`` with ``backbone.body``
 as ``backbone`` and ``backbone.fpn`` as ``neck`` (see :func:`segzoo.models.convert.from_torchvision`,
@@ -19,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import torchvision
 from torch import Tensor, nn
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
@@ -30,6 +32,7 @@ from segzoo.models.detectors.builders import detector_backbone
 from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor_sizes
 from segzoo.models.detectors.transform import RCNNTransform
 from segzoo.models.necks.fpn import FPN
+from segzoo.models.roi_heads.keypoint_decode import keypoints_from_heatmaps
 from segzoo.models.roi_heads.postprocess import GroupedNMSPostprocess, check_class_nms
 from segzoo.registry import MODELS
 
@@ -82,8 +85,8 @@ class KeypointRCNN(MaskRCNN):
 
 class KeypointPredictor(KeypointRCNNPredictor):
     """torchvision's ``KeypointRCNNPredictor`` (deconv + 2x bilinear upsampling to K x 56 x 56)
-    whose (R, K, 56, 56) logits are returned contiguous: torchvision's ``keypointrcnn_loss`` and
-    ``keypointrcnn_inference`` call ``.view()`` on them, which fails on the channels_last layout
+    whose (R, K, 56, 56) logits are returned contiguous: torchvision's ``keypointrcnn_loss`` (and
+    ``keypointrcnn_inference`` when traced) call ``.view()`` on them, which fails on the channels_last layout
     of a model converted with ``.to(memory_format=torch.channels_last)``. Same parameters."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -91,12 +94,27 @@ class KeypointPredictor(KeypointRCNNPredictor):
 
 
 class KeypointRoIHeads(GroupedNMSPostprocess, RoIHeads):
-    """torchvision's ``RoIHeads`` with a keypoint branch, its per-class NMS grouped on a GPU
-    (:class:`~segzoo.models.roi_heads.postprocess.GroupedNMSPostprocess`; ``class_nms``)."""
+    """torchvision's ``RoIHeads`` with a keypoint branch; at inference its per-class NMS grouped
+    on a GPU (:class:`~segzoo.models.roi_heads.postprocess.GroupedNMSPostprocess`; ``class_nms``)
+    and its keypoints decoded with one host sync per image
+    (:func:`~segzoo.models.roi_heads.keypoint_decode.keypoints_from_heatmaps`, equal to
+    torchvision's ``keypointrcnn_inference``). Training and tracing: torchvision's ``forward``."""
 
     def __init__(self, *args, class_nms: str = "auto", **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.class_nms = check_class_nms(class_nms)
+
+    def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
+                targets: list[dict[str, Tensor]] | None = None) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:
+        if self.training or torchvision._is_tracing():
+            return super().forward(features, proposals, image_shapes, targets)
+        x = self.box_head(self.box_roi_pool(features, proposals, image_shapes))
+        class_logits, box_regression = self.box_predictor(x)
+        boxes, scores, labels = self.postprocess_detections(class_logits, box_regression, proposals, image_shapes)
+        x = self.keypoint_predictor(self.keypoint_head(self.keypoint_roi_pool(features, boxes, image_shapes)))
+        keypoints, keypoint_scores = keypoints_from_heatmaps(x, boxes)
+        return [{"boxes": b, "labels": lab, "scores": s, "keypoints": kp, "keypoints_scores": ks}
+                for b, lab, s, kp, ks in zip(boxes, labels, scores, keypoints, keypoint_scores)], {}
 
 
 def keypoint_branch(names: Sequence[str], in_channels: int, num_keypoints: int, *, head_dim: int = 512,

@@ -5,7 +5,8 @@
 branch and configurable mask branch) plus torchvision's keypoint branch on the same sampled RoIs:
 the positive RoIs of the box sampling feed both the mask and the keypoint heads, whose losses are
 torchvision's ``keypointrcnn_loss`` (softmax over the 56 x 56 positions of each labelled keypoint)
-and inference ``keypointrcnn_inference`` (heatmap argmax). Build the keypoint modules with
+and inference the heatmap argmax (torchvision's ``keypointrcnn_inference``, here with one host
+sync per image: :mod:`segzoo.models.roi_heads.keypoint_decode`). Build the keypoint modules with
 :func:`segzoo.models.detectors.keypointrcnn.keypoint_branch` and pass them as keywords.
 """
 
@@ -13,8 +14,9 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torchvision.models.detection.roi_heads import keypointrcnn_inference, keypointrcnn_loss
+from torchvision.models.detection.roi_heads import keypointrcnn_loss
 
+from segzoo.models.roi_heads.keypoint_decode import keypoints_from_heatmaps
 from segzoo.models.roi_heads.mask_roi_heads import MaskRCNNRoIHeads
 
 
@@ -59,7 +61,7 @@ class MaskKeypointRoIHeads(MaskRCNNRoIHeads):
                                                         [m[i] for m, i in zip(matched, pos)])
             return result, losses
         boxes = [r["boxes"] for r in result]
-        keypoints, scores = keypointrcnn_inference(self._keypoint_logits(features, boxes, image_shapes), boxes)
+        keypoints, scores = keypoints_from_heatmaps(self._keypoint_logits(features, boxes, image_shapes), boxes)
         for r, kp, sc in zip(result, keypoints, scores):
             r["keypoints"], r["keypoints_scores"] = kp, sc
         return result, losses
