@@ -2,6 +2,7 @@
 
     python benchmarks/detector_ops.py --device cpu --out benchmarks/results/detector-ops   # ~30 s
     python benchmarks/detector_ops.py --device cuda --out $OUT                             # GPU check
+    python benchmarks/detector_ops.py --device cpu --arch keypointrcnn                     # -> .../keypointrcnn/
     python benchmarks/detector_ops.py --device cpu --quick --out /tmp/x                    # dry run
 
 At batch 1 on a GPU a detector's time goes to launching kernels and to waiting on host syncs
@@ -11,7 +12,8 @@ paste and per-class NMS (``transform.mask_paste="loop"``, ``roi_heads.class_nms=
 with the batched paste, with the batched paste and grouped NMS (what ``"auto"`` picks on a GPU:
 :mod:`segzoo.models.roi_heads.postprocess`), and torchvision's ``maskrcnn_resnet50_fpn``; random weights, ``box_score_thresh=0`` (as ``segzoo bench`` times them:
 every class of every proposal is a candidate, and 100 detections reach the mask head), 91 classes,
-one 800x1333 image.
+one 800x1333 image. ``--arch keypointrcnn``: segzoo's Keypoint R-CNN R50-FPN (2 classes, 17
+keypoints) with torchvision's and the grouped NMS, and torchvision's ``keypointrcnn_resnet50_fpn``.
 
 Device matters in one place: torchvision's ``batched_nms`` runs one NMS over all boxes (classes
 kept apart by coordinate offsets) up to 4,000 coordinates on the CPU and 20,000 on a GPU, and one
@@ -38,11 +40,25 @@ from segzoo.bench.hostsync import count_detector, totals  # noqa: E402
 from segzoo.bench.machine import machine_info  # noqa: E402
 
 
-def variants(quick: bool, size: tuple[int, int]) -> dict:
+def variants(arch: str, quick: bool, size: tuple[int, int]) -> dict:
     """name -> (builder, mask_paste, class_nms) (None for torchvision's model)."""
-    kw = {"backbone": "resnet18", "num_classes": 4, "fpn_channels": 32, "box_head_dim": 64,
-          "mask_head_dim": 16} if quick else {"num_classes": 91}
     common = {"min_size": size[0], "max_size": size[1], "box_score_thresh": 0.0}
+    small = {"backbone": "resnet18", "fpn_channels": 32, "box_head_dim": 64} if quick else {}
+    if arch == "keypointrcnn":
+        kw = {"num_classes": 2, "num_keypoints": 17, **small,
+              **({"keypoint_head_dim": 16, "keypoint_head_convs": 2} if quick else {})}
+
+        def ours():
+            return segzoo.build_model("keypointrcnn", **kw, **common)
+
+        def theirs():
+            return torchvision.models.detection.keypointrcnn_resnet50_fpn(
+                weights=None, weights_backbone=None, num_classes=2, num_keypoints=17, **common)
+
+        return {"segzoo, torchvision's NMS": (ours, None, "torchvision"),
+                "segzoo, grouped NMS (GPU default)": (ours, None, "grouped"),
+                "torchvision keypointrcnn_resnet50_fpn": (theirs, None, None)}
+    kw = {"num_classes": 4, "mask_head_dim": 16, **small} if quick else {"num_classes": 91}
 
     def ours():
         return segzoo.build_model("maskrcnn", **kw, **common)
@@ -57,14 +73,16 @@ def variants(quick: bool, size: tuple[int, int]) -> dict:
             "torchvision maskrcnn_resnet50_fpn": (theirs, None, None)}
 
 
-def run(device: torch.device, size: tuple[int, int], quick: bool) -> list[dict]:
+def run(arch: str, device: torch.device, size: tuple[int, int], quick: bool) -> list[dict]:
     rows = []
     image = [torch.rand(3, *size, generator=torch.Generator().manual_seed(0)).to(device)]
-    for name, (build, paste, class_nms) in variants(quick, size).items():
+    for name, (build, paste, class_nms) in variants(arch, quick, size).items():
         torch.manual_seed(0)
         model = build().to(device).eval()
         if paste is not None:
-            model.transform.mask_paste, model.roi_heads.class_nms = paste, class_nms
+            model.transform.mask_paste = paste
+        if class_nms is not None:
+            model.roi_heads.class_nms = class_nms
         with torch.inference_mode():
             detections = len(model(image)[0]["boxes"])  # a first call: the poolers set their scales
         counts = count_detector(model, image)
@@ -79,7 +97,8 @@ def run(device: torch.device, size: tuple[int, int], quick: bool) -> list[dict]:
 def markdown(res: dict) -> str:
     m, rows = res["machine"], res["rows"]
     where = m.get("gpu") or m.get("cpu")
-    lines = ["# Mask R-CNN: operators and host syncs of one detection, by phase", "",
+    title = {"maskrcnn": "Mask R-CNN", "keypointrcnn": "Keypoint R-CNN"}[res.get("arch", "maskrcnn")]
+    lines = [f"# {title}: operators and host syncs of one detection, by phase", "",
              f"* Machine: {where}; device {res['device']}; torch {m['torch']}, torchvision {m['torchvision']}; "
              f"{m['date']}; segzoo {m.get('segzoo_commit')}.",
              f"* Command: `{res['command']}`",
@@ -106,6 +125,7 @@ def markdown(res: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--arch", choices=["maskrcnn", "keypointrcnn"], default="maskrcnn")
     p.add_argument("--size", type=int, nargs=2, default=[800, 1333], metavar=("H", "W"))
     p.add_argument("--quick", action="store_true", help="tiny ResNet-18 models at 64x96 (a dry run)")
     p.add_argument("--out", default="benchmarks/results/detector-ops")
@@ -114,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     size = (64, 96) if args.quick else (args.size[0], args.size[1])
     torch.set_flush_denormal(True)
     res = {"machine": machine_info(args.device), "device": str(device), "size": list(size),
-           "command": "python " + " ".join(sys.argv), "rows": run(device, size, args.quick)}
-    out = Path(args.out)
+           "command": "python " + " ".join(sys.argv), "arch": args.arch, "rows": run(args.arch, device, size, args.quick)}
+    out = Path(args.out) / args.arch if args.arch != "maskrcnn" else Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "detector_ops.json").write_text(json.dumps(res, indent=2) + "\n")
     md = markdown(res)

@@ -107,3 +107,10 @@ def test_detector_ops_script_dry_run_writes_its_tables(tmp_path):
     assert loop["host_syncs"] > 10 * batched["host_syncs"] and grouped["host_syncs"] < batched["host_syncs"]
     assert loop["phases"]["transform.postprocess"]["host_syncs"] > 1000
     assert "| transform.postprocess |" in (tmp_path / "detector_ops.md").read_text()
+    # Keypoint R-CNN: the heatmap decoding reads the RoI sizes back once, torchvision's twice per RoI
+    assert detector_ops.main(["--device", "cpu", "--quick", "--arch", "keypointrcnn", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "keypointrcnn" / "detector_ops.json").read_text())["rows"]
+    ours, theirs = rows[1], rows[2]
+    assert theirs["model"] == "torchvision keypointrcnn_resnet50_fpn" and min(ours["detections"], theirs["detections"]) > 20
+    assert ours["phases"]["roi_heads"]["host_syncs"] == 1
+    assert theirs["phases"]["roi_heads"]["host_syncs"] == 2 * theirs["detections"]
