@@ -8,7 +8,7 @@
 # Steps, each under its own time limit (a stuck step cannot eat the others' time); --steps picks
 # some of them (comma-separated, default all), so that the check can be split over two calls of a
 # device with a per-call limit:
-#   tests       pytest -m cuda tests/cuda/test_cuda_cli.py tests/cuda/test_cuda.py   (T_TESTS s)
+#   tests       pytest -m cuda tests/cuda/test_cuda_{cli,postprocess}.py tests/cuda/test_cuda.py (T_TESTS s)
 #   parity      benchmarks/gpu_parity.py: bf16 vs fp32 loss curves, 50 steps        (T_PARITY s)
 #   camvid      benchmarks/gpu_camvid.py: CamVid 480x360, time-budgeted, scored     (T_CAMVID s)
 #               (needs the pack in .gpu_data/: benchmarks/pack_camvid.py)
@@ -146,7 +146,8 @@ EOF
 } 2>&1 | tee -a "$LOG"
 
 # the end-to-end commands first, torch.compile (the slowest) last in test_cuda.py
-PYTEST_ARGS=(-m cuda -v -rA -p no:cacheprovider --durations 15 tests/cuda/test_cuda_cli.py tests/cuda/test_cuda.py)
+PYTEST_ARGS=(-m cuda -v -rA -p no:cacheprovider --durations 15 tests/cuda/test_cuda_cli.py tests/cuda/test_cuda_postprocess.py
+             tests/cuda/test_cuda.py)
 if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST_ARGS+=(--timeout 120); fi
 wanted tests && step tests "$T_TESTS" "$PY" -m pytest "${PYTEST_ARGS[@]}"
 
