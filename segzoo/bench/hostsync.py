@@ -14,8 +14,8 @@ the code, not of the machine, so they can be counted on the CPU, where a GPU is 
   ``nonzero`` and what calls it (``torch.where(cond)``, indexing or assigning with a boolean
   mask), ``masked_select``, ``unique``, ``repeat_interleave`` without ``output_size``,
   ``bincount``, ``equal``, torchvision's ``nms`` (its CUDA kernel reads the suppression mask back),
-  device-to-host copies, and ``Tensor.tolist()``/``.numpy()`` (which do not dispatch an operator on
-  the CPU, so they are counted by wrapping them).
+  device-to-host copies, and ``Tensor.tolist()``/``.numpy()`` (wrapped and counted once each: on
+  the CPU they dispatch no operator, on a GPU the copy they dispatch is not counted again).
 
 :class:`OpCounter` attributes each operator to the innermost *phase* running: modules named in
 ``phases`` (forward hooks) and methods wrapped by :meth:`OpCounter.phase_method`.
@@ -37,7 +37,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 #: operators that read device data back to the host on CUDA, by ``OpOverloadPacket`` name
 SYNC_OPS = frozenset({
-    "aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::nonzero_numpy", "aten::argwhere", "aten::nonzero", "aten::nonzero_static", "aten::masked_select",
+    "aten::_local_scalar_dense", "aten::item", "aten::is_nonzero", "aten::nonzero", "aten::nonzero_numpy",
+    "aten::nonzero_static", "aten::argwhere", "aten::masked_select",
     "aten::unique", "aten::_unique", "aten::_unique2", "aten::unique_dim", "aten::unique_consecutive",
     "aten::bincount", "aten::equal", "torchvision::nms",
 })
@@ -93,6 +94,7 @@ class OpCounter(TorchDispatchMode):
         super().__init__()
         self.stack = [root]
         self.counts: dict[str, PhaseCounts] = {}
+        self._in_readback = False
         self._handles = []
         self._patched: list[tuple[object, str, Callable]] = []
         for name, module in (phases or {}).items():
@@ -126,7 +128,7 @@ class OpCounter(TorchDispatchMode):
         if not func.is_view:
             phase = self._phase()
             phase.operators += 1
-            if _is_sync(name, func, args, kwargs):
+            if not self._in_readback and _is_sync(name, func, args, kwargs):
                 phase.syncs[name.split("::")[-1]] += 1
         return func(*args, **kwargs)
 
@@ -135,9 +137,12 @@ class OpCounter(TorchDispatchMode):
             original = getattr(Tensor, method)
 
             def counted(t, *a, _orig=original, _name=method, **k):
-                if t.device.type == "cpu":
-                    self._phase().syncs[_name] += 1
-                return _orig(t, *a, **k)
+                self._phase().syncs[_name] += 1  # one sync, whatever copy it dispatches on a GPU
+                self._in_readback = True
+                try:
+                    return _orig(t, *a, **k)
+                finally:
+                    self._in_readback = False
 
             setattr(Tensor, method, counted)
             self._patched.append((Tensor, method, original))
