@@ -95,11 +95,9 @@ class OpCounter(TorchDispatchMode):
         self.stack = [root]
         self.counts: dict[str, PhaseCounts] = {}
         self._in_readback = False
+        self.phases = dict(phases or {})
         self._handles = []
         self._patched: list[tuple[object, str, Callable]] = []
-        for name, module in (phases or {}).items():
-            self._handles.append(module.register_forward_pre_hook(lambda m, a, n=name: self.stack.append(n)))
-            self._handles.append(module.register_forward_hook(lambda m, a, o: self._pop()))
 
     def _pop(self) -> None:
         self.stack.pop()  # returns None: a forward hook's return value would replace the output
@@ -133,6 +131,9 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **kwargs)
 
     def __enter__(self):
+        for name, module in self.phases.items():  # hooked only while counting
+            self._handles.append(module.register_forward_pre_hook(lambda m, a, n=name: self.stack.append(n)))
+            self._handles.append(module.register_forward_hook(lambda m, a, o: self._pop()))
         for method in ("tolist", "numpy"):  # no operator dispatched for a CPU tensor's read-back
             original = getattr(Tensor, method)
 
