@@ -107,9 +107,12 @@ def model_case(size: tuple[int, int], device: torch.device, warmup: int, repeats
     model = segzoo.build_model("maskrcnn", **{"num_classes": 91, **kw}, box_score_thresh=0.0).eval().to(device)
     image = [torch.rand(3, *size, device=device)]
 
+    def set_modes(paste: str, class_nms: str) -> None:
+        model.transform.mask_paste, model.roi_heads.class_nms = paste, class_nms
+
     def run(paste: str, class_nms: str):
         def fn():
-            model.transform.mask_paste, model.roi_heads.class_nms = paste, class_nms
+            set_modes(paste, class_nms)
             with torch.inference_mode():
                 return model(image)
         return fn
@@ -121,8 +124,8 @@ def model_case(size: tuple[int, int], device: torch.device, warmup: int, repeats
                      for o in outs.values())
     diff = max((o["masks"] - ref["masks"]).abs().max().item() for o in outs.values())
     variants = {}
-    for name in MODEL_VARIANTS:
-        fns[name]()  # set the modes
+    for name, modes in MODEL_VARIANTS.items():
+        set_modes(*modes)
         counts = totals(count_detector(model, image))
         variants[name] = {"operators": counts.operators, "host_syncs": counts.total_syncs}
     for name, ms in median_ms(fns, warmup, repeats, device).items():
