@@ -10,15 +10,15 @@ At batch 1 on a GPU a detector's time goes to launching kernels and to waiting o
 same on a busy CPU as on an idle one. Models: segzoo's Mask R-CNN R50-FPN with torchvision's mask
 paste and per-class NMS (``transform.mask_paste="loop"``, ``roi_heads.class_nms="torchvision"``),
 with the batched paste, with the batched paste and grouped NMS (what ``"auto"`` picks on a GPU:
-:mod:`segzoo.models.roi_heads.postprocess`), and torchvision's ``maskrcnn_resnet50_fpn``; random weights, ``box_score_thresh=0`` (as ``segzoo bench`` times them:
-every class of every proposal is a candidate, and 100 detections reach the mask head), 91 classes,
-one 800x1333 image. ``--arch keypointrcnn``: segzoo's Keypoint R-CNN R50-FPN (2 classes, 17
+:mod:`segzoo.models.roi_heads.postprocess`), and torchvision's ``maskrcnn_resnet50_fpn``; random
+weights, ``box_score_thresh=0`` (as ``segzoo bench`` times them: every class of every proposal is
+a candidate, and 100 detections reach the mask head), 91 classes, one 800x1333 image. ``--arch keypointrcnn``: segzoo's Keypoint R-CNN R50-FPN (2 classes, 17
 keypoints) with torchvision's and the grouped NMS, and torchvision's ``keypointrcnn_resnet50_fpn``.
 
 Device matters in one place: torchvision's ``batched_nms`` runs one NMS over all boxes (classes
-kept apart by coordinate offsets) up to 4,000 coordinates on the CPU and 20,000 on a GPU, and one
-NMS per class above; so the CPU counts have more NMS calls than a GPU would (the GPU check reruns
-this script on the GPU).
+kept apart by coordinate offsets) up to 4,000 coordinates on the CPU and 100,000 on a GPU
+(torchvision 0.29), and one NMS per class above; so the CPU counts can have more NMS calls than a
+GPU would (the GPU check counts again on the GPU, in ``benchmarks/detector_postprocess.py``).
 
 Writes ``detector_ops.json`` and ``detector_ops.md`` into ``--out``; prints the table.
 """

@@ -7,8 +7,8 @@ computes the same thing for all masks with a few tensor operations and no host r
 mask padded by one pixel, its box enlarged to match and truncated to whole pixels (torchvision's
 ``expand_masks``/``expand_boxes``), bilinear resizing to the box size (``align_corners=False``,
 the index and weight formulas of PyTorch's ``upsample_bilinear2d``), written at the box's place in
-a zero image. Results agree with torchvision's to float rounding (1e-6; the order of a
-multiply-add may differ), checked in ``tests/models/test_paste.py``.
+a zero image. Results agree with torchvision's to float rounding (within 1e-5; the order of a
+multiply-add may differ), checked in ``tests/models/test_mask_paste.py``.
 
 On the GPU this replaces torchvision's loop (:class:`~segzoo.models.detectors.transform.RCNNTransform`,
 ``mask_paste="auto"``); on the CPU, where a whole-image pass per mask costs more than the loop's

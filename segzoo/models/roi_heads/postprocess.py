@@ -57,8 +57,8 @@ def grouped_batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_thresho
         iou_threshold: boxes overlapping a higher-scoring box of their class with IoU above this
             are dropped.
         max_group_boxes: at most this many boxes per NMS call, unless one class has more (a GPU
-            NMS call costs a (n, n / 64) bit mask read back to the host: 3 MB at the default 5,000,
-            the size below which torchvision's ``batched_nms`` used one call on a GPU up to 0.20).
+            NMS call costs a (n, n / 64) 64-bit-word mask read back to the host: 3 MB at the
+            default 5,000; the GPU check's ``postprocess`` step times 2,500 to 25,000).
 
     Returns:
         (K,) int64 indices of the kept boxes, by decreasing score (equal scores in any order, as
