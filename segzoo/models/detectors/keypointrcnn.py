@@ -33,7 +33,7 @@ from segzoo.models.detectors.maskrcnn import MaskRCNN, build_rpn, default_anchor
 from segzoo.models.detectors.transform import RCNNTransform
 from segzoo.models.necks.fpn import FPN
 from segzoo.models.roi_heads.keypoint_decode import keypoints_from_heatmaps
-from segzoo.models.roi_heads.postprocess import GroupedNMSPostprocess, check_class_nms
+from segzoo.models.roi_heads.postprocess import GroupedNMSPostprocess
 from segzoo.registry import MODELS
 
 PAPER = "He et al., Mask R-CNN, ICCV 2017 (sec. 5, human pose estimation)"
@@ -99,10 +99,6 @@ class KeypointRoIHeads(GroupedNMSPostprocess, RoIHeads):
     and its keypoints decoded with one host sync per image
     (:func:`~segzoo.models.roi_heads.keypoint_decode.keypoints_from_heatmaps`, equal to
     torchvision's ``keypointrcnn_inference``). Training and tracing: torchvision's ``forward``."""
-
-    def __init__(self, *args, class_nms: str = "auto", **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.class_nms = check_class_nms(class_nms)
 
     def forward(self, features: dict[str, Tensor], proposals: list[Tensor], image_shapes: list[tuple[int, int]],
                 targets: list[dict[str, Tensor]] | None = None) -> tuple[list[dict[str, Tensor]], dict[str, Tensor]]:

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import RoIHeads, fastrcnn_loss
 from torchvision.ops import roi_align
 
-from segzoo.models.roi_heads.postprocess import GroupedNMSPostprocess, check_class_nms
+from segzoo.models.roi_heads.postprocess import GroupedNMSPostprocess
 
 
 def project_masks(gt_masks: Tensor, boxes: Tensor, matched_idxs: Tensor, size: int, chunk: int = 32) -> Tensor:
@@ -120,10 +120,9 @@ class MaskRCNNRoIHeads(GroupedNMSPostprocess, RoIHeads):
 
     def __init__(self, *args, mask_roi_pool: nn.Module, mask_head: nn.Module, mask_predictor: nn.Module,
                  mask_loss: str = "sigmoid", class_agnostic_mask: bool = False, shared_box_trunk: bool = False,
-                 mask_chunk: int = 32, class_nms: str = "auto", **kwargs) -> None:
+                 mask_chunk: int = 32, **kwargs) -> None:
         super().__init__(*args, mask_roi_pool=mask_roi_pool, mask_head=mask_head,
                          mask_predictor=mask_predictor, **kwargs)
-        self.class_nms = check_class_nms(class_nms)
         if mask_loss not in ("sigmoid", "softmax"):
             raise ValueError(f"mask_loss must be 'sigmoid' or 'softmax', got {mask_loss!r}")
         if mask_loss == "softmax" and class_agnostic_mask:

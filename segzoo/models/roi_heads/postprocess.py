@@ -97,10 +97,16 @@ class GroupedNMSPostprocess:
     else torchvision's own method. Otherwise the same steps as torchvision's: boxes decoded and
     clipped to the image, softmax scores, background dropped, candidates above ``score_thresh``,
     boxes under 0.01 px dropped, per-class NMS at ``nms_thresh``, the ``detections_per_img``
-    highest scores kept. Returns per image (boxes (K, 4), scores (K,), labels (K,) int64)."""
+    highest scores kept. Returns per image (boxes (K, 4), scores (K,), labels (K,) int64).
 
-    class_nms: str = "auto"
+    ``__init__(*args, class_nms="auto", **kwargs)``: the other arguments go to the next class
+    (torchvision's ``RoIHeads``); raises ValueError for a ``class_nms`` not in :data:`CLASS_NMS_MODES`."""
+
     nms_group_boxes: int = 5000
+
+    def __init__(self, *args, class_nms: str = "auto", **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.class_nms = check_class_nms(class_nms)
 
     def _grouped_nms(self, device: torch.device) -> bool:
         check_class_nms(self.class_nms)
