@@ -8,7 +8,7 @@ from torchvision.ops import batched_nms
 from torchvision.ops.boxes import _batched_nms_vanilla
 
 import segzoo
-from segzoo.bench.hostsync import count_detector
+from segzoo.bench.hostsync import OpCounter, count_detector
 from segzoo.models.roi_heads.postprocess import grouped_batched_nms
 
 
@@ -52,8 +52,6 @@ def test_grouped_nms_handles_no_boxes_and_rejects_bad_shapes():
 
 def test_grouped_nms_calls_nms_once_per_group():
     boxes, scores, labels = candidates(3000, 90)
-    from segzoo.bench.hostsync import OpCounter
-
     counters = {}
     for name, fn in {"grouped": lambda: grouped_batched_nms(boxes, scores, labels, 0.5, max_group_boxes=1000),
                      "vanilla": lambda: _batched_nms_vanilla(boxes, scores, labels, 0.5)}.items():
