@@ -10,8 +10,9 @@ twice per RoI) and writes each RoI's results with a dozen small operators: about
 host syncs per detection, 2,108 operators and 200 syncs for 100 detections
 (``benchmarks/detector_ops.py``). :func:`heatmaps_to_keypoints` reads all sizes in one go and does
 per RoI only what needs its size (the resize, the argmax, reading the score), the rest once for
-all RoIs. Same operators on the same values, so the same results bit for bit
-(``tests/models/test_keypoint_decode.py``). Under the ONNX tracer torchvision's traceable loop runs.
+all RoIs. Same operators on the same values, rounded the same way on the CPU and on CUDA, so the
+same results bit for bit (``tests/models/test_keypoint_decode.py``; on a GPU
+``tests/cuda/test_cuda_postprocess.py``). Under the ONNX tracer torchvision's traceable loop runs.
 """
 
 from __future__ import annotations
@@ -62,12 +63,19 @@ def heatmaps_to_keypoints(maps: Tensor, rois: Tensor) -> tuple[Tensor, Tensor]:
     row_width = widths_ceil.to(torch.int64)[:, None]
     x_int = pos % row_width
     y_int = torch.div(pos - x_int, row_width, rounding_mode="floor")
-    # torchvision: widths[i] / int(ceil(widths[i])), the same float32 division
-    keypoints[..., 0] = (x_int.float() + 0.5) * (widths / widths_ceil)[:, None] + rois[:, 0, None]
-    keypoints[..., 1] = (y_int.float() + 0.5) * (heights / heights_ceil)[:, None] + rois[:, 1, None]
+    keypoints[..., 0] = (x_int.float() + 0.5) * _correction(widths, widths_ceil)[:, None] + rois[:, 0, None]
+    keypoints[..., 1] = (y_int.float() + 0.5) * _correction(heights, heights_ceil)[:, None] + rois[:, 1, None]
     keypoints[..., 2] = 1
     scores[:] = torch.stack(values)
     return keypoints, scores
+
+
+def _correction(sizes: Tensor, sizes_ceil: Tensor) -> Tensor:
+    """torchvision's ``widths[i] / int(ceil(widths[i]))`` for all RoIs, rounded as torchvision's is:
+    a float32 tensor divided by a Python int is ``a / b`` on the CPU but ``a * (1 / b)`` on CUDA
+    (PyTorch's ``div_true_kernel_cuda`` multiplies by the reciprocal of a CPU scalar), which can
+    differ from the quotient in the last bit."""
+    return sizes * sizes_ceil.reciprocal() if sizes.is_cuda else sizes / sizes_ceil
 
 
 def keypoints_from_heatmaps(maps: Tensor, boxes: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
