@@ -13,7 +13,9 @@ Both runs are ``segzoo train`` of ``--config`` (default: DeepLab v3+ MobileNetV2
 CamVid model, with the camvid-cpu recipe at full resolution, bf16, channels_last) on the CamVid
 pack that ``benchmarks/pack_camvid.py`` writes (JPEG images; the shared data folder does not
 travel to a GPU machine), with ``SEGZOO_DATA`` pointed at ``--data``. Writes ``gpu_camvid.json``
-and ``gpu_camvid.md`` into ``--out``; the exit status is that of the first run that fails.
+and ``gpu_camvid.md`` into ``--out``, also when the real run stops early (SIGINT, as at the GPU
+check's step limit: its training figures up to the last logged window, no evaluation); the exit
+status is that of the first run that fails.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -36,11 +39,19 @@ QUICK = ["data.train.transforms=[{name: resize, size: [48, 64]}]", "data.val.tra
 
 
 def train(config: str, work_dir: Path, overrides: list[str], env: dict) -> tuple[int, float]:
-    """``segzoo train`` in a child process; (exit status, wall seconds)."""
+    """``segzoo train`` in a child process; (exit status, wall seconds). SIGINT is ignored here
+    while the child runs: the child, in the same process group (Ctrl-C, or gpu_check.sh's step
+    limit), gets it too, stops at the end of its iteration and saves, and this script then writes
+    what was measured."""
     cmd = [sys.executable, "-m", "segzoo", "train", config, "--work-dir", str(work_dir), "--set", *overrides]
     print("$ " + " ".join(cmd), flush=True)
     t0 = time.perf_counter()
-    rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    with subprocess.Popen(cmd, cwd=ROOT, env=env) as proc:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            rc = proc.wait()
+        finally:
+            signal.signal(signal.SIGINT, previous)
     return rc, time.perf_counter() - t0
 
 
@@ -63,7 +74,9 @@ def markdown(res: dict) -> str:
              f"* Machine: {where}; torch {m['torch']}; {m['date']}; segzoo {m.get('segzoo_commit')}.",
              f"* Command: `{res['command']}`; config `{res['config']}`.",
              f"* Budget {res['budget_s']:.0f} s of training: probe {res['probe_iters']} iterations at "
-             f"{res['probe_s_per_iter']:.3f} s/iteration -> {res['max_iters']} iterations.", "",
+             f"{res['probe_s_per_iter']:.3f} s/iteration -> {res['max_iters']} iterations.",
+             *([f"* **Stopped** (exit {res['stopped']['exit']}) after iteration {res['stopped']['iteration']}: "
+                "training figures up to there, no evaluation."] if res.get("stopped") else []), "",
              "| iterations | run wall s (start, training, evaluation) | s / iteration | img/s | data s / iteration | peak GPU MiB | val mIoU | "
              "pixel acc | boundary mIoU |", "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
              f"| {res['max_iters']} | {res['train_wall_s']:.0f} | {res.get('s_per_iter', float('nan')):.3f} | "
@@ -123,21 +136,24 @@ def main(argv: list[str] | None = None) -> int:
         res["max_iters"] = max(args.probe_iters, int(args.budget / res["probe_s_per_iter"]))
         rc, wall = train(args.config, work / "run", base + [f"train.max_iters={res['max_iters']}"], env)
         res["train_wall_s"] = wall  # includes start-up and the final evaluation
+        rows = train_rows(work / "run") if (work / "run" / "metrics.jsonl").is_file() else []
         if rc != 0:
             print(f"gpu_camvid: the run failed (exit {rc})", file=sys.stderr)
-            return rc
-        rows = train_rows(work / "run")
+            if not rows:
+                return rc
+            res["stopped"] = {"exit": rc, "iteration": rows[-1]["iter"]}  # what it measured until then
         res["s_per_iter"] = seconds_per_iter(rows)
         res["img_per_s"] = statistics.median(r["img_per_s"] for r in rows[1:] or rows)
         res["data_s_per_iter"] = statistics.median(r["data_time"] for r in rows[1:] or rows)
         peaks = [r["mem_mb"] for r in rows if "mem_mb" in r]  # CUDA peak per logged window
         res["peak_mib"] = round(max(peaks)) if peaks else None
         res["losses"] = [[r["iter"], r["loss"]] for r in rows]
-        res["val"] = json.loads((work / "run" / "metrics.json").read_text())
+        if rc == 0:
+            res["val"] = json.loads((work / "run" / "metrics.json").read_text())
         (out / "gpu_camvid.json").write_text(json.dumps(res, indent=1))
         (out / "gpu_camvid.md").write_text(markdown(res))
         print(markdown(res))
-        return 0
+        return rc
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -5,6 +5,8 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
+from pathlib import Path
 
 from conftest import REPO
 
@@ -77,3 +79,18 @@ def test_gpu_check_steps_are_selectable(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["check.log", "gpu_parity.json", "gpu_parity.md"]
     assert "=== tests" not in (out / "check.log").read_text()
+
+
+def test_gpu_check_packs_results_for_the_device_tool(tmp_path):
+    # the device tool brings back at most 8 files from $OUT: the log and one archive
+    env = {k: v for k, v in os.environ.items() if k != "SEGZOO_CUDA_TESTS_ON_CPU"}
+    env.update(PYTHON=sys.executable, OUT=str(tmp_path / "out"), T_PARITY="1")
+    proc = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--device", "cpu", "--quick",
+                           "--steps", "parity,postprocess"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-2000:]  # parity stopped at 1 s
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["check.log", "results.tar"]
+    with tarfile.open(tmp_path / "out" / "results.tar") as tar:
+        names = sorted(Path(n).name for n in tar.getnames() if n != ".")
+    assert names == ["detector_postprocess.json", "detector_postprocess.md"]
+    log = (tmp_path / "out" / "check.log").read_text()
+    assert "=== parity: exit 124" in log and "FAILED steps: parity(exit 124)" in log
