@@ -10,7 +10,7 @@ from torchvision.ops.boxes import _batched_nms_vanilla
 
 import segzoo
 from segzoo.bench.hostsync import OpCounter, count_detector
-from segzoo.models.roi_heads.postprocess import grouped_batched_nms
+from segzoo.models.roi_heads.postprocess import grouped_batched_nms, offset_dtype
 
 
 def candidates(n: int, num_classes: int, seed: int = 0, size: float = 800.0):
@@ -50,6 +50,11 @@ def test_grouped_nms_with_many_classes_per_call_keeps_what_torchvision_keeps(gro
     out = grouped_batched_nms(boxes, scores, labels, 0.5, max_group_boxes=group)
     assert assert_same_up_to_rounding(out, ref, boxes, scores, labels, 0.5) <= 2
     assert len(ref) < 0.9 * len(boxes)
+
+
+def test_offsets_are_float64_except_on_mps():
+    assert offset_dtype(torch.device("cpu")) == offset_dtype(torch.device("cuda", 0)) == torch.float64
+    assert offset_dtype(torch.device("mps")) == torch.float32  # MPS has no float64
 
 
 def test_nms_comparison_accepts_only_disagreements_at_the_threshold():

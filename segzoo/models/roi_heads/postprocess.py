@@ -17,7 +17,7 @@ where float32 spacing is 0.004 px: in float32 they would round the IoUs by about
 boxes that torchvision's per-class NMS keeps. So the offset boxes go to NMS in float64, which the
 offsets do not round; its IoUs are then more exact than torchvision's float32 ones, and the kept
 boxes differ only where torchvision's own IoU rounds across ``iou_threshold`` (an IoU within about
-1e-7 of it). :class:`GroupedNMSPostprocess` puts it into the RoI heads:
+1e-7 of it). Apple's MPS has no float64 and keeps float32 offsets (:func:`offset_dtype`). :class:`GroupedNMSPostprocess` puts it into the RoI heads:
 ``class_nms="grouped"``, or ``"auto"`` on a GPU; ``"torchvision"``, ``"auto"`` on the CPU (where an
 NMS call is not a host sync and torchvision's CPU kernel works in O(boxes x kept)) and under the
 ONNX tracer keep torchvision's ``batched_nms``.
@@ -41,14 +41,21 @@ def check_class_nms(mode: str) -> str:
     return mode
 
 
+def offset_dtype(device: torch.device) -> torch.dtype:
+    """The dtype :func:`grouped_batched_nms` offsets boxes in: float64, except on Apple's MPS,
+    which has no float64 (there the offsets round IoUs by up to about 1e-5, see the module doc)."""
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
 def _offset_nms(boxes: Tensor, scores: Tensor, classes: Tensor, iou_threshold: float) -> Tensor:
     """NMS of boxes sorted by class, classes kept apart by offsets of (class rank) x (extent + 1),
-    in float64 so that the offsets do not round the coordinates. No host sync."""
+    in :func:`offset_dtype` so that the offsets do not round the coordinates. No host sync."""
     rank = torch.zeros_like(classes)
     rank[1:] = (classes[1:] != classes[:-1]).cumsum(0)
-    boxes = boxes.double()
+    wide = offset_dtype(boxes.device)
+    boxes = boxes.to(wide)
     offsets = rank.to(boxes) * (boxes.max() - boxes.min() + 1)
-    return torchvision.ops.nms(boxes + offsets[:, None], scores.double(), iou_threshold)
+    return torchvision.ops.nms(boxes + offsets[:, None], scores.to(wide), iou_threshold)
 
 
 def grouped_batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float, *,
