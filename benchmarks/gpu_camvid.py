@@ -9,6 +9,9 @@ GPU, then scored on the 101 val images: the iterations/s and mIoU a GPU user wou
 2. The real run trains ``max_iters = budget / seconds per iteration`` iterations, so that the
    poly schedule ends where the time does, then evaluates on the whole val split at full size.
 
+``--iters N`` skips the probe and trains N iterations: where the rate is known (about 0.042 s per
+iteration on an H200, benchmarks/results/gpu-h200/), it saves the probe's minute of start-up.
+
 Both runs are ``segzoo train`` of ``--config`` (default: DeepLab v3+ MobileNetV2, the zoo's best
 CamVid model, with the camvid-cpu recipe at full resolution, bf16, channels_last) on the CamVid
 pack that ``benchmarks/pack_camvid.py`` writes (JPEG images; the shared data folder does not
@@ -73,8 +76,9 @@ def markdown(res: dict) -> str:
     lines = ["# CamVid at full resolution on the GPU, time-budgeted", "",
              f"* Machine: {where}; torch {m['torch']}; {m['date']}; segzoo {m.get('segzoo_commit')}.",
              f"* Command: `{res['command']}`; config `{res['config']}`.",
-             f"* Budget {res['budget_s']:.0f} s of training: probe {res['probe_iters']} iterations at "
-             f"{res['probe_s_per_iter']:.3f} s/iteration -> {res['max_iters']} iterations.",
+             (f"* Budget {res['budget_s']:.0f} s of training: probe {res['probe_iters']} iterations at "
+              f"{res['probe_s_per_iter']:.3f} s/iteration -> {res['max_iters']} iterations."
+              if res.get("probe_s_per_iter") else f"* {res['max_iters']} iterations (`--iters`), no probe."),
              *([f"* **Stopped** (exit {res['stopped']['exit']}) after iteration {res['stopped']['iteration']}: "
                 "training figures up to there, no evaluation."] if res.get("stopped") else []), "",
              "| iterations | run wall s (start, training, evaluation) | s / iteration | img/s | data s / iteration | peak GPU MiB | val mIoU | "
@@ -93,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=CONFIG)
     p.add_argument("--budget", type=float, default=90.0, help="seconds of training in the real run")
     p.add_argument("--probe-iters", type=int, default=30)
+    p.add_argument("--iters", type=int, help="train this many iterations, no probe (--budget then unused)")
     p.add_argument("--device", default="cuda")
     p.add_argument("--data", default=".gpu_data", help="the pack (SEGZOO_DATA); default .gpu_data")
     p.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="more config overrides")
@@ -127,13 +132,16 @@ def main(argv: list[str] | None = None) -> int:
            "config": args.config, "budget_s": args.budget, "probe_iters": args.probe_iters,
            "data": json.loads((data / "pack.json").read_text()) if (data / "pack.json").is_file() else None}
     try:
-        rc, _ = train(args.config, work / "probe", base + [f"train.max_iters={args.probe_iters}",
-                      f"train.checkpoint_interval={args.probe_iters}", "data.val.dataset.max_images=1"], env)
-        if rc != 0:
-            print(f"gpu_camvid: the probe run failed (exit {rc})", file=sys.stderr)
-            return rc
-        res["probe_s_per_iter"] = seconds_per_iter(train_rows(work / "probe"))
-        res["max_iters"] = max(args.probe_iters, int(args.budget / res["probe_s_per_iter"]))
+        if args.iters:
+            res.update(budget_s=None, probe_iters=0, max_iters=args.iters)
+        else:
+            rc, _ = train(args.config, work / "probe", base + [f"train.max_iters={args.probe_iters}",
+                          f"train.checkpoint_interval={args.probe_iters}", "data.val.dataset.max_images=1"], env)
+            if rc != 0:
+                print(f"gpu_camvid: the probe run failed (exit {rc})", file=sys.stderr)
+                return rc
+            res["probe_s_per_iter"] = seconds_per_iter(train_rows(work / "probe"))
+            res["max_iters"] = max(args.probe_iters, int(args.budget / res["probe_s_per_iter"]))
         rc, wall = train(args.config, work / "run", base + [f"train.max_iters={res['max_iters']}"], env)
         res["train_wall_s"] = wall  # includes start-up and the final evaluation
         rows = train_rows(work / "run") if (work / "run" / "metrics.jsonl").is_file() else []

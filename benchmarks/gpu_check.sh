@@ -114,6 +114,7 @@ else
   TRAIN_ARGS=()
   PARITY_ARGS=()
   CAMVID_ARGS=(--budget "${CAMVID_BUDGET:-60}")
+  if [ -n "${CAMVID_ITERS:-}" ]; then CAMVID_ARGS=(--iters "$CAMVID_ITERS"); fi  # no probe
   BENCH_ARGS=(--models all --size 512 --batch 1 8 --warmup 1 --repeats 6 --large-batch-repeats 3
               --no-train --deploy --peers all)
   # the deploy targets. Mask R-CNN deploys in float32: bf16 anywhere in it changes a
