@@ -155,7 +155,8 @@ def maskrcnn(
         sampling_ratio: RoIAlign sample points per bin side (2: the paper's 4 points per bin).
         class_nms: the per-class NMS of inference: ``"auto"`` (a few grouped NMS calls on a GPU,
             torchvision's ``batched_nms`` on the CPU), ``"grouped"`` or ``"torchvision"``; same
-            detections (:mod:`segzoo.models.roi_heads.postprocess`).
+            detections up to the float32 rounding of IoUs at the NMS threshold
+            (:mod:`segzoo.models.roi_heads.postprocess`).
         keypoint_head: add the paper's keypoint branch (section 5, "Mask R-CNN for Human Pose
             Estimation"; the joint mask + keypoint model of its Table 4) with ``num_keypoints``
             keypoints (FPN only; see :func:`segzoo.models.detectors.keypointrcnn.with_keypoint_head`).

@@ -10,7 +10,8 @@ Table 2):
   over the pixels; at inference the class's softmax probability is the mask.
 * ``class_agnostic_mask``: one mask per RoI whatever its class (the paper: 29.7 vs 30.3 AP).
 * inference: per-class NMS in a few grouped calls on a GPU
-  (:mod:`segzoo.models.roi_heads.postprocess`), same detections as torchvision's.
+  (:mod:`segzoo.models.roi_heads.postprocess`), torchvision's detections up to the float32
+  rounding of IoUs at the NMS threshold.
 * ``shared_box_trunk`` (the C4 variant): the box head's ResNet conv5 output also feeds the mask
   predictor (training: the positive RoIs' conv5 maps are reused, as detectron does).
 

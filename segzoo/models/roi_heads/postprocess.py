@@ -17,10 +17,12 @@ where float32 spacing is 0.004 px: in float32 they would round the IoUs by about
 boxes that torchvision's per-class NMS keeps. So the offset boxes go to NMS in float64, which the
 offsets do not round; its IoUs are then more exact than torchvision's float32 ones, and the kept
 boxes differ only where torchvision's own IoU rounds across ``iou_threshold`` (an IoU within about
-1e-7 of it). Apple's MPS has no float64 and keeps float32 offsets (:func:`offset_dtype`). :class:`GroupedNMSPostprocess` puts it into the RoI heads:
-``class_nms="grouped"``, or ``"auto"`` on a GPU; ``"torchvision"``, ``"auto"`` on the CPU (where an
-NMS call is not a host sync and torchvision's CPU kernel works in O(boxes x kept)) and under the
-ONNX tracer keep torchvision's ``batched_nms``.
+1e-7 of it). Apple's MPS has no float64 and keeps float32 offsets (:func:`offset_dtype`).
+
+:class:`GroupedNMSPostprocess` puts it into the RoI heads: ``class_nms="grouped"``, or ``"auto"``
+on a GPU; ``"torchvision"``, ``"auto"`` on the CPU (where an NMS call is not a host sync and
+torchvision's CPU kernel works in O(boxes x kept)) and under the ONNX tracer keep torchvision's
+``batched_nms``.
 """
 
 from __future__ import annotations
