@@ -38,8 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import segzoo  # noqa: E402
 from segzoo.bench.hostsync import count_detector, totals  # noqa: E402
-from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
-from segzoo.bench.timing import run_interleaved  # noqa: E402
+from segzoo.bench.machine import machine_info  # noqa: E402
+from segzoo.bench.timing import profile_table, run_interleaved  # noqa: E402
 from segzoo.models.detectors.paste import paste_masks  # noqa: E402
 from segzoo.models.roi_heads.postprocess import grouped_batched_nms  # noqa: E402
 
@@ -133,21 +133,7 @@ def model_case(size: tuple[int, int], device: torch.device, warmup: int, repeats
     label = "Mask R-CNN R18-FPN" if quick else "Mask R-CNN R50-FPN"
     return {"case": f"{label}, batch 1, {size[0]}x{size[1]}, {len(ref['boxes'])} detections",
             "variants": variants, "check": f"same boxes and labels: {same_boxes}; max mask diff {diff:.1e}",
-            "ok": same_boxes and diff <= 1e-5, "profile": profile(list(fns.values())[-1], device)}
-
-
-def profile(fn, device: torch.device, top: int = 15) -> str:
-    """torch.profiler's table of one call of ``fn`` (after the timed runs): the ``top`` operators
-    by self time on the device (CPU time on the CPU), where the rest of a detection goes."""
-    from torch.profiler import ProfilerActivity
-    from torch.profiler import profile as torch_profile
-
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
-    with torch_profile(activities=activities) as prof:
-        fn()
-        synchronize(device)
-    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=50)
+            "ok": same_boxes and diff <= 1e-5, "profile": profile_table(list(fns.values())[-1], device)}
 
 
 def markdown(res: dict) -> str:

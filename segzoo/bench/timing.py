@@ -162,3 +162,17 @@ def paired_ratios(a: Sequence[float], b: Sequence[float]) -> dict:
     """Per-round ratios a[r] / b[r] summarised (:func:`summarize`); the median is the reported
     ratio (robust to a load change between rounds)."""
     return summarize([x / y for x, y in zip(a, b)])
+
+
+def profile_table(fn: Callable[[], object], device: torch.device, *, calls: int = 1, top: int = 15) -> str:
+    """torch.profiler's table of ``calls`` calls of ``fn`` (run it after the timed runs): the
+    ``top`` operators and kernels by self time on the device (self CPU time on the CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(calls):
+            fn()
+        synchronize(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=50)

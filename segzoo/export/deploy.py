@@ -270,14 +270,17 @@ def optimize_for_inference(
     compiled = None
     if compile:
         if is_detector(target):  # data-dependent heads (NMS, RoI sampling): the backbone alone
-            target.backbone = _compiled(target.backbone, compile)
+            target.backbone = compile_module(target.backbone, compile)
         else:
-            compiled = _compiled(target, compile)
+            compiled = compile_module(target, compile)
     return DeployedModel(target, channels_last=channels_last, dtype=dtype, fusion=report,
                          compiled=compiled).eval()
 
 
-def _compiled(module: nn.Module, compile: bool | str) -> nn.Module:
+def compile_module(module: nn.Module, compile: bool | str) -> nn.Module:
+    """``torch.compile(module)``: ``True`` or ``"default"``, a mode name (``"reduce-overhead"``,
+    ``"max-autotune"``, ...) or ``"backend:<name>"`` (``"backend:eager"`` traces with Dynamo and
+    runs the graphs eagerly: the compile path without Inductor, for dry runs on a CPU)."""
     if isinstance(compile, str) and compile.startswith("backend:"):
         return torch.compile(module, backend=compile.split(":", 1)[1])
     if isinstance(compile, str) and compile != "default":
