@@ -24,6 +24,13 @@ autotuning tries large workspaces) of the model alone on the GPU
 (weights, gradients, optimizer state and activations). Losses of every step are kept so that fp32
 and bf16 runs from the same initial weights on the same data can be compared.
 
+``--models`` keeps some of the candidates (by name: ``deeplabv3plus``, ``maskrcnn_resnet50_fpn``,
+...). ``--compile MODE`` adds a ``torch.compile``d twin of each (``default``, ``reduce-overhead``,
+``max-autotune`` or ``backend:<name>``, as ``segzoo bench --deploy-compile``; the engine's
+``train.compile``), timed interleaved with its eager twin; compilation happens in the warm-up
+steps, and a compiled model's peak memory is not measured (that would compile it again).
+``--profile`` adds torch.profiler's top operators of 2 steps of each model after the timed steps.
+
 Writes ``gpu_train.json`` and ``gpu_train.md`` into ``--out``.
 """
 
@@ -42,8 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segzoo.bench.candidates import Candidate  # noqa: E402
 from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
-from segzoo.bench.timing import DTYPES, run_interleaved, training_step  # noqa: E402
+from segzoo.bench.timing import DTYPES, profile_table, run_interleaved, training_step  # noqa: E402
 from segzoo.bench.worker import build_on  # noqa: E402
+from segzoo.export.deploy import compile_module  # noqa: E402
 
 TV_DLV3 = {"backbone": "resnet50", "output_stride": 8, "bottleneck": True, "aspp_dropout": 0.5}
 
@@ -110,30 +118,41 @@ def peak_memory(c: Candidate, group: dict, name: str, device: torch.device) -> f
     return peak
 
 
-def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, steps: int) -> dict:
+def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, steps: int, *,
+              compile: str | None = None, profile: bool = False) -> dict:
+    """Train every candidate of ``group`` (and, with ``compile``, a compiled twin of each) in
+    ``dtype_name`` for ``warmup`` + ``steps`` interleaved steps; per model: step times, img/s,
+    peak memory, losses (and with ``profile``, the profiler's table of 2 more steps)."""
     dtype, cl = precision(dtype_name)
     cands = [sized(c, group["size"]) for c in group["candidates"]]
-    peaks = [peak_memory(c, group, dtype_name, device) for c in cands]
-    models = [build(c, group, device, cl) for c in cands]  # seed 0 each: same init per dtype
+    entries = [(c, None) for c in cands] + ([(c, compile) for c in cands] if compile else [])
+    peaks = [None if mode else peak_memory(c, group, dtype_name, device) for c, mode in entries]
+    models = []
+    for c, mode in entries:  # seed 0 each: the same initial weights per dtype, compiled or not
+        model = build(c, group, device, cl)
+        models.append(compile_module(model, mode) if mode else model)
     images = images_for(group, device, cl)
-    losses: list[list] = [[] for _ in cands]
+    losses: list[list] = [[] for _ in entries]
 
     def keep(i, step):
         def run():
             losses[i].append(step())
         return run
 
-    fns = [keep(i, training_step(m, images, dtype, group["num_classes"])) for i, m in enumerate(models)]
+    steps_fns = [training_step(m, images, dtype, group["num_classes"]) for m in models]
+    fns = [keep(i, f) for i, f in enumerate(steps_fns)]
     t0 = time.perf_counter()
     times = run_interleaved(fns, warmup=warmup, repeats=steps, device=device)
     wall = time.perf_counter() - t0
     rows = []
-    for c, t, peak, loss in zip(cands, times, peaks, losses):
+    for (c, mode), t, peak, loss, step in zip(entries, times, peaks, losses, steps_fns):
         med = statistics.median(t)
-        rows.append({"label": c.label, "candidate": c.to_dict(), "step_s": t, "median_step_s": med,
-                     "img_per_s": group["batch"] / med, "peak_mem_mib": peak,
-                     "losses": [x.item() for x in loss]})
-    del models, fns
+        label = c.label + (f" [compiled {mode}]" if mode else "")
+        rows.append({"label": label, "candidate": c.to_dict(), "compile": mode, "step_s": t,
+                     "median_step_s": med, "img_per_s": group["batch"] / med, "peak_mem_mib": peak,
+                     "losses": [x.item() for x in loss],
+                     **({"profile": profile_table(step, device, calls=2, top=12)} if profile else {})})
+    del models, fns, steps_fns
     if device.type == "cuda":
         torch.cuda.empty_cache()
     return {"group": group["name"], "dtype": dtype_name, "size": list(group["size"]),
@@ -164,8 +183,26 @@ def markdown(results: dict) -> str:
                          f"{r['dtype']} | {x['median_step_s'] * 1e3:.0f} | {x['img_per_s']:.1f} | {peak} | "
                          f"{'-' if speedup is None else f'{speedup:.2f}x'} | "
                          f"{x['losses'][0]:.3f} -> {x['losses'][-1]:.3f} |")
+    eager = {(r["group"], r["dtype"], x["candidate"]["name"]): x["img_per_s"] for r in results["runs"]
+             for x in r["models"] if not x.get("compile")}
+    compiled = [(r, x) for r in results["runs"] for x in r["models"] if x.get("compile")]
+    if compiled:
+        lines += ["", "Compiled against eager (same run, interleaved), and against the same model's fp32 eager run:", ""]
+        for r, x in compiled:
+            twin = eager.get((r["group"], r["dtype"], x["candidate"]["name"]))
+            base = eager.get((r["group"], "fp32", x["candidate"]["name"]))
+            lines.append(f"* `{x['label']}` {r['dtype']}: {x['img_per_s']:.1f} img/s"
+                         + (f", {x['img_per_s'] / twin:.2f}x its eager twin" if twin else "")
+                         + (f", {x['img_per_s'] / base:.2f}x fp32 eager" if base else ""))
     for e in results.get("errors", []):
         lines.append(f"\n* {e['group']} {e['dtype']} failed: {e['error']}")
+    profiled = [(r, x) for r in results["runs"] for x in r["models"] if x.get("profile")]
+    if profiled:
+        lines += ["", "## Profiles: 2 training steps after the timed ones, top operators by self device time "
+                  "(self CPU time on a CPU)"]
+        for r, x in profiled:
+            lines += ["", f"### `{x['label']}` {r['dtype']}, {r['size'][0]}x{r['size'][1]}, batch {r['batch']}", "",
+                      "```", x["profile"].rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
 
@@ -176,11 +213,23 @@ def main(argv: list[str] | None = None) -> int:
                    choices=[*DTYPES, *(f"{d}-cl" for d in DTYPES)],
                    help="precisions in this order; -cl: channels_last weights and input")
     p.add_argument("--groups", nargs="+", default=["semantic", "instance"])
+    p.add_argument("--models", nargs="+", default=None,
+                   help="keep only these candidates, by name (deeplabv3plus, deeplabv3, deeplabv3_resnet50, "
+                        "maskrcnn, maskrcnn_resnet50_fpn); default all")
+    p.add_argument("--compile", default=None, metavar="MODE",
+                   help="also time a torch.compile'd twin of each model: default, reduce-overhead, "
+                        "max-autotune or backend:<name> (backend:eager: a dry run without Inductor)")
+    p.add_argument("--profile", action="store_true",
+                   help="add torch.profiler's top operators of 2 more steps of each model")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--quick", action="store_true", help="tiny sizes, ResNet-18 (a dry run on the CPU)")
     p.add_argument("--out", default="benchmarks/results/gpu-train")
     args = p.parse_args(argv)
+    known = {c.name for g in groups(args.quick) for c in g["candidates"]}
+    unknown = sorted(set(args.models or ()) - known)
+    if unknown:
+        p.error(f"unknown --models {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu_train: no CUDA device", file=sys.stderr)
@@ -193,12 +242,15 @@ def main(argv: list[str] | None = None) -> int:
     results = {"machine": machine_info(args.device), "command": "python " + " ".join(sys.argv),
                "warmup": args.warmup, "steps": args.steps, "runs": [], "errors": []}
     for group in groups(args.quick):
-        if group["name"] not in args.groups:
+        if args.models is not None:
+            group["candidates"] = [c for c in group["candidates"] if c.name in args.models]
+        if group["name"] not in args.groups or not group["candidates"]:
             continue
         for dtype in args.dtypes:
             print(f"{group['name']} {dtype} {group['size']} b{group['batch']} ...", flush=True)
             try:
-                run = run_group(group, dtype, device, args.warmup, args.steps)
+                run = run_group(group, dtype, device, args.warmup, args.steps, compile=args.compile,
+                                profile=args.profile)
             except Exception as exc:  # e.g. out of memory: recorded, the other runs go on
                 results["errors"].append({"group": group["name"], "dtype": dtype,
                                           "error": f"{type(exc).__name__}: {str(exc)[:300]}"})

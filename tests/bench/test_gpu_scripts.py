@@ -1,5 +1,6 @@
 """Pieces of the GPU check's scripts that are plain logic: the bf16/fp32 verdict of
-gpu_parity.py and the CamVid pack (JPEG images, labels unchanged) of pack_camvid.py."""
+gpu_parity.py, the CamVid pack (JPEG images, labels unchanged) of pack_camvid.py, gpu_train.py's
+model filter and compiled twins."""
 
 import sys
 
@@ -10,6 +11,7 @@ from PIL import Image
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import gpu_parity  # noqa: E402
+import gpu_train  # noqa: E402
 import pack_camvid  # noqa: E402
 
 
@@ -58,3 +60,29 @@ def test_deploy_check_of_a_detector_against_itself_and_a_perturbed_copy():
         moved.roi_heads.box_predictor.bbox_pred.bias += 0.5  # every box shifted and rescaled
     diff = dcd.check(model, moved, images, torch.device("cpu"), 100)
     assert diff["box_diff"] > 0.1 or diff["unmatched_ref"] + diff["unmatched_got"] > 0
+
+
+def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
+    import json
+
+    import pytest
+
+    with pytest.raises(SystemExit) as exc:  # a misspelt model name is an error, not an empty run
+        gpu_train.main(["--device", "cpu", "--quick", "--models", "deeplabv3pluss", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "unknown --models deeplabv3pluss" in capsys.readouterr().err
+    assert gpu_train.main(["--device", "cpu", "--quick", "--groups", "semantic", "--models", "deeplabv3plus",
+                           "--dtypes", "fp32", "bf16", "--compile", "backend:eager", "--profile",
+                           "--out", str(tmp_path)]) == 0
+    res = json.loads((tmp_path / "gpu_train.json").read_text())
+    assert [r["dtype"] for r in res["runs"]] == ["fp32", "bf16"]
+    for run in res["runs"]:
+        eager, compiled = run["models"]
+        assert (eager["compile"], compiled["compile"]) == (None, "backend:eager")
+        assert compiled["label"] == "deeplabv3plus/resnet18 [compiled backend:eager]"
+        assert compiled["peak_mem_mib"] is None and compiled["img_per_s"] > 0
+        # the twins start from the same weights: the same first loss up to dropout's draws
+        assert abs(eager["losses"][0] - compiled["losses"][0]) < 0.05
+        assert "aten::convolution_backward" in eager["profile"] and "Torch-Compiled Region" in compiled["profile"]
+    md = (tmp_path / "gpu_train.md").read_text()
+    assert "`deeplabv3plus/resnet18 [compiled backend:eager]` bf16: " in md and "x its eager twin" in md
+    assert md.count("### `deeplabv3plus/resnet18") == 4
