@@ -8,11 +8,14 @@
 # Steps, each under its own time limit (a stuck step cannot eat the others' time); --steps picks
 # some of them (comma-separated, default all), so that the check can be split over two calls of a
 # device with a per-call limit:
-#   tests       pytest -m cuda tests/cuda/test_cuda_{cli,postprocess}.py tests/cuda/test_cuda.py (T_TESTS s)
+#   tests       pytest -m cuda tests/cuda/test_cuda_{cli,postprocess}.py tests/cuda/test_cuda.py (T_TESTS s),
+#               in TEST_WORKERS pytest-xdist processes sharing the GPU (default 4; 0: one process)
 #   parity      benchmarks/gpu_parity.py: bf16 vs fp32 loss curves, 50 steps        (T_PARITY s)
 #   camvid      benchmarks/gpu_camvid.py: CamVid 480x360, time-budgeted, scored     (T_CAMVID s)
 #               (needs the pack in .gpu_data/: benchmarks/pack_camvid.py)
 #   train       benchmarks/gpu_train.py: training img/s and peak memory             (T_TRAIN s)
+#   train_compile  gpu_train.py for DeepLab v3+ R50 alone, fp32 and bf16-cl, eager and
+#               torch.compile'd (TRAIN_COMPILE mode, default "default"), with profiles (T_TRAIN_COMPILE s)
 #   bench_fp32  segzoo bench --device cuda, every model, fp32                       (T_BENCH_FP32 s)
 #   bench_bf16  the same in bf16                                                    (T_BENCH_BF16 s)
 #   deploy_maskrcnn  segzoo bench, Mask R-CNN 800x1333: deploy (fp32, compiled backbone,
@@ -26,7 +29,7 @@
 # A step past its limit gets SIGINT (pytest then prints its failures and summary, segzoo train
 # saves and the scripts write what they measured), and SIGKILL 20 s later.
 # Results go to --out, else benchmarks/results/gpu-<card>/: check.log, gpu_parity.{json,md},
-# gpu_camvid.{json,md}, gpu_train.{json,md}, bench-{fp32,bf16}.{json,md},
+# gpu_camvid.{json,md}, gpu_train.{json,md}, gpu_train_compile.{json,md}, bench-{fp32,bf16}.{json,md},
 # bench-deploy-{maskrcnn,semantic}.{json,md}, detector_postprocess.{json,md}. With $OUT set (the
 # device tool brings back at most 8 files from there): $OUT/check.log and $OUT/results.tar holding
 # the rest, rewritten after every step, so that a call cut short still returns the finished steps.
@@ -36,7 +39,7 @@ set -u -o pipefail
 DEVICE=cuda
 QUICK=0
 DEST=""
-ALL_STEPS=tests,parity,camvid,train,bench_fp32,bench_bf16,deploy_maskrcnn,deploy_semantic,postprocess
+ALL_STEPS=tests,parity,camvid,train,train_compile,bench_fp32,bench_bf16,deploy_maskrcnn,deploy_semantic,postprocess
 STEPS=$ALL_STEPS
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -92,8 +95,10 @@ if [ "$QUICK" = 1 ]; then
   T_TESTS=${T_TESTS:-120}; T_TRAIN=${T_TRAIN:-120}; T_BENCH_FP32=${T_BENCH_FP32:-120}; T_BENCH_BF16=${T_BENCH_BF16:-120}
   T_PARITY=${T_PARITY:-120}; T_CAMVID=${T_CAMVID:-110}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-120}
   T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-120}; T_POSTPROCESS=${T_POSTPROCESS:-120}
+  TEST_WORKERS=${TEST_WORKERS:-2}; T_TRAIN_COMPILE=${T_TRAIN_COMPILE:-120}
   POSTPROCESS_ARGS=(--quick)
   TRAIN_ARGS=(--quick --dtypes fp32)  # bf16 autocast is exercised by the bench's dry run
+  TRAIN_COMPILE_ARGS=(--quick --dtypes fp32 --compile backend:eager)
   PARITY_ARGS=(--quick --models unet)
   CAMVID_ARGS=(--quick)
   BENCH_ARGS=(--models unet --set base_channels=8 --size 32 --batch 1 --repeats 1 --warmup 0
@@ -110,8 +115,13 @@ else
   T_TESTS=${T_TESTS:-420}; T_TRAIN=${T_TRAIN:-210}; T_BENCH_FP32=${T_BENCH_FP32:-90}; T_BENCH_BF16=${T_BENCH_BF16:-70}
   T_PARITY=${T_PARITY:-75}; T_CAMVID=${T_CAMVID:-200}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-60}
   T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-75}; T_POSTPROCESS=${T_POSTPROCESS:-40}
+  TEST_WORKERS=${TEST_WORKERS:-4}
+  # two compilations (forward and backward) of DeepLab v3+ R50 at 512x1024, one per precision
+  T_TRAIN_COMPILE=${T_TRAIN_COMPILE:-240}
   POSTPROCESS_ARGS=()
   TRAIN_ARGS=()
+  # the issue's 1.8x bf16 target, with torch.compile fusing the memory-bound elementwise work
+  TRAIN_COMPILE_ARGS=(--dtypes fp32 bf16-cl --compile "${TRAIN_COMPILE:-default}")
   PARITY_ARGS=()
   CAMVID_ARGS=(--budget "${CAMVID_BUDGET:-60}")
   if [ -n "${CAMVID_ITERS:-}" ]; then CAMVID_ARGS=(--iters "$CAMVID_ITERS"); fi  # no probe
@@ -159,7 +169,17 @@ EOF
 PYTEST_ARGS=(-m cuda -v -rA -p no:cacheprovider --durations 15 tests/cuda/test_cuda_cli.py tests/cuda/test_cuda_postprocess.py
              tests/cuda/test_cuda.py)
 if "$PY" -c "import pytest_timeout" 2>/dev/null; then PYTEST_ARGS+=(--timeout 120); fi
-wanted tests && step tests "$T_TESTS" "$PY" -m pytest "${PYTEST_ARGS[@]}"
+# pytest-xdist workers share the GPU, each with its own CUDA context and an equal share of the CPU
+# threads. In one process, run 4 spent 285 s on 71 of the 74 tests; in run 3 the three CLI tests
+# (subprocesses) took about 145 s and the two torch.compile tests 63 s. TEST_WORKERS=0: one process.
+if [ "$TEST_WORKERS" -gt 0 ] && "$PY" -c "import xdist" 2>/dev/null; then
+  PYTEST_ARGS+=(-n "$TEST_WORKERS")
+  NPROC=$(nproc 2>/dev/null || echo 2)
+  TEST_ENV=(env OMP_NUM_THREADS=$(( NPROC / TEST_WORKERS > 0 ? NPROC / TEST_WORKERS : 1 )))
+else
+  TEST_ENV=(env)
+fi
+wanted tests && step tests "$T_TESTS" "${TEST_ENV[@]}" "$PY" -m pytest "${PYTEST_ARGS[@]}"
 
 if wanted parity; then
   step parity "$T_PARITY" "$PY" benchmarks/gpu_parity.py --device "$DEVICE" --out "$WORK/parity" "${PARITY_ARGS[@]}"
@@ -176,6 +196,13 @@ fi
 if wanted train; then
   step gpu_train "$T_TRAIN" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train" "${TRAIN_ARGS[@]}"
   cp "$WORK"/train/gpu_train.json "$WORK"/train/gpu_train.md "$RES"/ 2>/dev/null
+fi
+
+if wanted train_compile; then
+  step train_compile "$T_TRAIN_COMPILE" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train_compile" \
+    --groups semantic --models deeplabv3plus --profile "${TRAIN_COMPILE_ARGS[@]}"
+  cp "$WORK/train_compile/gpu_train.json" "$RES/gpu_train_compile.json" 2>/dev/null
+  cp "$WORK/train_compile/gpu_train.md" "$RES/gpu_train_compile.md" 2>/dev/null
 fi
 
 for DT in fp32 bf16; do

@@ -22,9 +22,11 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert files == ["bench-bf16.json", "bench-bf16.md", "bench-deploy-maskrcnn.json", "bench-deploy-maskrcnn.md",
                      "bench-deploy-semantic.json", "bench-deploy-semantic.md", "bench-fp32.json", "bench-fp32.md",
                      "check.log", "detector_postprocess.json", "detector_postprocess.md", "gpu_camvid.json",
-                     "gpu_camvid.md", "gpu_parity.json", "gpu_parity.md", "gpu_train.json", "gpu_train.md"]
+                     "gpu_camvid.md", "gpu_parity.json", "gpu_parity.md", "gpu_train.json", "gpu_train.md",
+                     "gpu_train_compile.json", "gpu_train_compile.md"]
     log = (out / "check.log").read_text()
     assert "=== tests: exit 0" in log and "no CUDA device" in log  # collected, skipped on the CPU
+    assert "pytest -m cuda" in log and " -n 2" in log  # in pytest-xdist workers (TEST_WORKERS)
     assert "all steps passed" in log
     train = json.loads((out / "gpu_train.json").read_text())
     assert not train["errors"] and {r["group"] for r in train["runs"]} == {"semantic", "instance"}
@@ -33,6 +35,9 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     for r in train["runs"]:
         for m in r["models"]:
             assert m["img_per_s"] > 0 and all(x == x for x in m["losses"])
+    # DeepLab v3+ alone, next to its torch.compile'd twin (Dynamo only on the CPU), profiled
+    (run,) = json.loads((out / "gpu_train_compile.json").read_text())["runs"]
+    assert [m["compile"] for m in run["models"]] == [None, "backend:eager"] and all(m["profile"] for m in run["models"])
     bench = json.loads((out / "bench-bf16.json").read_text())
     assert bench["settings"]["dtype"] == "bf16" and bench["settings"]["in_process"]
     row = bench["models"][0]
