@@ -15,6 +15,10 @@ Precisions (``--dtypes``): fp32, bf16 autocast with channels_last (``bf16-cl``: 
 * instance, 800x1333, batch 4: segzoo Mask R-CNN R50-FPN and torchvision's
   ``maskrcnn_resnet50_fpn``, on fixed synthetic targets (3 boxes and masks per image).
 
+In each pair of equal architectures segzoo's model starts from torchvision's initial weights
+(``from_torchvision``), so both train the same network on the same data and only the code differs
+(their losses then differ only by dropout's and the RoI samplers' random draws).
+
 One training step = forward (autocast for bf16), loss, backward, SGD step (momentum 0.9)
 (:func:`segzoo.bench.timing.training_step`: cross-entropy on fixed random labels, or the sum of
 Mask R-CNN's losses). cuDNN autotuning is on (as in the engine without ``train.deterministic``),
@@ -49,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from segzoo.bench.candidates import Candidate  # noqa: E402
 from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
+from segzoo.bench.peers import copy_weights  # noqa: E402
 from segzoo.bench.timing import DTYPES, profile_table, run_interleaved, training_step  # noqa: E402
 from segzoo.bench.worker import build_on  # noqa: E402
 from segzoo.export.deploy import compile_module  # noqa: E402
@@ -57,19 +62,36 @@ TV_DLV3 = {"backbone": "resnet50", "output_stride": 8, "bottleneck": True, "aspp
 
 
 def groups(quick: bool) -> list[dict]:
-    """The benchmark groups (``quick``: tiny sizes and ResNet-18 segzoo models, for a dry run)."""
+    """The benchmark groups (``quick``: tiny sizes and a ResNet-18 DeepLab v3+, for a dry run).
+    ``copy``: segzoo's model of torchvision's architecture starts from torchvision's weights
+    (:func:`segzoo.bench.peers.copy_weights`), so the pair trains the same network the same way."""
     r50 = "resnet18" if quick else "resnet50"
     return [
         {"name": "semantic", "size": (32, 64) if quick else (512, 1024), "batch": 2 if quick else 8,
          "num_classes": 19, "candidates": [
              Candidate("segzoo", "deeplabv3plus", {"backbone": r50, "output_stride": 16}),
-             Candidate("segzoo", "deeplabv3", {**TV_DLV3, "backbone": r50}),
-             Candidate("torchvision", "deeplabv3_resnet50", {"aux_loss": False})]},
+             Candidate("segzoo", "deeplabv3", TV_DLV3),
+             Candidate("torchvision", "deeplabv3_resnet50", {"aux_loss": False})],
+         "copy": {"method": "from_torchvision:deeplabv3", "src": "deeplabv3_resnet50", "dst": "deeplabv3"}},
         {"name": "instance", "size": (64, 64) if quick else (800, 1333), "batch": 1 if quick else 4,
          "num_classes": 81, "candidates": [
-             Candidate("segzoo", "maskrcnn", {"backbone": r50}),
-             Candidate("torchvision", "maskrcnn_resnet50_fpn", {})]},
+             Candidate("segzoo", "maskrcnn", {"backbone": "resnet50"}),
+             Candidate("torchvision", "maskrcnn_resnet50_fpn", {})],
+         "copy": {"method": "from_torchvision:maskrcnn", "src": "maskrcnn_resnet50_fpn", "dst": "maskrcnn"}},
     ]
+
+
+def copy_pair(group: dict, entries: list, models: list) -> str | None:
+    """Load the group's torchvision weights into segzoo's twin of it (every entry of that name,
+    before compilation); a note of what was copied, or None when the pair is not in the run."""
+    spec = group.get("copy")
+    src = [m for (c, mode), m in zip(entries, models) if spec and c.name == spec["src"] and not mode]
+    dst = [(c, m) for (c, _), m in zip(entries, models) if spec and c.name == spec["dst"]]
+    if not src or not dst:
+        return None
+    for _, m in dst:
+        copy_weights(spec["method"], src[0], m)
+    return f"{spec['src']} -> {dst[0][0].label} ({spec['method']})"
 
 
 def sized(c: Candidate, size: tuple[int, int]) -> Candidate:
@@ -127,10 +149,9 @@ def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, s
     cands = [sized(c, group["size"]) for c in group["candidates"]]
     entries = [(c, None) for c in cands] + ([(c, compile) for c in cands] if compile else [])
     peaks = [None if mode else peak_memory(c, group, dtype_name, device) for c, mode in entries]
-    models = []
-    for c, mode in entries:  # seed 0 each: the same initial weights per dtype, compiled or not
-        model = build(c, group, device, cl)
-        models.append(compile_module(model, mode) if mode else model)
+    models = [build(c, group, device, cl) for c, _ in entries]  # seed 0 each: same init per dtype
+    copied = copy_pair(group, entries, models)
+    models = [compile_module(m, mode) if mode else m for m, (_, mode) in zip(models, entries)]
     images = images_for(group, device, cl)
     losses: list[list] = [[] for _ in entries]
 
@@ -157,7 +178,7 @@ def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, s
         torch.cuda.empty_cache()
     return {"group": group["name"], "dtype": dtype_name, "size": list(group["size"]),
             "batch": group["batch"], "num_classes": group["num_classes"], "warmup": warmup,
-            "steps": steps, "wall_s": wall, "models": rows}
+            "steps": steps, "wall_s": wall, "copied": copied, "models": rows}
 
 
 def markdown(results: dict) -> str:
@@ -169,7 +190,8 @@ def markdown(results: dict) -> str:
              + f"; torch {m['torch']}, torchvision {m['torchvision']}; {m['date']}; segzoo {m.get('segzoo_commit')}.",
              f"* Command: `{results['command']}`",
              f"* {results['warmup']} warm-up + {results['steps']} timed steps per model, interleaved; "
-             "cuDNN autotuning on; SGD momentum 0.9; img/s = batch / median step time.", "",
+             "cuDNN autotuning on; SGD momentum 0.9; img/s = batch / median step time.",
+             *sorted({f"* Same initial weights: {r['copied']}." for r in results["runs"] if r.get("copied")}), "",
              "| group | input | batch | model | dtype | step ms (median) | img/s | peak MiB | bf16 / fp32 img/s | first -> last loss |",
              "|---|---|---:|---|---|---:|---:|---:|---:|---|"]
     fp32 = {(r["group"], x["label"]): x["img_per_s"] for r in results["runs"] if r["dtype"] == "fp32"
@@ -235,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_train: no CUDA device", file=sys.stderr)
         return 2
     torch.backends.cudnn.benchmark = True
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # as the engine: denormal floats slow CPU steps 3-8x
     if args.quick:
         args.warmup, args.steps = 0, 1
     out = Path(args.out)

@@ -5,6 +5,7 @@ model filter and compiled twins."""
 import sys
 
 import numpy as np
+import pytest
 from conftest import REPO
 from PIL import Image
 
@@ -65,8 +66,6 @@ def test_deploy_check_of_a_detector_against_itself_and_a_perturbed_copy():
 def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
     import json
 
-    import pytest
-
     with pytest.raises(SystemExit) as exc:  # a misspelt model name is an error, not an empty run
         gpu_train.main(["--device", "cpu", "--quick", "--models", "deeplabv3pluss", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "unknown --models deeplabv3pluss" in capsys.readouterr().err
@@ -86,3 +85,26 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
     md = (tmp_path / "gpu_train.md").read_text()
     assert "`deeplabv3plus/resnet18 [compiled backend:eager]` bf16: " in md and "x its eager twin" in md
     assert md.count("### `deeplabv3plus/resnet18") == 4
+
+
+def test_gpu_train_pairs_start_from_torchvision_weights_and_train_alike():
+    """The instance pair after copy_pair: segzoo's Mask R-CNN R50-FPN gives torchvision's losses
+    step for step (the RoI samplers' draws made equal by reseeding), so the timing compares code."""
+    import torch
+
+    from segzoo.bench.timing import training_step
+
+    group = gpu_train.groups(quick=True)[1]
+    entries = [(gpu_train.sized(c, group["size"]), None) for c in group["candidates"]]
+    models = [gpu_train.build(c, group, torch.device("cpu"), False) for c, _ in entries]
+    assert gpu_train.copy_pair(group, entries, models) == (
+        "maskrcnn_resnet50_fpn -> maskrcnn/resnet50 (from_torchvision:maskrcnn)")
+    assert gpu_train.copy_pair(group, entries[1:], models[1:]) is None  # torchvision's alone: nothing to copy
+    images = gpu_train.images_for(group, torch.device("cpu"))
+    curves = []
+    for model in models:
+        torch.manual_seed(0)
+        step = training_step(model, images, None, group["num_classes"])
+        curves.append([step().item() for _ in range(3)])
+    ours, theirs = curves
+    assert ours == pytest.approx(theirs, rel=1e-5) and ours[2] < ours[0]
