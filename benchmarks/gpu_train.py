@@ -119,14 +119,27 @@ def build(c: Candidate, group: dict, device: torch.device, channels_last: bool) 
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
+def build_initial(c: Candidate, group: dict, device: torch.device, channels_last: bool) -> torch.nn.Module:
+    """``c`` built alone with the initial weights the timed run gives it: a copy pair's segzoo
+    model gets its torchvision twin's (built, copied from, then dropped; :func:`copy_pair`)."""
+    model = build(c, group, device, channels_last)
+    spec = group.get("copy")
+    src = [s for s in group["candidates"] if spec and s.name == spec["src"]]
+    if src and c.name == spec["dst"]:
+        source = build(sized(src[0], group["size"]), group, device, channels_last)
+        copy_pair(group, [(src[0], None), (c, None)], [source, model])
+    return model
+
+
 def peak_memory(c: Candidate, group: dict, name: str, device: torch.device) -> float | None:
-    """Peak CUDA MiB of 2 training steps of ``c`` alone on the GPU (None on the CPU)."""
+    """Peak CUDA MiB of 2 training steps of ``c`` alone on the GPU (None on the CPU), from the
+    initial weights the timed run gives it (:func:`copy_pair`)."""
     if device.type != "cuda":
         return None
     dtype, cl = precision(name)
+    model = build_initial(c, group, device, cl)
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats(device)
-    model = build(c, group, device, cl)
     step = training_step(model, images_for(group, device, cl), dtype, group["num_classes"])
     step()  # warm-up: cuDNN's autotuning tries algorithms with large workspaces on the first step
     synchronize(device)

@@ -108,3 +108,21 @@ def test_gpu_train_pairs_start_from_torchvision_weights_and_train_alike():
         curves.append([step().item() for _ in range(3)])
     ours, theirs = curves
     assert ours == pytest.approx(theirs, rel=1e-5) and ours[2] < ours[0]
+
+
+def test_gpu_train_model_built_alone_gets_the_copied_weights():
+    """peak_memory builds each model alone: segzoo's twin still starts from torchvision's weights."""
+    import torch
+
+    from segzoo.models.convert import from_torchvision
+
+    group = gpu_train.groups(quick=True)[1]
+    ours_c, tv_c = (gpu_train.sized(c, group["size"]) for c in group["candidates"])
+    cpu = torch.device("cpu")
+    ours = gpu_train.build_initial(ours_c, group, cpu, False).state_dict()
+    expected = from_torchvision(gpu_train.build(tv_c, group, cpu, False).state_dict(), arch="maskrcnn")
+    assert ours.keys() == expected.keys() and all(torch.equal(ours[k], expected[k]) for k in ours)
+    fresh = gpu_train.build(ours_c, group, cpu, False).state_dict()  # seed 0, not torchvision's init
+    assert not all(torch.equal(fresh[k], expected[k]) for k in fresh)
+    tv = gpu_train.build_initial(tv_c, group, cpu, False).state_dict()  # the source: built as is
+    assert all(torch.equal(tv[k], v) for k, v in gpu_train.build(tv_c, group, cpu, False).state_dict().items())
