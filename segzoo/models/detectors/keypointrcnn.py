@@ -18,7 +18,7 @@ as ``backbone`` and ``backbone.fpn`` as ``neck`` (see :func:`segzoo.models.conve
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import torchvision
 from torch import Tensor, nn
@@ -186,7 +186,7 @@ def keypointrcnn(
     box_nms_thresh: float = 0.5,
     box_detections_per_img: int = 100,
     sampling_ratio: int = 2,
-    class_nms: str = "auto",
+    class_nms: Literal["auto", "grouped", "torchvision"] = "auto",
 ) -> KeypointRCNN:
     """Keypoint R-CNN, FPN variant (see :mod:`segzoo.models.detectors.keypointrcnn`).
 
