@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
     --quick) QUICK=1; shift ;;
     --out) DEST="$2"; shift 2 ;;
     --steps) STEPS="$2"; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,/^[^#]/{/^#/p;}' "$0"; exit 0 ;;  # the comment block above
     *) echo "gpu_check.sh: unknown argument $1 (use --device, --quick, --out, --steps)" >&2; exit 2 ;;
   esac
 done

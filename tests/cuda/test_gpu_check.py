@@ -77,6 +77,10 @@ def test_gpu_check_steps_are_selectable(tmp_path):
     bad = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--steps", "tests,benchx"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert bad.returncode == 2 and "unknown step benchx" in bad.stderr
+    usage = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--help"], capture_output=True,
+                           text=True, timeout=60, env=env)
+    assert usage.returncode == 0 and "train_compile" in usage.stdout  # the whole comment block, no code
+    assert usage.stdout.rstrip().endswith("The exit status is 0 only when every step run succeeded.")
     out = tmp_path / "res"
     proc = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--device", "cpu", "--quick",
                            "--steps", "parity", "--out", str(out)], capture_output=True, text=True,
