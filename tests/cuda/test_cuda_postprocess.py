@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.keypoint_rois import rois_like
 from helpers.nms_compare import assert_same_up_to_rounding, dense_candidates
 from torchvision.models.detection.roi_heads import heatmaps_to_keypoints as tv_heatmaps_to_keypoints
 from torchvision.ops import batched_nms
@@ -29,10 +30,8 @@ def test_grouped_nms_on_the_gpu_keeps_torchvision_boxes():
 
 
 def test_keypoint_decoding_on_the_gpu_equals_torchvision():
-    g = torch.Generator().manual_seed(1)
-    maps = torch.randn(30, 17, 56, 56, generator=g).to(DEV)
-    xy = torch.rand(30, 2, generator=g) * 300
-    rois = torch.cat([xy, xy + torch.rand(30, 2, generator=g) * 250], 1).to(DEV)
+    maps = torch.randn(40, 17, 56, 56, generator=torch.Generator().manual_seed(1)).to(DEV)
+    rois = rois_like(40).to(DEV)  # 12 widths and 11 heights whose size correction CUDA rounds apart
     kp, scores = heatmaps_to_keypoints(maps, rois)
     ref_kp, ref_scores = tv_heatmaps_to_keypoints(maps, rois)
     assert kp.is_cuda

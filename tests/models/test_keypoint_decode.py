@@ -4,22 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers.keypoint_rois import rois_like
 from torchvision.models.detection.roi_heads import RoIHeads, keypointrcnn_inference
 from torchvision.models.detection.roi_heads import heatmaps_to_keypoints as tv_heatmaps_to_keypoints
 
 import segzoo
 from segzoo.bench.hostsync import OpCounter
 from segzoo.models.roi_heads.keypoint_decode import heatmaps_to_keypoints, keypoints_from_heatmaps
-
-
-def rois_like(n: int, seed: int = 0) -> torch.Tensor:
-    """Boxes of many sizes: under a pixel, fractional, large, at integer corners."""
-    g = torch.Generator().manual_seed(seed)
-    xy = torch.rand(n, 2, generator=g) * 300
-    boxes = torch.cat([xy, xy + torch.rand(n, 2, generator=g) * 250], 1)
-    boxes[:4, 2:] = boxes[:4, :2] + 0.3  # thinner than a pixel: clamped to 1
-    boxes[4:8] = boxes[4:8].round()  # whole-pixel sizes
-    return boxes
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
