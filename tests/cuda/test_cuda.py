@@ -113,8 +113,9 @@ def loss_of(model, b: dict) -> torch.Tensor:
     if getattr(model, "task", None) == "instance":
         targets = [{k: v.to(b["images"].device) for k, v in t.items()} for t in b["targets"]]
         return sum(model(list(b["images"]), targets).values())
-    out = model(b["images"])
-    return sum(w * F.cross_entropy(out[k].float(), b["labels"]) for k, w in model.loss_weights.items())
+    out = model(b["images"])  # autocast's fp16/bf16 logits are scored in float32, float64 stays
+    return sum(w * F.cross_entropy(out[k].to(torch.promote_types(out[k].dtype, torch.float32)), b["labels"])
+               for k, w in model.loss_weights.items())
 
 
 def train(model, b: dict, amp: str | None, steps: int, *, until_stepped: bool = False) -> list[float]:
@@ -325,26 +326,39 @@ def _compile(module):
     return torch.compile(module) if HAS_CUDA else torch.compile(module, backend="aot_eager")
 
 
-def test_torch_compile_semantic_model_trains_like_eager(no_tf32):
-    name = "deeplabv3plus"
-    model = segzoo.build_model(name, num_classes=NUM_CLASSES, backbone="resnet18",
-                               **({} if HAS_CUDA else {"channels": 32, "low_level_channels": 16})).to(DEV)
-    without_dropout(model)  # compiled and eager dropout draw different masks
+def _compiled_and_eager_grads(model, b):
+    """Loss and flattened gradients of ``model`` compiled and of an eager deep copy, same batch."""
     twin = copy.deepcopy(model)
-    compiled = _compile(model)
-    b = batch(name, DEV)
-    loss_c, loss_e = loss_of(compiled, b), loss_of(twin, b)
+    loss_c, loss_e = loss_of(_compile(model), b), loss_of(twin, b)
     loss_c.backward()
     loss_e.backward()
+    flat = lambda m: torch.cat([p.grad.flatten() for p in m.parameters()])  # noqa: E731
+    return loss_c.detach(), loss_e.detach(), flat(model), flat(twin)
+
+
+def test_torch_compile_semantic_model_trains_like_eager(no_tf32):
+    """DeepLab v3+ under torch.compile (inductor on the GPU) gives eager's loss and gradients.
+
+    This randomly initialised net on random labels is ill-conditioned: in float64 a 1e-7
+    relative change of the input moves its gradient by 0.8% (measured on the CPU, 2026-11-27),
+    so any two float32 implementations may differ by about 1% (inductor against eager: 1.6% in
+    H200 run 5; eager float32 against float64 on the CPU: 0.7%). The gradients are therefore
+    checked tightly in float64, where rounding is 1e-9 times smaller, and loosely in float32."""
+    name = "deeplabv3plus"
+    kwargs = {} if HAS_CUDA else {"channels": 32, "low_level_channels": 16}
+    torch.manual_seed(0)
+    model = without_dropout(segzoo.build_model(name, num_classes=NUM_CLASSES, backbone="resnet18",
+                                               **kwargs)).to(DEV)
+    model64 = copy.deepcopy(model).double()
+    b = batch(name, DEV)
+    loss_c, loss_e, gc, ge = _compiled_and_eager_grads(model, b)
     assert torch.isfinite(loss_c) and abs(loss_c.item() - loss_e.item()) <= 1e-3 * abs(loss_e.item())
-    # inductor's fused BatchNorm kernels sum in another order; BN on a 2-image batch amplifies
-    # that in the gradients (H200, 2026-11-27: up to 1.1% of a tensor's largest gradient, in an
-    # ASPP depthwise conv). A wrong gradient (sign, missing term) is far outside these bounds.
-    gc = torch.cat([p.grad.flatten() for p in model.parameters()])
-    ge = torch.cat([q.grad.flatten() for q in twin.parameters()])
-    assert (gc - ge).norm() <= 1e-2 * ge.norm()
-    for (n, p), q in zip(model.named_parameters(), twin.parameters()):
-        assert (p.grad - q.grad).abs().max() <= 5e-2 * q.grad.abs().max() + 1e-6, n
+    assert torch.isfinite(gc).all() and (gc - ge).norm() <= 5e-2 * ge.norm()
+    b64 = {**b, "images": b["images"].double()}
+    loss_c, loss_e, gc, ge = _compiled_and_eager_grads(model64, b64)
+    assert abs(loss_c.item() - loss_e.item()) <= 1e-9 * abs(loss_e.item())
+    assert (gc - ge).norm() <= 1e-6 * ge.norm()  # a wrong or missing gradient term is far outside
+    assert (gc - ge).abs().max() <= 1e-5 * ge.abs().max()
 
 
 def test_torch_compile_maskrcnn_backbone(no_tf32):

@@ -100,6 +100,8 @@ def test_gpu_check_packs_results_for_the_device_tool(tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["check.log", "results.tar"]
     with tarfile.open(tmp_path / "out" / "results.tar") as tar:
         names = sorted(Path(n).name for n in tar.getnames() if n != ".")
-    assert names == ["detector_postprocess.json", "detector_postprocess.md"]
+    # parity, stopped by SIGINT, may have written its partial curves first (on a loaded machine)
+    assert {"detector_postprocess.json", "detector_postprocess.md"} <= set(names) <= {
+        "detector_postprocess.json", "detector_postprocess.md", "gpu_parity.json", "gpu_parity.md"}
     log = (tmp_path / "out" / "check.log").read_text()
     assert "=== parity: exit 124" in log and "FAILED steps: parity(exit 124)" in log
