@@ -21,8 +21,9 @@ In each pair of equal architectures segzoo's model starts from torchvision's ini
 
 One training step = forward (autocast for bf16), loss, backward, SGD step (momentum 0.9)
 (:func:`segzoo.bench.timing.training_step`: cross-entropy on fixed random labels, or the sum of
-Mask R-CNN's losses). cuDNN autotuning is on (as in the engine without ``train.deterministic``),
-TF32 settings are torch's defaults (recorded). img/s = batch / median step time after warm-up.
+Mask R-CNN's losses). cuDNN autotuning follows the engine's ``train.cudnn_benchmark: auto`` (on
+for the semantic group's fixed shapes, off for Mask R-CNN, whose mask head sees a new number of
+positive RoIs at most steps; ``--cudnn-benchmark on|off`` sets it for both groups), TF32 settings are torch's defaults (recorded). img/s = batch / median step time after warm-up.
 Peak memory = ``torch.cuda.max_memory_allocated`` over 2 steps (after 1 warm-up step, whose cuDNN
 autotuning tries large workspaces) of the model alone on the GPU
 (weights, gradients, optimizer state and activations). Losses of every step are kept so that fp32
@@ -56,6 +57,7 @@ from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
 from segzoo.bench.peers import copy_weights  # noqa: E402
 from segzoo.bench.timing import DTYPES, profile_table, run_interleaved, training_step  # noqa: E402
 from segzoo.bench.worker import build_on  # noqa: E402
+from segzoo.engine.reproducibility import cudnn_benchmark  # noqa: E402
 from segzoo.export.deploy import compile_module  # noqa: E402
 
 TV_DLV3 = {"backbone": "resnet50", "output_stride": 8, "bottleneck": True, "aspp_dropout": 0.5}
@@ -194,6 +196,14 @@ def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, s
             "steps": steps, "wall_s": wall, "copied": copied, "models": rows}
 
 
+def autotuning(runs: list[dict]) -> str:
+    """'on', 'off' or 'on for semantic, off for instance' (runs before the option: on)."""
+    by_group = {r["group"]: "on" if r.get("cudnn_benchmark", True) else "off" for r in runs}
+    if len(set(by_group.values())) <= 1:
+        return next(iter(by_group.values()), "on")
+    return ", ".join(f"{v} for {g}" for g, v in by_group.items())
+
+
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = ["# Training throughput and peak memory", "",
@@ -203,10 +213,11 @@ def markdown(results: dict) -> str:
              + f"; torch {m['torch']}, torchvision {m['torchvision']}; {m['date']}; segzoo {m.get('segzoo_commit')}.",
              f"* Command: `{results['command']}`",
              f"* {results['warmup']} warm-up + {results['steps']} timed steps per model, interleaved; "
-             "cuDNN autotuning on; SGD momentum 0.9; img/s = batch / median step time.",
+             f"cuDNN autotuning {autotuning(results['runs'])}; SGD momentum 0.9; img/s = batch / median step time.",
              *sorted({f"* Same initial weights: {r['copied']}." for r in results["runs"] if r.get("copied")}), "",
-             "| group | input | batch | model | dtype | step ms (median) | img/s | peak MiB | bf16 / fp32 img/s | first -> last loss |",
-             "|---|---|---:|---|---|---:|---:|---:|---:|---|"]
+             "| group | input | batch | model | dtype | step ms (median) | step ms (min-max) | img/s | peak MiB "
+             "| bf16 / fp32 img/s | first -> last loss |",
+             "|---|---|---:|---|---|---:|---:|---:|---:|---:|---|"]
     fp32 = {(r["group"], x["label"]): x["img_per_s"] for r in results["runs"] if r["dtype"] == "fp32"
             for x in r["models"]}
     for r in results["runs"]:
@@ -215,7 +226,8 @@ def markdown(results: dict) -> str:
                 r["dtype"] != "fp32" and (r["group"], x["label"]) in fp32) else None
             peak = "n/a" if x["peak_mem_mib"] is None else f"{x['peak_mem_mib']:.0f}"
             lines.append(f"| {r['group']} | {r['size'][0]}x{r['size'][1]} | {r['batch']} | `{x['label']}` | "
-                         f"{r['dtype']} | {x['median_step_s'] * 1e3:.0f} | {x['img_per_s']:.1f} | {peak} | "
+                         f"{r['dtype']} | {x['median_step_s'] * 1e3:.0f} | "
+                         f"{min(x['step_s']) * 1e3:.0f}-{max(x['step_s']) * 1e3:.0f} | {x['img_per_s']:.1f} | {peak} | "
                          f"{'-' if speedup is None else f'{speedup:.2f}x'} | "
                          f"{x['losses'][0]:.3f} -> {x['losses'][-1]:.3f} |")
     eager = {(r["group"], r["dtype"], x["candidate"]["name"]): x["img_per_s"] for r in results["runs"]
@@ -254,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", default=None, metavar="MODE",
                    help="also time a torch.compile'd twin of each model: default, reduce-overhead, "
                         "max-autotune or backend:<name> (backend:eager: a dry run without Inductor)")
+    p.add_argument("--cudnn-benchmark", choices=("auto", "on", "off"), default="auto",
+                   help="cuDNN autotuning: auto (the engine's default: semantic on, instance off), on or off")
     p.add_argument("--profile", action="store_true",
                    help="add torch.profiler's top operators of 2 more steps of each model")
     p.add_argument("--warmup", type=int, default=3)
@@ -269,7 +283,6 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu_train: no CUDA device", file=sys.stderr)
         return 2
-    torch.backends.cudnn.benchmark = True
     if device.type == "cpu":
         torch.set_flush_denormal(True)  # as the engine: denormal floats slow CPU steps 3-8x
     if args.quick:
@@ -283,8 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             group["candidates"] = [c for c in group["candidates"] if c.name in args.models]
         if group["name"] not in args.groups or not group["candidates"]:
             continue
+        setting = {"auto": "auto", "on": True, "off": False}[args.cudnn_benchmark]
+        torch.backends.cudnn.benchmark = cudnn_benchmark(setting, deterministic=False, task=group["name"])
         for dtype in args.dtypes:
-            print(f"{group['name']} {dtype} {group['size']} b{group['batch']} ...", flush=True)
+            print(f"{group['name']} {dtype} {group['size']} b{group['batch']} cuDNN autotuning "
+                  f"{'on' if torch.backends.cudnn.benchmark else 'off'} ...", flush=True)
             try:
                 run = run_group(group, dtype, device, args.warmup, args.steps, compile=args.compile,
                                 profile=args.profile)
@@ -295,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
-            results["runs"].append(run)
+            results["runs"].append({**run, "cudnn_benchmark": torch.backends.cudnn.benchmark})
             for x in run["models"]:
                 peak = "" if x["peak_mem_mib"] is None else f", peak {x['peak_mem_mib']:.0f} MiB"
                 print(f"  {x['label']}: {x['median_step_s'] * 1e3:.0f} ms/step, {x['img_per_s']:.1f} img/s{peak}",

@@ -84,6 +84,7 @@ class TrainConfig:
     best_metric: str | None = None  # metric that picks best.pt (higher is better); None: mIoU
     seed: int = 0
     deterministic: bool = False  # deterministic algorithms (slower on GPU)
+    cudnn_benchmark: bool | Literal["auto"] = "auto"  # cuDNN autotuning; auto: semantic models only
     device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:1", ...
     amp: Literal["bf16", "fp16"] | None = None  # mixed precision; fp16 is CUDA-only
     channels_last: bool = False

@@ -34,16 +34,42 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
+def cudnn_benchmark(setting: bool | str, *, deterministic: bool, task: str) -> bool:
+    """Whether cuDNN autotunes convolution algorithms (``train.cudnn_benchmark``).
+
+    Autotuning times every algorithm once per new input shape, which pays off only when shapes
+    repeat. ``"auto"`` turns it on for semantic models (fixed-size training crops, as
+    mmsegmentation does) and off for detectors, whose mask and keypoint heads see a different
+    number of positive RoIs at most steps (detectron2's ``CUDNN_BENCHMARK`` is off by default). With
+    it on, Mask R-CNN R50-FPN training steps on an H200 (800x1333, batch 4) took either 0.08-0.12 s
+    or 0.7-1.1 s, the pattern of autotuning new shapes (docs/benchmarks.md, run 5). Off in
+    deterministic mode.
+
+    Raises:
+        ValueError: ``setting`` is ``True`` with ``deterministic`` (autotuning picks by timing,
+            so two runs may use different algorithms), or not a bool or ``"auto"``.
+    """
+    if setting == "auto":
+        return not deterministic and task != "instance"
+    if not isinstance(setting, bool):
+        raise ValueError(f"cudnn_benchmark must be true, false or 'auto', got {setting!r}")
+    if setting and deterministic:
+        raise ValueError("cudnn_benchmark true contradicts deterministic true: autotuning picks "
+                         "algorithms by timing; set one of them to false")
+    return setting
+
+
 class Determinism:
     """Context manager for ``train.deterministic``: when enabled, turns on
     ``torch.use_deterministic_algorithms`` (``warn_only``: ops without a deterministic
     implementation warn instead of failing), cuDNN's deterministic mode and cuBLAS's fixed
-    workspace; when disabled, lets cuDNN benchmark convolution algorithms. The previous global
-    settings come back on exit.
+    workspace, and turns cuDNN autotuning off; when disabled, sets cuDNN autotuning to
+    ``benchmark`` (see :func:`cudnn_benchmark`). The previous global settings come back on exit.
     """
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, benchmark: bool = True) -> None:
         self.enabled = enabled
+        self.benchmark = benchmark
 
     def __enter__(self) -> Determinism:
         self._saved = (torch.are_deterministic_algorithms_enabled(),
@@ -55,7 +81,7 @@ class Determinism:
             torch.backends.cudnn.deterministic = True
             torch.backends.cudnn.benchmark = False
         else:
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = self.benchmark
         return self
 
     def __exit__(self, *exc: object) -> None:

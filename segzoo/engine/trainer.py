@@ -37,7 +37,13 @@ from segzoo.config import Config, save_config
 from segzoo.engine import accel
 from segzoo.engine.ema import ModelEMA
 from segzoo.engine.logger import NullLogger, RunLogger, run_summary, write_json, write_overlays
-from segzoo.engine.reproducibility import Determinism, rng_state, seed_everything, set_rng_state
+from segzoo.engine.reproducibility import (
+    Determinism,
+    cudnn_benchmark,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+)
 from segzoo.engine.signals import GracefulStop
 from segzoo.engine.tasks import build_task
 from segzoo.engine.train_state import TrainingState
@@ -139,6 +145,11 @@ class Trainer(TrainingState):
         if self.best_metric not in self.task.metric_names:
             raise ConfigError(f"'train.best_metric' is {self.best_metric!r}; {self.task.name} models "
                               f"report {', '.join(self.task.metric_names)}")
+        try:
+            self.cudnn_benchmark = cudnn_benchmark(tc.cudnn_benchmark, deterministic=tc.deterministic,
+                                                   task=self.task.name)
+        except ValueError as exc:
+            raise ConfigError(f"'train.cudnn_benchmark': {exc}") from None
         self.optimizer = builders.optimizer_from_config(cfg, self.model)
         self.scheduler = builders.scheduler_from_config(cfg, self.optimizer)
         self.precision = accel.Precision(tc.amp, self.device)
@@ -160,7 +171,7 @@ class Trainer(TrainingState):
     def train(self) -> TrainResult:
         """Run (or resume) training to ``train.max_iters``; returns the final metrics."""
         try:
-            with Determinism(self.cfg.train.deterministic), GracefulStop() as stop:
+            with Determinism(self.cfg.train.deterministic, self.cudnn_benchmark), GracefulStop() as stop:
                 return self._train(stop)
         finally:
             distributed.cleanup(self._owns_group)

@@ -71,9 +71,9 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
     assert exc.value.code == 2 and "unknown --models deeplabv3pluss" in capsys.readouterr().err
     assert gpu_train.main(["--device", "cpu", "--quick", "--groups", "semantic", "--models", "deeplabv3plus",
                            "--dtypes", "fp32", "bf16", "--compile", "backend:eager", "--profile",
-                           "--out", str(tmp_path)]) == 0
+                           "--cudnn-benchmark", "off", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "gpu_train.json").read_text())
-    assert [r["dtype"] for r in res["runs"]] == ["fp32", "bf16"]
+    assert [(r["dtype"], r["cudnn_benchmark"]) for r in res["runs"]] == [("fp32", False), ("bf16", False)]
     for run in res["runs"]:
         eager, compiled = run["models"]
         assert (eager["compile"], compiled["compile"]) == (None, "backend:eager")
@@ -84,7 +84,10 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
         assert "aten::convolution_backward" in eager["profile"] and "Torch-Compiled Region" in compiled["profile"]
     md = (tmp_path / "gpu_train.md").read_text()
     assert "`deeplabv3plus/resnet18 [compiled backend:eager]` bf16: " in md and "x its eager twin" in md
-    assert md.count("### `deeplabv3plus/resnet18") == 4
+    assert md.count("### `deeplabv3plus/resnet18") == 4 and "cuDNN autotuning off;" in md
+    # the default, the engine's auto: autotuning for the semantic group's fixed shapes only
+    runs = [{"group": "semantic", "cudnn_benchmark": True}, {"group": "instance", "cudnn_benchmark": False}]
+    assert gpu_train.autotuning(runs) == "on for semantic, off for instance"
 
 
 def test_gpu_train_pairs_start_from_torchvision_weights_and_train_alike():

@@ -12,6 +12,7 @@ from segzoo.checkpoint import load_checkpoint
 from segzoo.config import load_config
 from segzoo.distributed import DistInfo, convert_sync_bn
 from segzoo.engine import Trainer
+from segzoo.engine.reproducibility import cudnn_benchmark
 from segzoo.errors import CheckpointError, ConfigError
 
 
@@ -187,6 +188,40 @@ def test_deterministic_runs_repeat_exactly(cfg_path, tmp_path):
     a, b = model_state(tmp_path / "a/checkpoints/last.pt"), model_state(tmp_path / "b/checkpoints/last.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.are_deterministic_algorithms_enabled()  # the global switch is restored
+
+
+@pytest.mark.parametrize("setting, expected", [("auto", True), ("false", False), ("true", True)])
+def test_cudnn_benchmark_during_training_follows_the_config(cfg_path, tmp_path, setting, expected):
+    trainer = Trainer(load_config(cfg_path, [f"train.cudnn_benchmark={setting}", "train.max_iters=2",
+                                             "data.val=null"]), tmp_path / "run", progress=False)
+    seen, losses = [], trainer.task.losses
+
+    def recording_losses(*args, **kwargs):
+        seen.append(torch.backends.cudnn.benchmark)
+        return losses(*args, **kwargs)
+
+    trainer.task.losses = recording_losses
+    before = torch.backends.cudnn.benchmark
+    trainer.train()
+    assert seen == [expected, expected]
+    assert torch.backends.cudnn.benchmark == before  # the global switch is restored
+
+
+def test_cudnn_benchmark_auto_is_off_for_detectors_and_deterministic_runs():
+    assert cudnn_benchmark("auto", deterministic=False, task="semantic") is True
+    assert cudnn_benchmark("auto", deterministic=False, task="instance") is False
+    assert cudnn_benchmark("auto", deterministic=True, task="semantic") is False
+    assert cudnn_benchmark(True, deterministic=False, task="instance") is True
+    with pytest.raises(ValueError, match="'auto'"):
+        cudnn_benchmark("yes", deterministic=False, task="semantic")
+
+
+def test_cudnn_benchmark_true_with_deterministic_is_a_config_error(cfg_path, tmp_path):
+    cfg = load_config(cfg_path, ["train.cudnn_benchmark=true", "train.deterministic=true"])
+    with pytest.raises(ConfigError, match=r"'train.cudnn_benchmark'.*deterministic.*set one of them to false"):
+        Trainer(cfg, tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="train.cudnn_benchmark"):
+        load_config(cfg_path, ["train.cudnn_benchmark=fast"])
 
 
 def test_sync_bn_falls_back_to_batchnorm_where_it_cannot_work():
