@@ -16,6 +16,8 @@
 #   train       benchmarks/gpu_train.py: training img/s and peak memory             (T_TRAIN s)
 #   train_compile  gpu_train.py for DeepLab v3+ R50 alone, fp32 and bf16-cl, eager and
 #               torch.compile'd (TRAIN_COMPILE mode, default "default"), with profiles (T_TRAIN_COMPILE s)
+#   train_autotune  gpu_train.py for the Mask R-CNN pair, fp32, with cuDNN autotuning on (the
+#               train step leaves it off for detectors, as the engine)            (T_TRAIN_AUTOTUNE s)
 #   bench_fp32  segzoo bench --device cuda, every model, fp32                       (T_BENCH_FP32 s)
 #   bench_bf16  the same in bf16                                                    (T_BENCH_BF16 s)
 #   deploy_maskrcnn  segzoo bench, Mask R-CNN 800x1333: deploy (fp32, compiled backbone,
@@ -29,7 +31,7 @@
 # A step past its limit gets SIGINT (pytest then prints its failures and summary, segzoo train
 # saves and the scripts write what they measured), and SIGKILL 20 s later.
 # Results go to --out, else benchmarks/results/gpu-<card>/: check.log, gpu_parity.{json,md},
-# gpu_camvid.{json,md}, gpu_train.{json,md}, gpu_train_compile.{json,md}, bench-{fp32,bf16}.{json,md},
+# gpu_camvid.{json,md}, gpu_train.{json,md}, gpu_train_{compile,autotune}.{json,md}, bench-{fp32,bf16}.{json,md},
 # bench-deploy-{maskrcnn,semantic}.{json,md}, detector_postprocess.{json,md}. With $OUT set (the
 # device tool brings back at most 8 files from there): $OUT/check.log and $OUT/results.tar holding
 # the rest, rewritten after every step, so that a call cut short still returns the finished steps.
@@ -39,7 +41,7 @@ set -u -o pipefail
 DEVICE=cuda
 QUICK=0
 DEST=""
-ALL_STEPS=tests,parity,camvid,train,train_compile,bench_fp32,bench_bf16,deploy_maskrcnn,deploy_semantic,postprocess
+ALL_STEPS=tests,parity,camvid,train,train_compile,train_autotune,bench_fp32,bench_bf16,deploy_maskrcnn,deploy_semantic,postprocess
 STEPS=$ALL_STEPS
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -95,10 +97,11 @@ if [ "$QUICK" = 1 ]; then
   T_TESTS=${T_TESTS:-120}; T_TRAIN=${T_TRAIN:-120}; T_BENCH_FP32=${T_BENCH_FP32:-120}; T_BENCH_BF16=${T_BENCH_BF16:-120}
   T_PARITY=${T_PARITY:-120}; T_CAMVID=${T_CAMVID:-110}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-120}
   T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-120}; T_POSTPROCESS=${T_POSTPROCESS:-120}
-  TEST_WORKERS=${TEST_WORKERS:-2}; T_TRAIN_COMPILE=${T_TRAIN_COMPILE:-120}
+  TEST_WORKERS=${TEST_WORKERS:-2}; T_TRAIN_COMPILE=${T_TRAIN_COMPILE:-120}; T_TRAIN_AUTOTUNE=${T_TRAIN_AUTOTUNE:-120}
   POSTPROCESS_ARGS=(--quick)
   TRAIN_ARGS=(--quick --dtypes fp32)  # bf16 autocast is exercised by the bench's dry run
   TRAIN_COMPILE_ARGS=(--quick --dtypes fp32 --compile backend:eager)
+  TRAIN_AUTOTUNE_ARGS=(--quick)
   PARITY_ARGS=(--quick --models unet)
   CAMVID_ARGS=(--quick)
   BENCH_ARGS=(--models unet --set base_channels=8 --size 32 --batch 1 --repeats 1 --warmup 0
@@ -118,10 +121,13 @@ else
   TEST_WORKERS=${TEST_WORKERS:-4}
   # two compilations (forward and backward) of DeepLab v3+ R50 at 512x1024, one per precision
   T_TRAIN_COMPILE=${T_TRAIN_COMPILE:-240}
+  # start-up, two R50-FPN detectors built, 13 steps each (run 5: 0.1-1.1 s a step with autotuning)
+  T_TRAIN_AUTOTUNE=${T_TRAIN_AUTOTUNE:-90}
   POSTPROCESS_ARGS=()
   TRAIN_ARGS=()
   # the 1.8x bf16 target, with torch.compile fusing the memory-bound elementwise work
   TRAIN_COMPILE_ARGS=(--dtypes fp32 bf16-cl --compile "${TRAIN_COMPILE:-default}")
+  TRAIN_AUTOTUNE_ARGS=()
   PARITY_ARGS=()
   CAMVID_ARGS=(--budget "${CAMVID_BUDGET:-60}")
   if [ -n "${CAMVID_ITERS:-}" ]; then CAMVID_ARGS=(--iters "$CAMVID_ITERS"); fi  # no probe
@@ -206,6 +212,13 @@ if wanted train_compile; then
     --groups semantic --models deeplabv3plus --profile "${TRAIN_COMPILE_ARGS[@]}"
   cp "$WORK/train_compile/gpu_train.json" "$RES/gpu_train_compile.json" 2>/dev/null
   cp "$WORK/train_compile/gpu_train.md" "$RES/gpu_train_compile.md" 2>/dev/null
+fi
+
+if wanted train_autotune; then
+  step train_autotune "$T_TRAIN_AUTOTUNE" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train_autotune" \
+    --groups instance --dtypes fp32 --cudnn-benchmark on "${TRAIN_AUTOTUNE_ARGS[@]}"
+  cp "$WORK/train_autotune/gpu_train.json" "$RES/gpu_train_autotune.json" 2>/dev/null
+  cp "$WORK/train_autotune/gpu_train.md" "$RES/gpu_train_autotune.md" 2>/dev/null
 fi
 
 for DT in fp32 bf16; do

@@ -23,7 +23,8 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
                      "bench-deploy-semantic.json", "bench-deploy-semantic.md", "bench-fp32.json", "bench-fp32.md",
                      "check.log", "detector_postprocess.json", "detector_postprocess.md", "gpu_camvid.json",
                      "gpu_camvid.md", "gpu_parity.json", "gpu_parity.md", "gpu_train.json", "gpu_train.md",
-                     "gpu_train_compile.json", "gpu_train_compile.md"]
+                     "gpu_train_autotune.json", "gpu_train_autotune.md", "gpu_train_compile.json",
+                     "gpu_train_compile.md"]
     log = (out / "check.log").read_text()
     assert "=== tests: exit 0" in log and "no CUDA device" in log  # collected, skipped on the CPU
     assert "pytest -m cuda" in log and " -n 2" in log  # in pytest-xdist workers (TEST_WORKERS)
@@ -38,6 +39,10 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     # DeepLab v3+ alone, next to its torch.compile'd twin (Dynamo only on the CPU), profiled
     (run,) = json.loads((out / "gpu_train_compile.json").read_text())["runs"]
     assert [m["compile"] for m in run["models"]] == [None, "backend:eager"] and all(m["profile"] for m in run["models"])
+    # the detector pair again with cuDNN autotuning on (the train step leaves it off for detectors)
+    assert [r["cudnn_benchmark"] for r in train["runs"]] == [True, False]
+    (run,) = json.loads((out / "gpu_train_autotune.json").read_text())["runs"]
+    assert (run["group"], run["dtype"], run["cudnn_benchmark"]) == ("instance", "fp32", True)
     bench = json.loads((out / "bench-bf16.json").read_text())
     assert bench["settings"]["dtype"] == "bf16" and bench["settings"]["in_process"]
     row = bench["models"][0]
