@@ -23,7 +23,8 @@ One training step = forward (autocast for bf16), loss, backward, SGD step (momen
 (:func:`segzoo.bench.timing.training_step`: cross-entropy on fixed random labels, or the sum of
 Mask R-CNN's losses). cuDNN autotuning follows the engine's ``train.cudnn_benchmark: auto`` (on
 for the semantic group's fixed shapes, off for Mask R-CNN, whose mask head sees a new number of
-positive RoIs at most steps; ``--cudnn-benchmark on|off`` sets it for both groups), TF32 settings are torch's defaults (recorded). img/s = batch / median step time after warm-up.
+positive RoIs at most steps; ``--cudnn-benchmark on|off`` sets it for both groups). TF32
+settings are torch's defaults (recorded). img/s = batch / median step time after warm-up.
 Peak memory = ``torch.cuda.max_memory_allocated`` over 2 steps (after 1 warm-up step, whose cuDNN
 autotuning tries large workspaces) of the model alone on the GPU
 (weights, gradients, optimizer state and activations). Losses of every step are kept so that fp32

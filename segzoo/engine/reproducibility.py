@@ -42,7 +42,7 @@ def cudnn_benchmark(setting: bool | str, *, deterministic: bool, task: str) -> b
     mmsegmentation does) and off for detectors, whose mask and keypoint heads see a different
     number of positive RoIs at most steps (detectron2's ``CUDNN_BENCHMARK`` is off by default). With
     it on, Mask R-CNN R50-FPN training steps on an H200 (800x1333, batch 4) took either 0.08-0.12 s
-    or 0.7-1.1 s, the pattern of autotuning new shapes (docs/benchmarks.md, run 5). Off in
+    or 0.3-1.1 s, the pattern of autotuning new shapes (docs/benchmarks.md, run 5). Off in
     deterministic mode.
 
     Raises:
