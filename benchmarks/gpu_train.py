@@ -292,16 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results = {"machine": machine_info(args.device), "command": "python " + " ".join(sys.argv),
                "warmup": args.warmup, "steps": args.steps, "runs": [], "errors": []}
+    setting = {"auto": "auto", "on": True, "off": False}[args.cudnn_benchmark]  # train.cudnn_benchmark's values
     for group in groups(args.quick):
         if args.models is not None:
             group["candidates"] = [c for c in group["candidates"] if c.name in args.models]
         if group["name"] not in args.groups or not group["candidates"]:
             continue
-        setting = {"auto": "auto", "on": True, "off": False}[args.cudnn_benchmark]
-        torch.backends.cudnn.benchmark = cudnn_benchmark(setting, deterministic=False, task=group["name"])
+        autotune = cudnn_benchmark(setting, deterministic=False, task=group["name"])
+        torch.backends.cudnn.benchmark = autotune
         for dtype in args.dtypes:
             print(f"{group['name']} {dtype} {group['size']} b{group['batch']} cuDNN autotuning "
-                  f"{'on' if torch.backends.cudnn.benchmark else 'off'} ...", flush=True)
+                  f"{'on' if autotune else 'off'} ...", flush=True)
             try:
                 run = run_group(group, dtype, device, args.warmup, args.steps, compile=args.compile,
                                 profile=args.profile)
@@ -312,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
                 continue
-            results["runs"].append({**run, "cudnn_benchmark": torch.backends.cudnn.benchmark})
+            results["runs"].append({**run, "cudnn_benchmark": autotune})
             for x in run["models"]:
                 peak = "" if x["peak_mem_mib"] is None else f", peak {x['peak_mem_mib']:.0f} MiB"
                 print(f"  {x['label']}: {x['median_step_s'] * 1e3:.0f} ms/step, {x['img_per_s']:.1f} img/s{peak}",
