@@ -11,19 +11,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.fx.experimental.symbolic_shapes import statically_known_true
 
+from segzoo.models.layers.aten_resize import bilinear_resize, use_aten_resize
+
 
 def resize(x: Tensor, size: tuple[int, int] | torch.Size, mode: str = "bilinear") -> Tensor:
     """Resize (B, C, H, W) features to ``size`` = (H', W'); no-op when already that size.
 
     ``mode`` is ``"bilinear"`` (``align_corners=False``) or ``"nearest"``. Under ``torch.export``
     with symbolic sizes the no-op shortcut is taken only where the sizes are provably equal (an
-    interpolation to the same size returns its input unchanged), so no size gets frozen.
+    interpolation to the same size returns its input unchanged), so no size gets frozen. Under
+    :func:`~segzoo.models.layers.aten_resize.keep_aten_resize`, bilinear resizes traced by
+    ``torch.compile`` for training run ATen's kernels as opaque operators (same values).
     """
     size = tuple(size)
     if all(statically_known_true(a == b) for a, b in zip(x.shape[-2:], size)):
         return x
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
+    if mode == "bilinear" and use_aten_resize(x):
+        return bilinear_resize(x, size)
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 

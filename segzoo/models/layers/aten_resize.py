@@ -1,0 +1,114 @@
+"""Bilinear resize as opaque operators, so that ``torch.compile`` keeps ATen's kernels for it.
+
+Inductor (``torch.compile``'s default backend) decomposes ``F.interpolate(mode="bilinear")``
+into gathers and derives its backward as a scatter-add (``index_put`` with accumulation). In
+run 5 of the GPU check (H200, torch 2.11, docs/benchmarks.md) the two scatter kernels of
+DeepLab v3+ R50's compiled bf16 + channels_last training step (the decoder's 4x upsampling of
+ASPP and the final 4x upsampling of the logits) took 21% of its GPU time, while eager's ATen
+backward kernels did not reach its top 12 operators. The two operators here,
+``segzoo::bilinear_resize`` (:data:`bilinear_resize`) and ``segzoo::bilinear_resize_backward``
+(:data:`bilinear_resize_backward`), are registered with ``torch.library.custom_op`` (torch >= 2.4;
+``None`` before): Inductor calls them as extern kernels instead of decomposing
+them, and they run ATen's ``upsample_bilinear2d`` and ``upsample_bilinear2d_backward``, so
+their results equal eager's bit for bit.
+
+:func:`keep_aten_resize` switches them on for :func:`segzoo.models.layers.resize` while a
+``torch.compile``'d model is traced for training (input requiring gradients, not under
+``torch.export``, whose graphs must stay plain ATen for ONNX and other runtimes). It is off
+by default: whether it pays on a GPU is what gpu_train.py's ``--aten-resize`` measures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+_enabled = False
+
+
+def _memory_format(t: Tensor) -> torch.memory_format:
+    """channels_last for an NHWC-strided 4-D tensor (as ATen's upsampling returns), else
+    contiguous."""
+    nhwc = t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+    return torch.channels_last if nhwc else torch.contiguous_format
+
+
+def _bilinear_resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """(B, C, H, W) -> (B, C, H', W'), ``size`` = (H', W'): ``F.interpolate(x, size,
+    mode="bilinear", align_corners=False)``, any float dtype, NCHW or channels_last."""
+    return F.interpolate(x, size=list(size), mode="bilinear", align_corners=False)
+
+
+def _bilinear_resize_fake(x: Tensor, size: Sequence[int]) -> Tensor:
+    return x.new_empty((*x.shape[:2], *size)).contiguous(memory_format=_memory_format(x))
+
+
+def _bilinear_resize_backward(grad: Tensor, input_size: Sequence[int]) -> Tensor:
+    """The gradient (B, C, H, W) with respect to :func:`bilinear_resize`'s input, of shape
+    ``input_size``, from ``grad`` (B, C, H', W'): ATen's ``upsample_bilinear2d_backward``."""
+    return torch.ops.aten.upsample_bilinear2d_backward(
+        grad, list(grad.shape[-2:]), list(input_size), False)
+
+
+def _bilinear_resize_backward_fake(grad: Tensor, input_size: Sequence[int]) -> Tensor:
+    return grad.new_empty(tuple(input_size)).contiguous(memory_format=_memory_format(grad))
+
+
+def _setup_context(ctx, inputs: tuple, output: Tensor) -> None:
+    ctx.input_size = tuple(inputs[0].shape)
+
+
+def _backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+    return bilinear_resize_backward(grad, ctx.input_size), None
+
+
+if hasattr(torch.library, "custom_op"):  # torch >= 2.4
+    bilinear_resize = torch.library.custom_op("segzoo::bilinear_resize", _bilinear_resize, mutates_args=())
+    bilinear_resize.register_fake(_bilinear_resize_fake)
+    bilinear_resize_backward = torch.library.custom_op(
+        "segzoo::bilinear_resize_backward", _bilinear_resize_backward, mutates_args=())
+    bilinear_resize_backward.register_fake(_bilinear_resize_backward_fake)
+    bilinear_resize.register_autograd(_backward, setup_context=_setup_context)
+else:
+    bilinear_resize = bilinear_resize_backward = None
+
+
+@contextlib.contextmanager
+def keep_aten_resize(enabled: bool = True) -> Iterator[None]:
+    """While active, :func:`segzoo.models.layers.resize` routes bilinear resizes that
+    ``torch.compile`` traces for training through :func:`bilinear_resize` (ATen's kernels,
+    opaque to Inductor) instead of ``F.interpolate`` (decomposed by Inductor).
+
+    Eager calls, inference (no input requiring gradients) and ``torch.export`` are unaffected.
+    Dynamo guards on the setting, so a model compiled under one setting and called under the
+    other is traced again, not run with the wrong graph.
+
+    Raises:
+        RuntimeError: ``enabled`` on a torch older than 2.4 (no ``torch.library.custom_op``).
+    """
+    global _enabled
+    if enabled and bilinear_resize is None:
+        raise RuntimeError(f"keep_aten_resize needs torch >= 2.4 (torch.library.custom_op); this is "
+                           f"torch {torch.__version__}: upgrade torch or leave the switch off")
+    saved, _enabled = _enabled, enabled
+    try:
+        yield
+    finally:
+        _enabled = saved
+
+
+def aten_resize_enabled() -> bool:
+    """Whether :func:`keep_aten_resize` is active."""
+    return _enabled
+
+
+def use_aten_resize(x: Tensor) -> bool:
+    """Whether :func:`segzoo.models.layers.resize` should call :func:`bilinear_resize` on
+    ``x``: the switch is on, Dynamo is tracing (not exporting) and ``x`` requires gradients."""
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
+    return (_enabled and torch.compiler.is_compiling() and not exporting
+            and x.requires_grad and torch.is_grad_enabled())
