@@ -35,6 +35,9 @@ and bf16 runs from the same initial weights on the same data can be compared.
 ``max-autotune`` or ``backend:<name>``, as ``segzoo bench --deploy-compile``; the engine's
 ``train.compile``), timed interleaved with its eager twin; compilation happens in the warm-up
 steps, and a compiled model's peak memory is not measured (that would compile it again).
+``--aten-resize`` (with ``--compile``) adds a second compiled twin whose bilinear resizes stay
+ATen's kernels (:func:`segzoo.models.layers.aten_resize.keep_aten_resize`) instead of Inductor's
+decomposition, whose backward is a scatter-add (21% of compiled DeepLab v3+'s GPU time in run 5).
 ``--profile`` adds torch.profiler's top operators of 2 steps of each model after the timed steps.
 
 Writes ``gpu_train.json`` and ``gpu_train.md`` into ``--out``.
@@ -60,6 +63,7 @@ from segzoo.bench.timing import DTYPES, profile_table, run_interleaved, training
 from segzoo.bench.worker import build_on  # noqa: E402
 from segzoo.engine.reproducibility import cudnn_benchmark  # noqa: E402
 from segzoo.export.deploy import compile_module  # noqa: E402
+from segzoo.models.layers.aten_resize import keep_aten_resize  # noqa: E402
 
 TV_DLV3 = {"backbone": "resnet50", "output_stride": 8, "bottleneck": True, "aspp_dropout": 0.5}
 
@@ -156,14 +160,27 @@ def peak_memory(c: Candidate, group: dict, name: str, device: torch.device) -> f
     return peak
 
 
+def with_aten_resize(step):
+    """``step`` run under :func:`keep_aten_resize` (traced, and later guarded, with it on)."""
+    def run():
+        with keep_aten_resize():
+            return step()
+    return run
+
+
 def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, steps: int, *,
-              compile: str | None = None, profile: bool = False) -> dict:
-    """Train every candidate of ``group`` (and, with ``compile``, a compiled twin of each) in
-    ``dtype_name`` for ``warmup`` + ``steps`` interleaved steps; per model: step times, img/s,
-    peak memory, losses (and with ``profile``, the profiler's table of 2 more steps)."""
+              compile: str | None = None, aten_resize: bool = False, profile: bool = False) -> dict:
+    """Train every candidate of ``group`` (and, with ``compile``, a compiled twin of each, with
+    ``aten_resize`` a second one keeping ATen's bilinear resize) in ``dtype_name`` for ``warmup``
+    + ``steps`` interleaved steps; per model: step times, img/s, peak memory, losses (and with
+    ``profile``, the profiler's table of 2 more steps)."""
     dtype, cl = precision(dtype_name)
+    if compile:
+        torch._dynamo.reset()  # the previous runs' graphs: no recompile limit reached across runs
     cands = [sized(c, group["size"]) for c in group["candidates"]]
     entries = [(c, None) for c in cands] + ([(c, compile) for c in cands] if compile else [])
+    aten = [False] * len(entries) + ([True] * len(cands) if compile and aten_resize else [])
+    entries += [(c, compile) for c in cands] if compile and aten_resize else []
     peaks = [None if mode else peak_memory(c, group, dtype_name, device) for c, mode in entries]
     models = [build(c, group, device, cl) for c, _ in entries]  # seed 0 each: same init per dtype
     copied = copy_pair(group, entries, models)
@@ -177,15 +194,16 @@ def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, s
         return run
 
     steps_fns = [training_step(m, images, dtype, group["num_classes"]) for m in models]
+    steps_fns = [with_aten_resize(f) if a else f for f, a in zip(steps_fns, aten)]
     fns = [keep(i, f) for i, f in enumerate(steps_fns)]
     t0 = time.perf_counter()
     times = run_interleaved(fns, warmup=warmup, repeats=steps, device=device)
     wall = time.perf_counter() - t0
     rows = []
-    for (c, mode), t, peak, loss, step in zip(entries, times, peaks, losses, steps_fns):
+    for (c, mode), a, t, peak, loss, step in zip(entries, aten, times, peaks, losses, steps_fns):
         med = statistics.median(t)
-        label = c.label + (f" [compiled {mode}]" if mode else "")
-        rows.append({"label": label, "candidate": c.to_dict(), "compile": mode, "step_s": t,
+        label = c.label + (f" [compiled {mode}{', ATen resize' if a else ''}]" if mode else "")
+        rows.append({"label": label, "candidate": c.to_dict(), "compile": mode, "aten_resize": a, "step_s": t,
                      "median_step_s": med, "img_per_s": group["batch"] / med, "peak_mem_mib": peak,
                      "losses": [x.item() for x in loss],
                      **({"profile": profile_table(step, device, calls=2, top=12)} if profile else {})})
@@ -267,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", default=None, metavar="MODE",
                    help="also time a torch.compile'd twin of each model: default, reduce-overhead, "
                         "max-autotune or backend:<name> (backend:eager: a dry run without Inductor)")
+    p.add_argument("--aten-resize", action="store_true",
+                   help="with --compile: also time a compiled twin keeping ATen's bilinear resize kernels")
     p.add_argument("--cudnn-benchmark", choices=("auto", "on", "off"), default="auto",
                    help="cuDNN autotuning: auto (the engine's default: semantic on, instance off), on or off")
     p.add_argument("--profile", action="store_true",
@@ -280,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.models or ()) - known)
     if unknown:
         p.error(f"unknown --models {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
+    if args.aten_resize and not args.compile:
+        p.error("--aten-resize needs --compile MODE (it adds a second compiled twin)")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu_train: no CUDA device", file=sys.stderr)
@@ -305,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{'on' if autotune else 'off'} ...", flush=True)
             try:
                 run = run_group(group, dtype, device, args.warmup, args.steps, compile=args.compile,
-                                profile=args.profile)
+                                aten_resize=args.aten_resize, profile=args.profile)
             except Exception as exc:  # e.g. out of memory: recorded, the other runs go on
                 results["errors"].append({"group": group["name"], "dtype": dtype,
                                           "error": f"{type(exc).__name__}: {str(exc)[:300]}"})

@@ -66,25 +66,37 @@ def test_deploy_check_of_a_detector_against_itself_and_a_perturbed_copy():
 def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
     import json
 
+    from segzoo.models.layers.aten_resize import aten_resize_enabled
+
     with pytest.raises(SystemExit) as exc:  # a misspelt model name is an error, not an empty run
         gpu_train.main(["--device", "cpu", "--quick", "--models", "deeplabv3pluss", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "unknown --models deeplabv3pluss" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        gpu_train.main(["--device", "cpu", "--quick", "--aten-resize", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--aten-resize needs --compile MODE" in capsys.readouterr().err
     assert gpu_train.main(["--device", "cpu", "--quick", "--groups", "semantic", "--models", "deeplabv3plus",
-                           "--dtypes", "fp32", "bf16", "--compile", "backend:eager", "--profile",
+                           "--dtypes", "fp32", "bf16", "--compile", "backend:eager", "--aten-resize", "--profile",
                            "--cudnn-benchmark", "off", "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "gpu_train.json").read_text())
     assert [(r["dtype"], r["cudnn_benchmark"]) for r in res["runs"]] == [("fp32", False), ("bf16", False)]
     for run in res["runs"]:
-        eager, compiled = run["models"]
-        assert (eager["compile"], compiled["compile"]) == (None, "backend:eager")
+        eager, compiled, aten = run["models"]
+        assert [m["compile"] for m in run["models"]] == [None, "backend:eager", "backend:eager"]
+        assert [m["aten_resize"] for m in run["models"]] == [False, False, True]
         assert compiled["label"] == "deeplabv3plus/resnet18 [compiled backend:eager]"
-        assert compiled["peak_mem_mib"] is None and compiled["img_per_s"] > 0
-        # the twins start from the same weights: the same first loss up to dropout's draws
-        assert abs(eager["losses"][0] - compiled["losses"][0]) < 0.05
-        assert "aten::convolution_backward" in eager["profile"] and "Torch-Compiled Region" in compiled["profile"]
+        assert aten["label"] == "deeplabv3plus/resnet18 [compiled backend:eager, ATen resize]"
+        for twin in (compiled, aten):
+            assert twin["peak_mem_mib"] is None and twin["img_per_s"] > 0
+            # the twins start from the same weights: the same first loss up to dropout's draws
+            assert abs(eager["losses"][0] - twin["losses"][0]) < 0.05
+            assert "Torch-Compiled Region" in twin["profile"]
+        assert "aten::convolution_backward" in eager["profile"]
+    # the ATen-resize twin's steps (and its profiled ones) run with the switch on, the others not
+    assert gpu_train.with_aten_resize(aten_resize_enabled)() and not aten_resize_enabled()
     md = (tmp_path / "gpu_train.md").read_text()
     assert "`deeplabv3plus/resnet18 [compiled backend:eager]` bf16: " in md and "x its eager twin" in md
-    assert md.count("### `deeplabv3plus/resnet18") == 4 and "cuDNN autotuning off;" in md
+    assert "`deeplabv3plus/resnet18 [compiled backend:eager, ATen resize]` bf16: " in md
+    assert md.count("### `deeplabv3plus/resnet18") == 6 and "cuDNN autotuning off;" in md
     # the default, the engine's auto: autotuning for the semantic group's fixed shapes only
     runs = [{"group": "semantic", "cudnn_benchmark": True}, {"group": "instance", "cudnn_benchmark": False}]
     assert gpu_train.autotuning(runs) == "on for semantic, off for instance"

@@ -36,9 +36,11 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     for r in train["runs"]:
         for m in r["models"]:
             assert m["img_per_s"] > 0 and all(x == x for x in m["losses"])
-    # DeepLab v3+ alone, next to its torch.compile'd twin (Dynamo only on the CPU), profiled
+    # DeepLab v3+ alone, next to its torch.compile'd twins (Dynamo only on the CPU), profiled
     (run,) = json.loads((out / "gpu_train_compile.json").read_text())["runs"]
-    assert [m["compile"] for m in run["models"]] == [None, "backend:eager"] and all(m["profile"] for m in run["models"])
+    assert [m["compile"] for m in run["models"]] == [None, "backend:eager", "backend:eager"]
+    assert [m["aten_resize"] for m in run["models"]] == [False, False, True]  # --aten-resize's twin
+    assert all(m["profile"] for m in run["models"])
     # the detector pair again with cuDNN autotuning on (the train step leaves it off for detectors)
     assert [r["cudnn_benchmark"] for r in train["runs"]] == [True, False]
     (run,) = json.loads((out / "gpu_train_autotune.json").read_text())["runs"]
@@ -93,6 +95,14 @@ def test_gpu_check_steps_are_selectable(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert sorted(p.name for p in out.iterdir()) == ["check.log", "gpu_parity.json", "gpu_parity.md"]
     assert "=== tests" not in (out / "check.log").read_text()
+    # TRAIN_GROUPS keeps one group of the train step (the Mask R-CNN pair, next to train_autotune)
+    out = tmp_path / "res-train"
+    proc = subprocess.run(["bash", str(REPO / "benchmarks/gpu_check.sh"), "--device", "cpu", "--quick",
+                           "--steps", "train", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, env={**env, "TRAIN_GROUPS": "instance"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    train = json.loads((out / "gpu_train.json").read_text())
+    assert [(r["group"], r["cudnn_benchmark"]) for r in train["runs"]] == [("instance", False)]
 
 
 def test_gpu_check_packs_results_for_the_device_tool(tmp_path):
