@@ -7,7 +7,8 @@ Two groups, each timed in this one process with the models' steps interleaved (r
 in an order rotated by r, :func:`segzoo.bench.timing.run_interleaved`):
 
 Precisions (``--dtypes``): fp32, bf16 autocast with channels_last (``bf16-cl``: the engine's
-``train.amp: bf16`` + ``train.channels_last: true``, NHWC for the tensor cores) and plain bf16.
+``train.amp: bf16`` + ``train.channels_last: true``, NHWC for the tensor cores) and plain bf16
+by default; ``fp16`` (with a GradScaler, as ``train.amp: fp16``) and ``-cl`` of any of them too.
 
 * semantic, 512x1024 crops (Cityscapes-sized), batch 8: segzoo DeepLab v3+ ResNet-50 (output
   stride 16, the paper's training setting), segzoo DeepLab v3 ResNet-50 in torchvision's layout
@@ -35,7 +36,8 @@ and bf16 runs from the same initial weights on the same data can be compared.
 ``max-autotune`` or ``backend:<name>``, as ``segzoo bench --deploy-compile``; the engine's
 ``train.compile``), timed interleaved with its eager twin; compilation happens in the warm-up
 steps, and a compiled model's peak memory is not measured (that would compile it again).
-``--aten-resize`` (with ``--compile``) adds a second compiled twin whose bilinear resizes stay
+``--compile-dtypes`` keeps the compiled twins to some of the precisions (the others run eager
+only). ``--aten-resize`` (with ``--compile``) adds a second compiled twin whose bilinear resizes stay
 ATen's kernels (:func:`segzoo.models.layers.aten_resize.keep_aten_resize`) instead of Inductor's
 decomposition, whose backward is a scatter-add (21% of compiled DeepLab v3+'s GPU time in run 5).
 ``--profile`` adds torch.profiler's top operators of 2 steps of each model after the timed steps.
@@ -235,7 +237,7 @@ def markdown(results: dict) -> str:
              f"cuDNN autotuning {autotuning(results['runs'])}; SGD momentum 0.9; img/s = batch / median step time.",
              *sorted({f"* Same initial weights: {r['copied']}." for r in results["runs"] if r.get("copied")}), "",
              "| group | input | batch | model | dtype | step ms (median) | step ms (min-max) | img/s | peak MiB "
-             "| bf16 / fp32 img/s | first -> last loss |",
+             "| img/s vs fp32 | first -> last loss |",
              "|---|---|---:|---|---|---:|---:|---:|---:|---:|---|"]
     fp32 = {(r["group"], x["label"]): x["img_per_s"] for r in results["runs"] if r["dtype"] == "fp32"
             for x in r["models"]}
@@ -285,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--compile", default=None, metavar="MODE",
                    help="also time a torch.compile'd twin of each model: default, reduce-overhead, "
                         "max-autotune or backend:<name> (backend:eager: a dry run without Inductor)")
+    p.add_argument("--compile-dtypes", nargs="+", default=None, metavar="DTYPE",
+                   help="with --compile: compiled twins only in these of --dtypes (default: all)")
     p.add_argument("--aten-resize", action="store_true",
                    help="with --compile: also time a compiled twin keeping ATen's bilinear resize kernels")
     p.add_argument("--cudnn-benchmark", choices=("auto", "on", "off"), default="auto",
@@ -302,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown --models {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
     if args.aten_resize and not args.compile:
         p.error("--aten-resize needs --compile MODE (it adds a second compiled twin)")
+    if args.compile_dtypes is not None and (not args.compile or set(args.compile_dtypes) - set(args.dtypes)):
+        p.error("--compile-dtypes needs --compile MODE and names some of --dtypes "
+                f"({' '.join(args.dtypes)}), got {' '.join(args.compile_dtypes)}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         print("gpu_train: no CUDA device", file=sys.stderr)
@@ -326,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{group['name']} {dtype} {group['size']} b{group['batch']} cuDNN autotuning "
                   f"{'on' if autotune else 'off'} ...", flush=True)
             try:
-                run = run_group(group, dtype, device, args.warmup, args.steps, compile=args.compile,
+                mode = args.compile if args.compile_dtypes is None or dtype in args.compile_dtypes else None
+                run = run_group(group, dtype, device, args.warmup, args.steps, compile=mode,
                                 aten_resize=args.aten_resize, profile=args.profile)
             except Exception as exc:  # e.g. out of memory: recorded, the other runs go on
                 results["errors"].append({"group": group["name"], "dtype": dtype,

@@ -101,12 +101,20 @@ def training_step(model: nn.Module, images: Tensor, dtype: torch.dtype | None,
     """One training iteration: forward (training mode, autocast to ``dtype``), cross-entropy
     of every output weighted by ``model.loss_weights`` (segzoo) or of ``"out"`` (others) against
     fixed random labels, backward, SGD step (momentum 0.9). Instance models: the sum of the loss
-    dict of ``model(images, targets)`` on fixed synthetic targets (:func:`instance_targets`)."""
+    dict of ``model(images, targets)`` on fixed synthetic targets (:func:`instance_targets`).
+    In float16 the loss is scaled by a :class:`torch.amp.GradScaler`, as the engine's
+    ``train.amp: fp16`` does (its overflow check costs a host sync a step)."""
     if isinstance(model, DeployedModel):
         raise ValueError("a deployed model is inference-only; time the training step on the original")
     device = images.device
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+
+    def update(loss: Tensor) -> None:
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
     if model_task(model) == "instance":
         inputs = list(images)
         targets = instance_targets(images, num_classes, num_keypoints=getattr(model, "num_keypoints", None))
@@ -115,8 +123,7 @@ def training_step(model: nn.Module, images: Tensor, dtype: torch.dtype | None,
             optimizer.zero_grad(set_to_none=True)
             with _autocast(device, dtype):
                 loss = sum(model(inputs, targets).values())
-            loss.backward()
-            optimizer.step()
+            update(loss)
             return loss.detach()
 
         return detection_step
@@ -133,8 +140,7 @@ def training_step(model: nn.Module, images: Tensor, dtype: torch.dtype | None,
             else:
                 keys = weights or {"out": 1.0}
                 loss = sum(w * F.cross_entropy(out[k].float(), labels) for k, w in keys.items() if k in out)
-        loss.backward()
-        optimizer.step()
+        update(loss)
         return loss.detach()
 
     return step

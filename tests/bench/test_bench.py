@@ -242,6 +242,21 @@ def test_training_step_updates_weights_and_uses_loss_weights():
     assert loss.item() == pytest.approx(ref.item(), rel=1e-5)  # the aux output weighs 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_training_step_scales_the_loss_in_float16_only(dtype, monkeypatch):
+    """fp16 training is timed as the engine runs it, with a GradScaler (and its overflow check);
+    bf16 needs none."""
+    scaled = []
+    real_scale = torch.amp.GradScaler.scale
+    monkeypatch.setattr(torch.amp.GradScaler, "scale",
+                        lambda self, x: scaled.append(self.is_enabled()) or real_scale(self, x))
+    model = segzoo.build_model("unet", num_classes=3, **TINY_UNET)
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = training_step(model, torch.randn(2, 3, 32, 32), dtype, num_classes=3)()
+    assert torch.isfinite(loss) and scaled == [dtype is torch.float16]
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
 def test_onnxruntime_row_times_the_exported_model_against_eager(tmp_path):
     """--onnxruntime: the same model exported to ONNX, run by onnxruntime, interleaved with eager
     (in this process to keep the test short; the CLI test covers workers)."""

@@ -74,12 +74,20 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         gpu_train.main(["--device", "cpu", "--quick", "--aten-resize", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "--aten-resize needs --compile MODE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        gpu_train.main(["--device", "cpu", "--quick", "--dtypes", "fp32", "--compile", "backend:eager",
+                        "--compile-dtypes", "bf16-cl", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "names some of --dtypes (fp32), got bf16-cl" in capsys.readouterr().err
     assert gpu_train.main(["--device", "cpu", "--quick", "--groups", "semantic", "--models", "deeplabv3plus",
-                           "--dtypes", "fp32", "bf16", "--compile", "backend:eager", "--aten-resize", "--profile",
-                           "--cudnn-benchmark", "off", "--out", str(tmp_path)]) == 0
+                           "--dtypes", "fp32", "bf16", "fp16", "--compile", "backend:eager", "--compile-dtypes",
+                           "bf16", "--aten-resize", "--profile", "--cudnn-benchmark", "off",
+                           "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "gpu_train.json").read_text())
-    assert [(r["dtype"], r["cudnn_benchmark"]) for r in res["runs"]] == [("fp32", False), ("bf16", False)]
-    for run in res["runs"]:
+    assert [(r["dtype"], r["cudnn_benchmark"]) for r in res["runs"]] == [
+        ("fp32", False), ("bf16", False), ("fp16", False)]
+    for run in res["runs"][::2]:  # fp32 and fp16: not in --compile-dtypes, eager only
+        assert [m["compile"] for m in run["models"]] == [None]
+    for run in res["runs"][1:2]:
         eager, compiled, aten = run["models"]
         assert [m["compile"] for m in run["models"]] == [None, "backend:eager", "backend:eager"]
         assert [m["aten_resize"] for m in run["models"]] == [False, False, True]
@@ -96,7 +104,8 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
     md = (tmp_path / "gpu_train.md").read_text()
     assert "`deeplabv3plus/resnet18 [compiled backend:eager]` bf16: " in md and "x its eager twin" in md
     assert "`deeplabv3plus/resnet18 [compiled backend:eager, ATen resize]` bf16: " in md
-    assert md.count("### `deeplabv3plus/resnet18") == 6 and "cuDNN autotuning off;" in md
+    assert md.count("### `deeplabv3plus/resnet18") == 5 and "cuDNN autotuning off;" in md
+    assert "| semantic | 32x64 | 2 | `deeplabv3plus/resnet18` | fp16 |" in md
     # the default, the engine's auto: autotuning for the semantic group's fixed shapes only
     runs = [{"group": "semantic", "cudnn_benchmark": True}, {"group": "instance", "cudnn_benchmark": False}]
     assert gpu_train.autotuning(runs) == "on for semantic, off for instance"
