@@ -9,11 +9,10 @@ from torch import nn
 from torch._dynamo.testing import AotEagerAndRecordGraphs, CompileCounterWithBackend
 
 from segzoo.models.layers import resize
-from segzoo.models.layers.aten_resize import (
-    bilinear_resize,
-    bilinear_resize_backward,
-    keep_aten_resize,
-)
+from segzoo.models.layers.aten_resize import bilinear_resize, keep_aten_resize
+
+RESIZE = torch.ops.segzoo.bilinear_resize.default
+RESIZE_BACKWARD = torch.ops.segzoo.bilinear_resize_backward.default
 
 
 def nhwc(t: torch.Tensor) -> torch.Tensor:
@@ -25,9 +24,15 @@ def test_operators_pass_torch_library_opcheck(layout):
     """Schemas, fake (meta) shapes and strides, autograd registration and AOT dispatch agree
     with the real kernels, for both memory layouts."""
     x = layout(torch.randn(2, 3, 5, 7, dtype=torch.float64)).requires_grad_()
-    torch.library.opcheck(bilinear_resize, (x, [11, 13]))
     grad = layout(torch.randn(2, 3, 11, 13, dtype=torch.float64))
-    torch.library.opcheck(bilinear_resize_backward, (grad, [2, 3, 5, 7]))
+    for channels_last in (False, True):  # the output layout is an argument, whatever the input's
+        torch.library.opcheck(RESIZE, (x, [11, 13], channels_last))
+        torch.library.opcheck(RESIZE_BACKWARD, (grad, [2, 3, 5, 7], channels_last))
+    out = bilinear_resize(x, (11, 13))
+    (gx,) = torch.autograd.grad(out, x, grad)
+    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    layout_of_x = torch.channels_last if nhwc else torch.contiguous_format
+    assert out.is_contiguous(memory_format=layout_of_x) and gx.is_contiguous(memory_format=layout_of_x)
 
 
 @pytest.mark.parametrize("size", [(11, 13), (3, 4)], ids=["up", "down"])
@@ -156,9 +161,41 @@ def test_switch_nests_and_is_restored_after_an_error():
 def test_switch_on_a_torch_without_custom_ops_is_a_clear_error(monkeypatch):
     from segzoo.models.layers import aten_resize
 
-    monkeypatch.setattr(aten_resize, "bilinear_resize", None)  # as on torch < 2.4
+    monkeypatch.setattr(aten_resize, "_resize_op", None)  # as on torch < 2.4
     with pytest.raises(RuntimeError, match=r"needs torch >= 2.4 .* leave the switch off"):
         with keep_aten_resize():
             pass
+    with pytest.raises(RuntimeError, match=r"bilinear_resize needs torch >= 2.4"):
+        bilinear_resize(torch.zeros(1, 1, 2, 2), (4, 4))
     with keep_aten_resize(False):  # switching it off stays possible
         assert not aten_resize.aten_resize_enabled()
+
+
+class DecoderLike(nn.Module):
+    """DeepLab v3+'s decoder pattern in channels_last: a resized map concatenated with a skip
+    and convolved, so that the resize's gradient is a channel slice of a channels_last tensor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.deep = nn.Conv2d(3, 8, 3, stride=4, padding=1)
+        self.fuse = nn.Conv2d(8 + 3, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fuse(torch.cat([resize(self.deep(x), x.shape[-2:]), x], dim=1))
+
+
+def test_inductor_channels_last_gradient_slices_keep_the_promised_layout():
+    """Regression (a tiny DeepLab v3+ in bf16 + channels_last under Inductor): the backward
+    operator's gradient is a channel slice of a channels_last tensor (here (2, 8, 16, 24) with
+    strides (4224, 1, 264, 11)); a fake kernel that judged the layout by channels_last
+    contiguity promised a contiguous result, ATen returned channels_last, and Inductor's stride
+    assertion failed. The layout is now an operator argument fixed at trace time."""
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = DecoderLike().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 16, 24).contiguous(memory_format=torch.channels_last)
+    ref = torch.autograd.grad(model(x).square().sum(), model.deep.weight)[0]
+    compiled = torch.compile(model)
+    with keep_aten_resize():
+        got = torch.autograd.grad(compiled(x).square().sum(), model.deep.weight)[0]
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)

@@ -6,9 +6,9 @@ run 5 of the GPU check (H200, torch 2.11, docs/benchmarks.md) the two scatter ke
 DeepLab v3+ R50's compiled bf16 + channels_last training step (the decoder's 4x upsampling of
 ASPP and the final 4x upsampling of the logits) took 21% of its GPU time, while eager's ATen
 backward kernels did not reach its top 12 operators. The two operators here,
-``segzoo::bilinear_resize`` (:data:`bilinear_resize`) and ``segzoo::bilinear_resize_backward``
-(:data:`bilinear_resize_backward`), are registered with ``torch.library.custom_op`` (torch >= 2.4;
-``None`` before): Inductor calls them as extern kernels instead of decomposing
+``segzoo::bilinear_resize`` (called by :func:`bilinear_resize`) and
+``segzoo::bilinear_resize_backward``, are registered with ``torch.library.custom_op`` (torch >=
+2.4): Inductor calls them as extern kernels instead of decomposing
 them, and they run ATen's ``upsample_bilinear2d`` and ``upsample_bilinear2d_backward``, so
 their results equal eager's bit for bit.
 
@@ -26,55 +26,72 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch._prims_common import suggest_memory_format
 
 _enabled = False
 
 
-def _memory_format(t: Tensor) -> torch.memory_format:
-    """channels_last for an NHWC-strided 4-D tensor (as ATen's upsampling returns), else
-    contiguous."""
-    nhwc = t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
-    return torch.channels_last if nhwc else torch.contiguous_format
+def _layout(channels_last: bool) -> torch.memory_format:
+    return torch.channels_last if channels_last else torch.contiguous_format
 
 
-def _bilinear_resize(x: Tensor, size: Sequence[int]) -> Tensor:
-    """(B, C, H, W) -> (B, C, H', W'), ``size`` = (H', W'): ``F.interpolate(x, size,
-    mode="bilinear", align_corners=False)``, any float dtype, NCHW or channels_last."""
-    return F.interpolate(x, size=list(size), mode="bilinear", align_corners=False)
+def _bilinear_resize(x: Tensor, size: Sequence[int], channels_last: bool) -> Tensor:
+    out = F.interpolate(x, size=list(size), mode="bilinear", align_corners=False)
+    return out.contiguous(memory_format=_layout(channels_last))
 
 
-def _bilinear_resize_fake(x: Tensor, size: Sequence[int]) -> Tensor:
-    return x.new_empty((*x.shape[:2], *size)).contiguous(memory_format=_memory_format(x))
+def _bilinear_resize_fake(x: Tensor, size: Sequence[int], channels_last: bool) -> Tensor:
+    return x.new_empty((*x.shape[:2], *size)).contiguous(memory_format=_layout(channels_last))
 
 
-def _bilinear_resize_backward(grad: Tensor, input_size: Sequence[int]) -> Tensor:
-    """The gradient (B, C, H, W) with respect to :func:`bilinear_resize`'s input, of shape
-    ``input_size``, from ``grad`` (B, C, H', W'): ATen's ``upsample_bilinear2d_backward``."""
-    return torch.ops.aten.upsample_bilinear2d_backward(
-        grad, list(grad.shape[-2:]), list(input_size), False)
+def _bilinear_resize_backward(grad: Tensor, input_size: Sequence[int], channels_last: bool) -> Tensor:
+    out = torch.ops.aten.upsample_bilinear2d_backward(grad, list(grad.shape[-2:]), list(input_size), False)
+    return out.contiguous(memory_format=_layout(channels_last))
 
 
-def _bilinear_resize_backward_fake(grad: Tensor, input_size: Sequence[int]) -> Tensor:
-    return grad.new_empty(tuple(input_size)).contiguous(memory_format=_memory_format(grad))
+def _bilinear_resize_backward_fake(grad: Tensor, input_size: Sequence[int], channels_last: bool) -> Tensor:
+    return grad.new_empty(tuple(input_size)).contiguous(memory_format=_layout(channels_last))
 
 
 def _setup_context(ctx, inputs: tuple, output: Tensor) -> None:
-    ctx.input_size = tuple(inputs[0].shape)
+    ctx.input_size, ctx.channels_last = tuple(inputs[0].shape), inputs[2]
 
 
-def _backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-    return bilinear_resize_backward(grad, ctx.input_size), None
+def _backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
+    return _resize_backward_op(grad, ctx.input_size, ctx.channels_last), None, None
 
 
 if hasattr(torch.library, "custom_op"):  # torch >= 2.4
-    bilinear_resize = torch.library.custom_op("segzoo::bilinear_resize", _bilinear_resize, mutates_args=())
-    bilinear_resize.register_fake(_bilinear_resize_fake)
-    bilinear_resize_backward = torch.library.custom_op(
+    _resize_op = torch.library.custom_op("segzoo::bilinear_resize", _bilinear_resize, mutates_args=())
+    _resize_op.register_fake(_bilinear_resize_fake)
+    _resize_backward_op = torch.library.custom_op(
         "segzoo::bilinear_resize_backward", _bilinear_resize_backward, mutates_args=())
-    bilinear_resize_backward.register_fake(_bilinear_resize_backward_fake)
-    bilinear_resize.register_autograd(_backward, setup_context=_setup_context)
+    _resize_backward_op.register_fake(_bilinear_resize_backward_fake)
+    _resize_op.register_autograd(_backward, setup_context=_setup_context)
 else:
-    bilinear_resize = bilinear_resize_backward = None
+    _resize_op = _resize_backward_op = None
+
+
+def bilinear_resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """(B, C, H, W) -> (B, C, H', W'), ``size`` = (H', W'): the values of ``F.interpolate(x,
+    size, mode="bilinear", align_corners=False)`` through the operator ``segzoo::bilinear_resize``
+    (ATen's ``upsample_bilinear2d``; its gradient, ``segzoo::bilinear_resize_backward``, is
+    ATen's ``upsample_bilinear2d_backward``), any float dtype.
+
+    The output, and the gradient returned for ``x``, are channels_last when ``x``'s strides are
+    in NHWC order as the caller (or Dynamo's trace) sees them, else contiguous. The layout is an
+    argument of the operators, not read from their inputs at run time: Inductor may hand an
+    extern operator its input in another layout than the traced one (a channel slice of a
+    channels_last gradient where the trace had a contiguous one), and the result must keep the
+    layout its fake kernel promised.
+
+    Raises:
+        RuntimeError: on a torch older than 2.4 (no ``torch.library.custom_op``).
+    """
+    if _resize_op is None:
+        raise RuntimeError(f"bilinear_resize needs torch >= 2.4 (torch.library.custom_op); this is "
+                           f"torch {torch.__version__}")
+    return _resize_op(x, list(size), suggest_memory_format(x) == torch.channels_last)
 
 
 @contextlib.contextmanager
@@ -91,7 +108,7 @@ def keep_aten_resize(enabled: bool = True) -> Iterator[None]:
         RuntimeError: ``enabled`` on a torch older than 2.4 (no ``torch.library.custom_op``).
     """
     global _enabled
-    if enabled and bilinear_resize is None:
+    if enabled and _resize_op is None:
         raise RuntimeError(f"keep_aten_resize needs torch >= 2.4 (torch.library.custom_op); this is "
                            f"torch {torch.__version__}: upgrade torch or leave the switch off")
     saved, _enabled = _enabled, enabled
