@@ -37,9 +37,11 @@ and bf16 runs from the same initial weights on the same data can be compared.
 ``train.compile``), timed interleaved with its eager twin; compilation happens in the warm-up
 steps, and a compiled model's peak memory is not measured (that would compile it again).
 ``--compile-dtypes`` keeps the compiled twins to some of the precisions (the others run eager
-only). ``--aten-resize`` (with ``--compile``) adds a second compiled twin whose bilinear resizes stay
-ATen's kernels (:func:`segzoo.models.layers.aten_resize.keep_aten_resize`) instead of Inductor's
-decomposition, whose backward is a scatter-add (21% of compiled DeepLab v3+'s GPU time in run 5).
+only). ``--compile-levers SPEC ...`` (with ``--compile``) adds one more compiled twin per SPEC,
+a ``+``-joined set of switches its steps run under (:data:`LEVERS`): ``aten-resize`` keeps ATen's
+bilinear resize kernels instead of Inductor's decomposition, whose backward is a scatter-add
+(21% of compiled DeepLab v3+'s GPU time in run 5); ``depthwise-taps`` computes the depthwise
+convolutions as fused multiply-adds instead of cuDNN's grouped kernel (10%).
 ``--profile`` adds torch.profiler's top operators of 2 steps of each model after the timed steps.
 
 Writes ``gpu_train.json`` and ``gpu_train.md`` into ``--out``.
@@ -48,6 +50,7 @@ Writes ``gpu_train.json`` and ``gpu_train.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -66,6 +69,10 @@ from segzoo.bench.worker import build_on  # noqa: E402
 from segzoo.engine.reproducibility import cudnn_benchmark  # noqa: E402
 from segzoo.export.deploy import compile_module  # noqa: E402
 from segzoo.models.layers.aten_resize import keep_aten_resize  # noqa: E402
+from segzoo.models.layers.depthwise_taps import depthwise_as_taps  # noqa: E402
+
+# --compile-levers: switches that change what torch.compile traces (values equal up to rounding)
+LEVERS = {"aten-resize": keep_aten_resize, "depthwise-taps": depthwise_as_taps}
 
 TV_DLV3 = {"backbone": "resnet50", "output_stride": 8, "bottleneck": True, "aspp_dropout": 0.5}
 
@@ -162,27 +169,34 @@ def peak_memory(c: Candidate, group: dict, name: str, device: torch.device) -> f
     return peak
 
 
-def with_aten_resize(step):
-    """``step`` run under :func:`keep_aten_resize` (traced, and later guarded, with it on)."""
+def with_levers(step, levers: tuple[str, ...]):
+    """``step`` run under the :data:`LEVERS` named (traced, and later guarded, with them on)."""
+    if not levers:
+        return step
+
     def run():
-        with keep_aten_resize():
+        with contextlib.ExitStack() as stack:
+            for name in levers:
+                stack.enter_context(LEVERS[name]())
             return step()
     return run
 
 
 def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, steps: int, *,
-              compile: str | None = None, aten_resize: bool = False, profile: bool = False) -> dict:
-    """Train every candidate of ``group`` (and, with ``compile``, a compiled twin of each, with
-    ``aten_resize`` a second one keeping ATen's bilinear resize) in ``dtype_name`` for ``warmup``
-    + ``steps`` interleaved steps; per model: step times, img/s, peak memory, losses (and with
-    ``profile``, the profiler's table of 2 more steps)."""
+              compile: str | None = None, levers: list[tuple[str, ...]] = (), profile: bool = False) -> dict:
+    """Train every candidate of ``group`` (and, with ``compile``, a compiled twin of each, and
+    one more per entry of ``levers``, a tuple of :data:`LEVERS` names) in ``dtype_name`` for
+    ``warmup`` + ``steps`` interleaved steps; per model: step times, img/s, peak memory, losses
+    (and with ``profile``, the profiler's table of 2 more steps)."""
     dtype, cl = precision(dtype_name)
     if compile:
         torch._dynamo.reset()  # the previous runs' graphs: no recompile limit reached across runs
     cands = [sized(c, group["size"]) for c in group["candidates"]]
     entries = [(c, None) for c in cands] + ([(c, compile) for c in cands] if compile else [])
-    aten = [False] * len(entries) + ([True] * len(cands) if compile and aten_resize else [])
-    entries += [(c, compile) for c in cands] if compile and aten_resize else []
+    switched = [()] * len(entries)
+    for spec in levers if compile else ():
+        entries += [(c, compile) for c in cands]
+        switched += [tuple(spec)] * len(cands)
     peaks = [None if mode else peak_memory(c, group, dtype_name, device) for c, mode in entries]
     models = [build(c, group, device, cl) for c, _ in entries]  # seed 0 each: same init per dtype
     copied = copy_pair(group, entries, models)
@@ -196,16 +210,16 @@ def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, s
         return run
 
     steps_fns = [training_step(m, images, dtype, group["num_classes"]) for m in models]
-    steps_fns = [with_aten_resize(f) if a else f for f, a in zip(steps_fns, aten)]
+    steps_fns = [with_levers(f, sw) for f, sw in zip(steps_fns, switched)]
     fns = [keep(i, f) for i, f in enumerate(steps_fns)]
     t0 = time.perf_counter()
     times = run_interleaved(fns, warmup=warmup, repeats=steps, device=device)
     wall = time.perf_counter() - t0
     rows = []
-    for (c, mode), a, t, peak, loss, step in zip(entries, aten, times, peaks, losses, steps_fns):
+    for (c, mode), sw, t, peak, loss, step in zip(entries, switched, times, peaks, losses, steps_fns):
         med = statistics.median(t)
-        label = c.label + (f" [compiled {mode}{', ATen resize' if a else ''}]" if mode else "")
-        rows.append({"label": label, "candidate": c.to_dict(), "compile": mode, "aten_resize": a, "step_s": t,
+        label = c.label + (f" [compiled {mode}{', ' + '+'.join(sw) if sw else ''}]" if mode else "")
+        rows.append({"label": label, "candidate": c.to_dict(), "compile": mode, "levers": list(sw), "step_s": t,
                      "median_step_s": med, "img_per_s": group["batch"] / med, "peak_mem_mib": peak,
                      "losses": [x.item() for x in loss],
                      **({"profile": profile_table(step, device, calls=2, top=12)} if profile else {})})
@@ -289,8 +303,9 @@ def main(argv: list[str] | None = None) -> int:
                         "max-autotune or backend:<name> (backend:eager: a dry run without Inductor)")
     p.add_argument("--compile-dtypes", nargs="+", default=None, metavar="DTYPE",
                    help="with --compile: compiled twins only in these of --dtypes (default: all)")
-    p.add_argument("--aten-resize", action="store_true",
-                   help="with --compile: also time a compiled twin keeping ATen's bilinear resize kernels")
+    p.add_argument("--compile-levers", nargs="+", default=[], metavar="SPEC",
+                   help="with --compile: one more compiled twin per SPEC, a '+'-joined set of "
+                        f"{', '.join(LEVERS)} (e.g. aten-resize aten-resize+depthwise-taps)")
     p.add_argument("--cudnn-benchmark", choices=("auto", "on", "off"), default="auto",
                    help="cuDNN autotuning: auto (the engine's default: semantic on, instance off), on or off")
     p.add_argument("--profile", action="store_true",
@@ -304,8 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.models or ()) - known)
     if unknown:
         p.error(f"unknown --models {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
-    if args.aten_resize and not args.compile:
-        p.error("--aten-resize needs --compile MODE (it adds a second compiled twin)")
+    levers = [tuple(spec.split("+")) for spec in args.compile_levers]
+    bad = sorted({name for spec in levers for name in spec} - set(LEVERS))
+    if bad:
+        p.error(f"unknown --compile-levers {', '.join(bad)}; choose from {', '.join(LEVERS)}")
+    if levers and not args.compile:
+        p.error("--compile-levers needs --compile MODE (each SPEC adds a compiled twin)")
     if args.compile_dtypes is not None and (not args.compile or set(args.compile_dtypes) - set(args.dtypes)):
         p.error("--compile-dtypes needs --compile MODE and names some of --dtypes "
                 f"({' '.join(args.dtypes)}), got {' '.join(args.compile_dtypes)}")
@@ -335,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 mode = args.compile if args.compile_dtypes is None or dtype in args.compile_dtypes else None
                 run = run_group(group, dtype, device, args.warmup, args.steps, compile=mode,
-                                aten_resize=args.aten_resize, profile=args.profile)
+                                levers=levers, profile=args.profile)
             except Exception as exc:  # e.g. out of memory: recorded, the other runs go on
                 results["errors"].append({"group": group["name"], "dtype": dtype,
                                           "error": f"{type(exc).__name__}: {str(exc)[:300]}"})

@@ -67,20 +67,25 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
     import json
 
     from segzoo.models.layers.aten_resize import aten_resize_enabled
+    from segzoo.models.layers.depthwise_taps import depthwise_taps_enabled
 
     with pytest.raises(SystemExit) as exc:  # a misspelt model name is an error, not an empty run
         gpu_train.main(["--device", "cpu", "--quick", "--models", "deeplabv3pluss", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "unknown --models deeplabv3pluss" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
-        gpu_train.main(["--device", "cpu", "--quick", "--aten-resize", "--out", str(tmp_path)])
-    assert exc.value.code == 2 and "--aten-resize needs --compile MODE" in capsys.readouterr().err
+        gpu_train.main(["--device", "cpu", "--quick", "--compile-levers", "aten-resize", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--compile-levers needs --compile MODE" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        gpu_train.main(["--device", "cpu", "--quick", "--compile", "default", "--compile-levers",
+                        "aten-resize+depthwise-tap", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "unknown --compile-levers depthwise-tap; choose from" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         gpu_train.main(["--device", "cpu", "--quick", "--dtypes", "fp32", "--compile", "backend:eager",
                         "--compile-dtypes", "bf16-cl", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "names some of --dtypes (fp32), got bf16-cl" in capsys.readouterr().err
     assert gpu_train.main(["--device", "cpu", "--quick", "--groups", "semantic", "--models", "deeplabv3plus",
                            "--dtypes", "fp32", "bf16", "fp16", "--compile", "backend:eager", "--compile-dtypes",
-                           "bf16", "--aten-resize", "--profile", "--cudnn-benchmark", "off",
+                           "bf16", "--compile-levers", "aten-resize+depthwise-taps", "--profile", "--cudnn-benchmark", "off",
                            "--out", str(tmp_path)]) == 0
     res = json.loads((tmp_path / "gpu_train.json").read_text())
     assert [(r["dtype"], r["cudnn_benchmark"]) for r in res["runs"]] == [
@@ -90,20 +95,23 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
     for run in res["runs"][1:2]:
         eager, compiled, aten = run["models"]
         assert [m["compile"] for m in run["models"]] == [None, "backend:eager", "backend:eager"]
-        assert [m["aten_resize"] for m in run["models"]] == [False, False, True]
+        assert [m["levers"] for m in run["models"]] == [[], [], ["aten-resize", "depthwise-taps"]]
         assert compiled["label"] == "deeplabv3plus/resnet18 [compiled backend:eager]"
-        assert aten["label"] == "deeplabv3plus/resnet18 [compiled backend:eager, ATen resize]"
+        assert aten["label"] == "deeplabv3plus/resnet18 [compiled backend:eager, aten-resize+depthwise-taps]"
         for twin in (compiled, aten):
             assert twin["peak_mem_mib"] is None and twin["img_per_s"] > 0
             # the twins start from the same weights: the same first loss up to dropout's draws
             assert abs(eager["losses"][0] - twin["losses"][0]) < 0.05
             assert "Torch-Compiled Region" in twin["profile"]
         assert "aten::convolution_backward" in eager["profile"]
-    # the ATen-resize twin's steps (and its profiled ones) run with the switch on, the others not
-    assert gpu_train.with_aten_resize(aten_resize_enabled)() and not aten_resize_enabled()
+    # a lever twin's steps (and its profiled ones) run with its switches on, the others not
+    both = gpu_train.with_levers(lambda: (aten_resize_enabled(), depthwise_taps_enabled()),
+                                 ("aten-resize", "depthwise-taps"))
+    assert both() == (True, True) and (aten_resize_enabled(), depthwise_taps_enabled()) == (False, False)
+    assert gpu_train.with_levers(aten_resize_enabled, ()) is aten_resize_enabled
     md = (tmp_path / "gpu_train.md").read_text()
     assert "`deeplabv3plus/resnet18 [compiled backend:eager]` bf16: " in md and "x its eager twin" in md
-    assert "`deeplabv3plus/resnet18 [compiled backend:eager, ATen resize]` bf16: " in md
+    assert "`deeplabv3plus/resnet18 [compiled backend:eager, aten-resize+depthwise-taps]` bf16: " in md
     assert md.count("### `deeplabv3plus/resnet18") == 5 and "cuDNN autotuning off;" in md
     assert "| semantic | 32x64 | 2 | `deeplabv3plus/resnet18` | fp16 |" in md
     # the default, the engine's auto: autotuning for the semantic group's fixed shapes only

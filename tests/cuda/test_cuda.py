@@ -26,6 +26,7 @@ from segzoo.checkpoint import load_checkpoint, save_checkpoint
 from segzoo.engine.accel import Precision
 from segzoo.engine.reproducibility import Determinism, seed_everything
 from segzoo.models.layers.aten_resize import keep_aten_resize
+from segzoo.models.layers.depthwise_taps import depthwise_as_taps
 from segzoo.registry import MODELS as MODEL_REGISTRY
 
 HAS_CUDA = torch.cuda.is_available()
@@ -362,17 +363,18 @@ def test_torch_compile_semantic_model_trains_like_eager(no_tf32):
     assert (gc - ge).abs().max() <= 1e-5 * ge.abs().max()
 
 
-def test_torch_compile_with_aten_resize_trains_like_eager(no_tf32):
-    """The same in float64 with ATen's bilinear resize kept as opaque operators under
-    torch.compile (``keep_aten_resize``, gpu_train.py's ``--aten-resize``): the graphs call
-    them, and the loss and gradients are eager's."""
+def test_torch_compile_with_levers_trains_like_eager(no_tf32):
+    """The same in float64 with gpu_train.py's ``--compile-levers`` on: ATen's bilinear resize
+    kept as opaque operators (``keep_aten_resize``; the compiled step must call them) and the
+    depthwise convolutions as multiply-adds (``depthwise_as_taps``); the loss and gradients
+    are eager's."""
     torch.manual_seed(0)
     kwargs = {} if HAS_CUDA else {"channels": 32, "low_level_channels": 16}
     model = without_dropout(segzoo.build_model("deeplabv3plus", num_classes=NUM_CLASSES, backbone="resnet18",
                                                **kwargs)).to(DEV).double()
     b = batch("deeplabv3plus", DEV)
     b = {**b, "images": b["images"].double()}
-    with keep_aten_resize(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+    with keep_aten_resize(), depthwise_as_taps(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         loss_c, loss_e, gc, ge = _compiled_and_eager_grads(model, b)
     called = {e.key for e in prof.key_averages()}
     assert {"segzoo::bilinear_resize", "segzoo::bilinear_resize_backward"} <= called

@@ -40,8 +40,8 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     fp32, half = json.loads((out / "gpu_train_compile.json").read_text())["runs"]
     assert (fp32["dtype"], half["dtype"]) == ("fp32", "fp16-cl")  # the GPU: fp32, bf16-cl, fp16-cl
     assert [m["compile"] for m in fp32["models"]] == [None]  # compiled twins in --compile-dtypes only
-    assert [m["compile"] for m in half["models"]] == [None, "backend:eager", "backend:eager"]
-    assert [m["aten_resize"] for m in half["models"]] == [False, False, True]  # --aten-resize's twin
+    assert [m["compile"] for m in half["models"]] == [None] + ["backend:eager"] * 3
+    assert [m["levers"] for m in half["models"]] == [[], [], ["aten-resize"], ["aten-resize", "depthwise-taps"]]
     assert all(m["profile"] for r in (fp32, half) for m in r["models"])
     # the detector pair again with cuDNN autotuning on (the train step leaves it off for detectors)
     assert [r["cudnn_benchmark"] for r in train["runs"]] == [True, False]

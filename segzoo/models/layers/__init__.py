@@ -11,6 +11,7 @@ from segzoo.models.layers.conv import (
     conv_block,
     is_batch_norm,
 )
+from segzoo.models.layers.depthwise_taps import DepthwiseConv2d
 from segzoo.models.layers.padding import mirror_pad
 from segzoo.models.layers.ppm import PyramidPooling
 from segzoo.models.layers.upsample import BilinearConvTranspose2d, bilinear_kernel, resize
@@ -20,6 +21,7 @@ __all__ = [
     "NORMS",
     "BilinearConvTranspose2d",
     "ConvNormAct",
+    "DepthwiseConv2d",
     "ImagePooling",
     "NormName",
     "PyramidPooling",

@@ -11,6 +11,8 @@ from typing import Literal
 
 from torch import nn
 
+from segzoo.models.layers.depthwise_taps import DepthwiseConv2d
+
 NormName = Literal["bn", "syncbn", "gn"]
 NORMS = ("bn", "syncbn", "gn", None)
 
@@ -52,7 +54,10 @@ class ConvNormAct(nn.Sequential):
     Input (B, in_channels, H, W) -> output (B, out_channels, H', W') with H' = ceil(H / stride)
     (``padding=0`` instead gives "valid" convolutions: H' = H - dilation * (kernel_size - 1)).
     The convolution has no bias when a norm layer follows it. Children are indexed 0 (conv),
-    1 (norm), 2 (act), torchvision's layout, so its checkpoints map key for key.
+    1 (norm), 2 (act), torchvision's layout, so its checkpoints map key for key. A depthwise
+    convolution (``groups == in_channels == out_channels > 1``) is a :class:`DepthwiseConv2d`
+    (an ``nn.Conv2d`` that :func:`~segzoo.models.layers.depthwise_taps.depthwise_as_taps` can
+    rewrite under ``torch.compile``).
     """
 
     def __init__(
@@ -71,17 +76,13 @@ class ConvNormAct(nn.Sequential):
         if padding is None:
             padding = dilation * (kernel_size - 1) // 2
         use_norm = norm not in (None, "none")
+        conv_args = {"stride": stride, "padding": padding, "dilation": dilation, "bias": not use_norm}
+        if groups == in_channels == out_channels > 1:
+            conv = DepthwiseConv2d(in_channels, kernel_size, **conv_args)
+        else:
+            conv = nn.Conv2d(in_channels, out_channels, kernel_size, groups=groups, **conv_args)
         super().__init__(
-            nn.Conv2d(
-                in_channels,
-                out_channels,
-                kernel_size,
-                stride=stride,
-                padding=padding,
-                dilation=dilation,
-                groups=groups,
-                bias=not use_norm,
-            ),
+            conv,
             build_norm(norm, out_channels),
             nn.ReLU(inplace=True) if act else nn.Identity(),
         )
