@@ -15,7 +15,8 @@ their results equal eager's bit for bit.
 :func:`keep_aten_resize` switches them on for :func:`segzoo.models.layers.resize` while a
 ``torch.compile``'d model is traced for training (input requiring gradients, not under
 ``torch.export``, whose graphs must stay plain ATen for ONNX and other runtimes). It is off
-by default: whether it pays on a GPU is what gpu_train.py's ``--aten-resize`` measures.
+by default: whether it pays on a GPU is what gpu_train.py's ``--compile-levers aten-resize``
+measures.
 """
 
 from __future__ import annotations
