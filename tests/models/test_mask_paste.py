@@ -50,6 +50,10 @@ def test_paste_masks_keeps_dtype_handles_no_detections_and_rejects_bad_shapes():
         paste_masks(masks, boxes[:3], (40, 50))
     with pytest.raises(ValueError, match="mask_paste"):
         RCNNTransform(64, 96, [0.5] * 3, [0.2] * 3, mask_paste="fast")
+    transform = RCNNTransform(64, 96, [0.5] * 3, [0.2] * 3)
+    with pytest.raises(ValueError, match=r"mask_paste must be one of .* got 'batch'"):
+        transform.mask_paste = "batch"  # a later assignment is checked too, not silently "auto"
+    assert transform.mask_paste == "auto"
 
 
 def test_maskrcnn_detections_with_the_batched_paste_equal_torchvision_loop():

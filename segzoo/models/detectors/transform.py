@@ -37,17 +37,26 @@ class RCNNTransform(GeneralizedRCNNTransform):
     ``mask_paste``: how predicted masks are pasted into the image (:meth:`postprocess`).
 
     Raises:
-        ValueError: ``mask_paste`` not one of ``"auto"``, ``"batched"``, ``"loop"``.
+        ValueError: ``mask_paste`` not one of ``"auto"``, ``"batched"``, ``"loop"``, at
+            construction or when assigned later.
     """
 
     def __init__(self, *args, mask_chunk: int = 32, keep_size: bool = False, mask_paste: str = "auto",
                  **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if mask_paste not in PASTE_MODES:
-            raise ValueError(f"mask_paste must be one of {PASTE_MODES}, got {mask_paste!r}")
         self.mask_chunk = mask_chunk
         self.keep_size = keep_size
         self.mask_paste = mask_paste
+
+    @property
+    def mask_paste(self) -> str:
+        return self._mask_paste
+
+    @mask_paste.setter
+    def mask_paste(self, mode: str) -> None:
+        if mode not in PASTE_MODES:
+            raise ValueError(f"mask_paste must be one of {PASTE_MODES}, got {mode!r}")
+        self._mask_paste = mode
 
     def postprocess(self, result: list[dict[str, Tensor]], image_shapes: list[tuple[int, int]],
                     original_image_sizes: list[tuple[int, int]]) -> list[dict[str, Tensor]]:
