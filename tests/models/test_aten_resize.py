@@ -162,6 +162,7 @@ def test_switch_on_a_torch_without_custom_ops_is_a_clear_error(monkeypatch):
     from segzoo.models.layers import aten_resize
 
     monkeypatch.setattr(aten_resize, "_resize_op", None)  # as on torch < 2.4
+    monkeypatch.setattr(aten_resize, "_unavailable", "needs torch >= 2.4 (torch.library.custom_op)")
     with pytest.raises(RuntimeError, match=r"needs torch >= 2.4 .* leave the switch off"):
         with keep_aten_resize():
             pass
@@ -199,3 +200,17 @@ def test_inductor_channels_last_gradient_slices_keep_the_promised_layout():
     with keep_aten_resize():
         got = torch.autograd.grad(compiled(x).square().sum(), model.deep.weight)[0]
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_a_failed_registration_leaves_the_switch_off_not_the_import_broken(monkeypatch):
+    """Should a later torch refuse the registration, segzoo still imports: no operators and a
+    reason, which keep_aten_resize then raises."""
+    from segzoo.models.layers import aten_resize
+
+    def refuse(*args, **kwargs):
+        raise TypeError("custom_op() got an unexpected keyword argument 'schema'")
+
+    monkeypatch.setattr(torch.library, "custom_op", refuse)
+    op, backward_op, why = aten_resize._register()
+    assert op is None and backward_op is None
+    assert why == "could not register its operators (TypeError: custom_op() got an unexpected keyword argument 'schema')"

@@ -62,15 +62,26 @@ def _backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:
     return _resize_backward_op(grad, ctx.input_size, ctx.channels_last), None, None
 
 
-if hasattr(torch.library, "custom_op"):  # torch >= 2.4
-    _resize_op = torch.library.custom_op("segzoo::bilinear_resize", _bilinear_resize, mutates_args=())
-    _resize_op.register_fake(_bilinear_resize_fake)
-    _resize_backward_op = torch.library.custom_op(
-        "segzoo::bilinear_resize_backward", _bilinear_resize_backward, mutates_args=())
-    _resize_backward_op.register_fake(_bilinear_resize_backward_fake)
-    _resize_op.register_autograd(_backward, setup_context=_setup_context)
-else:
-    _resize_op = _resize_backward_op = None
+def _register() -> tuple:
+    """The two operators, or (None, None, why) where this torch cannot register them: the
+    switch is then unavailable, and importing segzoo still works."""
+    if not hasattr(torch.library, "custom_op"):
+        return None, None, "needs torch >= 2.4 (torch.library.custom_op)"
+    try:  # explicit schemas: no dependence on how this torch reads type annotations
+        op = torch.library.custom_op("segzoo::bilinear_resize", _bilinear_resize, mutates_args=(),
+                                     schema="(Tensor x, SymInt[] size, bool channels_last) -> Tensor")
+        op.register_fake(_bilinear_resize_fake)
+        backward_op = torch.library.custom_op(
+            "segzoo::bilinear_resize_backward", _bilinear_resize_backward, mutates_args=(),
+            schema="(Tensor grad, SymInt[] input_size, bool channels_last) -> Tensor")
+        backward_op.register_fake(_bilinear_resize_backward_fake)
+        op.register_autograd(_backward, setup_context=_setup_context)
+    except Exception as exc:  # an API change in a later torch: the lever off, the zoo intact
+        return None, None, f"could not register its operators ({type(exc).__name__}: {exc})"
+    return op, backward_op, ""
+
+
+_resize_op, _resize_backward_op, _unavailable = _register()
 
 
 def bilinear_resize(x: Tensor, size: Sequence[int]) -> Tensor:
@@ -87,11 +98,10 @@ def bilinear_resize(x: Tensor, size: Sequence[int]) -> Tensor:
     layout its fake kernel promised.
 
     Raises:
-        RuntimeError: on a torch older than 2.4 (no ``torch.library.custom_op``).
+        RuntimeError: where the operators could not be registered (torch older than 2.4).
     """
     if _resize_op is None:
-        raise RuntimeError(f"bilinear_resize needs torch >= 2.4 (torch.library.custom_op); this is "
-                           f"torch {torch.__version__}")
+        raise RuntimeError(f"bilinear_resize {_unavailable}; this is torch {torch.__version__}")
     return _resize_op(x, list(size), suggest_memory_format(x) == torch.channels_last)
 
 
@@ -106,12 +116,13 @@ def keep_aten_resize(enabled: bool = True) -> Iterator[None]:
     other is traced again, not run with the wrong graph.
 
     Raises:
-        RuntimeError: ``enabled`` on a torch older than 2.4 (no ``torch.library.custom_op``).
+        RuntimeError: ``enabled`` where the operators could not be registered (torch older than
+            2.4, which has no ``torch.library.custom_op``).
     """
     global _enabled
     if enabled and _resize_op is None:
-        raise RuntimeError(f"keep_aten_resize needs torch >= 2.4 (torch.library.custom_op); this is "
-                           f"torch {torch.__version__}: upgrade torch or leave the switch off")
+        raise RuntimeError(f"keep_aten_resize {_unavailable}; this is torch {torch.__version__}: "
+                           "upgrade torch or leave the switch off")
     saved, _enabled = _enabled, enabled
     try:
         yield
