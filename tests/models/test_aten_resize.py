@@ -162,7 +162,7 @@ def test_switch_on_a_torch_without_custom_ops_is_a_clear_error(monkeypatch):
     from segzoo.models.layers import aten_resize
 
     monkeypatch.setattr(aten_resize, "_resize_op", None)  # as on torch < 2.4
-    monkeypatch.setattr(aten_resize, "_unavailable", "needs torch >= 2.4 (torch.library.custom_op)")
+    monkeypatch.setattr(aten_resize._SWITCH, "unavailable", "needs torch >= 2.4 (torch.library.custom_op)")
     with pytest.raises(RuntimeError, match=r"needs torch >= 2.4 .* leave the switch off"):
         with keep_aten_resize():
             pass

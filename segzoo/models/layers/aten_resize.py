@@ -21,15 +21,15 @@ measures.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torch._prims_common import suggest_memory_format
 
-_enabled = False
+from segzoo.models.layers.compile_switch import CompileSwitch
 
 
 def _layout(channels_last: bool) -> torch.memory_format:
@@ -81,7 +81,8 @@ def _register() -> tuple:
     return op, backward_op, ""
 
 
-_resize_op, _resize_backward_op, _unavailable = _register()
+_resize_op, _resize_backward_op, _why = _register()
+_SWITCH = CompileSwitch("keep_aten_resize", unavailable=_why)
 
 
 def bilinear_resize(x: Tensor, size: Sequence[int]) -> Tensor:
@@ -101,43 +102,33 @@ def bilinear_resize(x: Tensor, size: Sequence[int]) -> Tensor:
         RuntimeError: where the operators could not be registered (torch older than 2.4).
     """
     if _resize_op is None:
-        raise RuntimeError(f"bilinear_resize {_unavailable}; this is torch {torch.__version__}")
+        raise RuntimeError(f"bilinear_resize {_SWITCH.unavailable}; this is torch {torch.__version__}")
     return _resize_op(x, list(size), suggest_memory_format(x) == torch.channels_last)
 
 
-@contextlib.contextmanager
-def keep_aten_resize(enabled: bool = True) -> Iterator[None]:
+def keep_aten_resize(enabled: bool = True) -> AbstractContextManager[None]:
     """While active, :func:`segzoo.models.layers.resize` routes bilinear resizes that
     ``torch.compile`` traces for training through :func:`bilinear_resize` (ATen's kernels,
     opaque to Inductor) instead of ``F.interpolate`` (decomposed by Inductor).
 
     Eager calls, inference (no input requiring gradients) and ``torch.export`` are unaffected.
     Dynamo guards on the setting, so a model compiled under one setting and called under the
-    other is traced again, not run with the wrong graph.
+    other is traced again, not run with the wrong graph
+    (:class:`~segzoo.models.layers.compile_switch.CompileSwitch`).
 
     Raises:
         RuntimeError: ``enabled`` where the operators could not be registered (torch older than
             2.4, which has no ``torch.library.custom_op``).
     """
-    global _enabled
-    if enabled and _resize_op is None:
-        raise RuntimeError(f"keep_aten_resize {_unavailable}; this is torch {torch.__version__}: "
-                           "upgrade torch or leave the switch off")
-    saved, _enabled = _enabled, enabled
-    try:
-        yield
-    finally:
-        _enabled = saved
+    return _SWITCH(enabled)
 
 
 def aten_resize_enabled() -> bool:
     """Whether :func:`keep_aten_resize` is active."""
-    return _enabled
+    return _SWITCH.enabled
 
 
 def use_aten_resize(x: Tensor) -> bool:
     """Whether :func:`segzoo.models.layers.resize` should call :func:`bilinear_resize` on
     ``x``: the switch is on, Dynamo is tracing (not exporting) and ``x`` requires gradients."""
-    exporting = getattr(torch.compiler, "is_exporting", lambda: False)()
-    return (_enabled and torch.compiler.is_compiling() and not exporting
-            and x.requires_grad and torch.is_grad_enabled())
+    return _SWITCH.tracing() and x.requires_grad and torch.is_grad_enabled()

@@ -18,14 +18,14 @@ differ from cuDNN's only by rounding (float64: ~1e-15).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
+from contextlib import AbstractContextManager
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-_enabled = False
+from segzoo.models.layers.compile_switch import CompileSwitch
+
+_SWITCH = CompileSwitch("depthwise_as_taps")
 
 
 def depthwise_taps(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int) -> Tensor:
@@ -55,23 +55,18 @@ def depthwise_taps(x: Tensor, weight: Tensor, bias: Tensor | None, dilation: int
     return out if bias is None else out + bias.to(x.dtype)[:, None, None]
 
 
-@contextlib.contextmanager
-def depthwise_as_taps(enabled: bool = True) -> Iterator[None]:
+def depthwise_as_taps(enabled: bool = True) -> AbstractContextManager[None]:
     """While active, :class:`DepthwiseConv2d` layers traced by ``torch.compile`` compute
     :func:`depthwise_taps` instead of calling the convolution kernel (same values up to
     rounding). Eager calls and ``torch.export`` are unaffected. Dynamo guards on the setting,
-    so a model compiled under one setting and called under the other is traced again."""
-    global _enabled
-    saved, _enabled = _enabled, enabled
-    try:
-        yield
-    finally:
-        _enabled = saved
+    so a model compiled under one setting and called under the other is traced again
+    (:class:`~segzoo.models.layers.compile_switch.CompileSwitch`)."""
+    return _SWITCH(enabled)
 
 
 def depthwise_taps_enabled() -> bool:
     """Whether :func:`depthwise_as_taps` is active."""
-    return _enabled
+    return _SWITCH.enabled
 
 
 class DepthwiseConv2d(nn.Conv2d):
@@ -83,14 +78,12 @@ class DepthwiseConv2d(nn.Conv2d):
     """
 
     def __init__(self, channels: int, kernel_size: int, **kwargs) -> None:
-        kwargs.pop("groups", None)
         super().__init__(channels, channels, kernel_size, groups=channels, **kwargs)
         k, d = self.kernel_size, self.dilation
         self._taps_ok = (self.stride == (1, 1) and k[0] == k[1] and k[0] % 2 == 1 and d[0] == d[1]
                          and self.padding == (d[0] * (k[0] - 1) // 2,) * 2 and self.padding_mode == "zeros")
 
     def forward(self, x: Tensor) -> Tensor:
-        if _enabled and self._taps_ok and torch.compiler.is_compiling() and not (
-                getattr(torch.compiler, "is_exporting", lambda: False)()):
+        if self._taps_ok and _SWITCH.tracing():
             return depthwise_taps(x, self.weight, self.bias, self.dilation[0])
         return super().forward(x)
