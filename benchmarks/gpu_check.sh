@@ -153,6 +153,10 @@ else
 fi
 # TRAIN_GROUPS=instance: the train step's Mask R-CNN pair alone (autotuning off, next to train_autotune)
 if [ -n "${TRAIN_GROUPS:-}" ]; then read -r -a G <<< "$TRAIN_GROUPS"; TRAIN_ARGS+=(--groups "${G[@]}"); fi
+keep() {  # keep DIR STEM [NAME]: a step's DIR/STEM.{json,md} into $RES as NAME.{json,md} (default STEM), if written
+  local ext
+  for ext in json md; do cp "$1/$2.$ext" "$RES/${3:-$2}.$ext" 2>/dev/null; done
+}
 FAILED=()
 step() {  # step NAME SECONDS COMMAND...: run with a time limit, output to the log and the screen
   local name="$1" limit="$2"; shift 2
@@ -205,33 +209,31 @@ wanted tests && step tests "$T_TESTS" "${TEST_ENV[@]}" "$PY" -m pytest "${PYTEST
 
 if wanted parity; then
   step parity "$T_PARITY" "$PY" benchmarks/gpu_parity.py --device "$DEVICE" --out "$WORK/parity" "${PARITY_ARGS[@]}"
-  cp "$WORK"/parity/gpu_parity.json "$WORK"/parity/gpu_parity.md "$RES"/ 2>/dev/null
+  keep "$WORK/parity" gpu_parity
 fi
 
 if wanted camvid; then
   PACK=.gpu_data
   if [ "$QUICK" = 1 ]; then PACK="$WORK/pack"; "$PY" benchmarks/pack_camvid.py --synthetic 4 --out "$PACK" >> "$LOG" 2>&1; fi
   step camvid "$T_CAMVID" "$PY" benchmarks/gpu_camvid.py --device "$DEVICE" --data "$PACK" --out "$WORK/camvid" "${CAMVID_ARGS[@]}"
-  cp "$WORK"/camvid/gpu_camvid.json "$WORK"/camvid/gpu_camvid.md "$RES"/ 2>/dev/null
+  keep "$WORK/camvid" gpu_camvid
 fi
 
 if wanted train; then
   step gpu_train "$T_TRAIN" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train" "${TRAIN_ARGS[@]}"
-  cp "$WORK"/train/gpu_train.json "$WORK"/train/gpu_train.md "$RES"/ 2>/dev/null
+  keep "$WORK/train" gpu_train
 fi
 
 if wanted train_compile; then
   step train_compile "$T_TRAIN_COMPILE" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train_compile" \
     --groups semantic --models deeplabv3plus --profile "${TRAIN_COMPILE_ARGS[@]}"
-  cp "$WORK/train_compile/gpu_train.json" "$RES/gpu_train_compile.json" 2>/dev/null
-  cp "$WORK/train_compile/gpu_train.md" "$RES/gpu_train_compile.md" 2>/dev/null
+  keep "$WORK/train_compile" gpu_train gpu_train_compile
 fi
 
 if wanted train_autotune; then
   step train_autotune "$T_TRAIN_AUTOTUNE" "$PY" benchmarks/gpu_train.py --device "$DEVICE" --out "$WORK/train_autotune" \
     --groups instance --dtypes fp32 --cudnn-benchmark on "${TRAIN_AUTOTUNE_ARGS[@]}"
-  cp "$WORK/train_autotune/gpu_train.json" "$RES/gpu_train_autotune.json" 2>/dev/null
-  cp "$WORK/train_autotune/gpu_train.md" "$RES/gpu_train_autotune.md" 2>/dev/null
+  keep "$WORK/train_autotune" gpu_train gpu_train_autotune
 fi
 
 for DT in fp32 bf16; do
@@ -239,8 +241,7 @@ for DT in fp32 bf16; do
   LIMIT_VAR="T_BENCH_${DT^^}"
   step "bench_$DT" "${!LIMIT_VAR}" "$PY" -m segzoo bench --device "$DEVICE" --dtype "$DT" --in-process \
     --out "$WORK/bench-$DT" "${BENCH_ARGS[@]}"
-  cp "$WORK/bench-$DT/bench.json" "$RES/bench-$DT.json" 2>/dev/null
-  cp "$WORK/bench-$DT/bench.md" "$RES/bench-$DT.md" 2>/dev/null
+  keep "$WORK/bench-$DT" bench "bench-$DT"
 done
 
 for KIND in maskrcnn semantic; do
@@ -249,14 +250,13 @@ for KIND in maskrcnn semantic; do
   ARGS_VAR="DEPLOY_${KIND^^}_ARGS[@]"
   step "deploy_$KIND" "${!LIMIT_VAR}" "$PY" -m segzoo bench --device "$DEVICE" --dtype fp32 --batch 1 --no-train \
     --deploy --in-process --out "$WORK/bench-deploy-$KIND" "${!ARGS_VAR}"
-  cp "$WORK/bench-deploy-$KIND/bench.json" "$RES/bench-deploy-$KIND.json" 2>/dev/null
-  cp "$WORK/bench-deploy-$KIND/bench.md" "$RES/bench-deploy-$KIND.md" 2>/dev/null
+  keep "$WORK/bench-deploy-$KIND" bench "bench-deploy-$KIND"
 done
 
 if wanted postprocess; then
   step postprocess "$T_POSTPROCESS" "$PY" benchmarks/detector_postprocess.py --device "$DEVICE" \
     --out "$WORK/postprocess" "${POSTPROCESS_ARGS[@]}"
-  cp "$WORK"/postprocess/detector_postprocess.json "$WORK"/postprocess/detector_postprocess.md "$RES"/ 2>/dev/null
+  keep "$WORK/postprocess" detector_postprocess
 fi
 
 if [ ${#FAILED[@]} -gt 0 ]; then
