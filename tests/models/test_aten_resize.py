@@ -30,8 +30,8 @@ def test_operators_pass_torch_library_opcheck(layout):
         torch.library.opcheck(RESIZE_BACKWARD, (grad, [2, 3, 5, 7], channels_last))
     out = bilinear_resize(x, (11, 13))
     (gx,) = torch.autograd.grad(out, x, grad)
-    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    layout_of_x = torch.channels_last if nhwc else torch.contiguous_format
+    is_nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    layout_of_x = torch.channels_last if is_nhwc else torch.contiguous_format
     assert out.is_contiguous(memory_format=layout_of_x) and gx.is_contiguous(memory_format=layout_of_x)
 
 
