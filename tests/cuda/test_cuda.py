@@ -338,6 +338,21 @@ def _compiled_and_eager_grads(model, b):
     return loss_c.detach(), loss_e.detach(), flat(model), flat(twin)
 
 
+def _small_deeplabv3plus() -> tuple[torch.nn.Module, dict]:
+    """DeepLab v3+ R18 for the compile tests (narrower heads on the CPU stand-in), built under
+    seed 0 with dropout off (compiled and eager dropout draw different masks), on DEV, and a batch."""
+    torch.manual_seed(0)
+    kwargs = {} if HAS_CUDA else {"channels": 32, "low_level_channels": 16}
+    model = segzoo.build_model("deeplabv3plus", num_classes=NUM_CLASSES, backbone="resnet18", **kwargs)
+    return without_dropout(model).to(DEV), batch("deeplabv3plus", DEV)
+
+
+def _in_float64(model: torch.nn.Module, b: dict) -> tuple[torch.nn.Module, dict]:
+    """A float64 copy of ``model`` (take it before training ``model``: its gradients are copied
+    too) and ``b`` with float64 images."""
+    return copy.deepcopy(model).double(), {**b, "images": b["images"].double()}
+
+
 def _assert_equal_in_float64(loss_c, loss_e, gc, ge) -> None:
     """Compiled against eager in float64: losses to 1e-9, gradients to 1e-6 (norm) and 1e-5
     (largest entry) relative; a wrong or missing gradient term is far outside."""
@@ -354,17 +369,11 @@ def test_torch_compile_semantic_model_trains_like_eager(no_tf32):
     so any two float32 implementations may differ by about 1% (inductor against eager: 1.6% in
     H200 run 5; eager float32 against float64 on the CPU: 0.7%). The gradients are therefore
     checked tightly in float64, where rounding is 1e-9 times smaller, and loosely in float32."""
-    name = "deeplabv3plus"
-    kwargs = {} if HAS_CUDA else {"channels": 32, "low_level_channels": 16}
-    torch.manual_seed(0)
-    model = without_dropout(segzoo.build_model(name, num_classes=NUM_CLASSES, backbone="resnet18",
-                                               **kwargs)).to(DEV)
-    model64 = copy.deepcopy(model).double()
-    b = batch(name, DEV)
+    model, b = _small_deeplabv3plus()
+    model64, b64 = _in_float64(model, b)
     loss_c, loss_e, gc, ge = _compiled_and_eager_grads(model, b)
     assert torch.isfinite(loss_c) and abs(loss_c.item() - loss_e.item()) <= 1e-3 * abs(loss_e.item())
     assert torch.isfinite(gc).all() and (gc - ge).norm() <= 5e-2 * ge.norm()
-    b64 = {**b, "images": b["images"].double()}
     _assert_equal_in_float64(*_compiled_and_eager_grads(model64, b64))
 
 
@@ -373,12 +382,7 @@ def test_torch_compile_with_levers_trains_like_eager(no_tf32):
     kept as opaque operators (``keep_aten_resize``; the compiled step must call them) and the
     depthwise convolutions as multiply-adds (``depthwise_as_taps``); the loss and gradients
     are eager's."""
-    torch.manual_seed(0)
-    kwargs = {} if HAS_CUDA else {"channels": 32, "low_level_channels": 16}
-    model = without_dropout(segzoo.build_model("deeplabv3plus", num_classes=NUM_CLASSES, backbone="resnet18",
-                                               **kwargs)).to(DEV).double()
-    b = batch("deeplabv3plus", DEV)
-    b = {**b, "images": b["images"].double()}
+    model, b = _in_float64(*_small_deeplabv3plus())
     with keep_aten_resize(), depthwise_as_taps(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         loss_c, loss_e, gc, ge = _compiled_and_eager_grads(model, b)
     called = {e.key for e in prof.key_averages()}
