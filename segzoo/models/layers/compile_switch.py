@@ -16,6 +16,12 @@ import torch
 
 
 def _exporting() -> bool:
+    """``torch.export`` is tracing. Reads torch's flag itself where it has one: Dynamo in torch 2.11
+    folds a call of ``torch.compiler.is_exporting()`` to True inside every ``torch.compile`` trace
+    (later torch reads the flag), which would keep the switches off in compiled training."""
+    flag = getattr(torch.compiler, "_is_exporting_flag", None)
+    if isinstance(flag, bool):
+        return flag
     return getattr(torch.compiler, "is_exporting", lambda: False)()  # torch < 2.6: no export check
 
 
