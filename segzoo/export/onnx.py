@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from segzoo.errors import ExportError
 
@@ -52,6 +52,60 @@ def _guards(exc: BaseException) -> str:
         return "; ".join(lines[:4])
     first = next((ln for ln in text.splitlines() if ln.strip()), type(exc).__name__)
     return re.sub(r"\x1b\[[0-9;]*m", "", first)[:500]
+
+
+#: The first torch whose max-pooling shape inference keeps H and W symbolic: torch 2.11 and 2.12
+#: decide whether (H + 2p - k) divides by the stride, which freezes the parity of H and W in
+#: every model with a max pooling (ResNet stems, VGG, U-Net), so dynamic-size export fails there.
+DYNAMIC_POOLING_TORCH = (2, 13)
+
+
+def _torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+def _old_torch_hint(text: str) -> str:
+    """Advice for a torch.export failure on a parity guard under torch < 2.13 (else '')."""
+    if _torch_version() >= DYNAMIC_POOLING_TORCH or "% 2) == 0" not in text:
+        return ""
+    return (f" (torch {torch.__version__}'s shape inference of max pooling fixes whether H and W are "
+            "even; torch 2.13 and later export with dynamic height and width: pip install 'torch>=2.13')")
+
+
+def trace_dynamic(model: nn.Module, example: Tensor, min_size: int = 2) -> tuple[torch.export.ExportedProgram, int]:
+    """``torch.export.export`` (non-strict) of a (N, 3, H, W) -> tensors module with N in
+    1..4096 and H, W in ``min_size``..16384 symbolic; size checks of a dimension being 1 are
+    treated as "not 1" (``backed_size_oblivious``). At the very minimum size the coarsest feature
+    map is 1x1, where torch's kernels take other paths: the graph then starts one pixel above it.
+
+    Returns:
+        (exported program, smallest H and W it accepts).
+
+    Raises:
+        ExportError: a size would be frozen; the message names the guard (and, on torch < 2.13, the
+            max-pooling limitation of :data:`DYNAMIC_POOLING_TORCH`).
+    """
+    from torch.fx.experimental import _config as shape_config
+
+    def trace(lo: int):
+        dims = {0: torch.export.Dim("batch", min=1, max=4096),
+                2: torch.export.Dim("height", min=lo, max=16384),
+                3: torch.export.Dim("width", min=lo, max=16384)}
+        with torch.no_grad(), shape_config.patch(backed_size_oblivious=True):
+            return torch.export.export(model, (example,), dynamic_shapes=(dims,), strict=False)
+
+    lo = max(2, int(min_size))
+    try:
+        try:
+            return trace(lo), lo
+        except Exception as exc:
+            if "!= 1" not in str(exc) or min(example.shape[-2:]) <= lo:
+                raise
+            return trace(lo + 1), lo + 1
+    except Exception as exc:  # torch raises several types; all mean "not exportable as is"
+        raise ExportError(f"torch.export cannot trace {type(model).__name__} with dynamic batch, height "
+                          f"and width: {_guards(exc)}{_old_torch_hint(str(exc))}") from exc
 
 
 def export_program(model: nn.Module, path: str | os.PathLike, size: tuple[int, int], *,
@@ -86,29 +140,7 @@ def export_program(model: nn.Module, path: str | os.PathLike, size: tuple[int, i
     if min(h, w) < lo:
         raise ExportError(f"export size {h}x{w} is below the model's minimum input size {lo}")
     example = torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0))
-    from torch.fx.experimental import _config as shape_config
-
-    def trace(lo: int):
-        batch = torch.export.Dim("batch", min=1, max=4096)
-        height = torch.export.Dim("height", min=lo, max=16384)
-        width = torch.export.Dim("width", min=lo, max=16384)
-        with torch.no_grad(), shape_config.patch(backed_size_oblivious=True):
-            return torch.export.export(model, (example,), dynamic_shapes=({0: batch, 2: height, 3: width},),
-                                       strict=False)
-
-    try:
-        try:
-            program = trace(lo)
-        except Exception as exc:
-            # at the very minimum size the coarsest feature map is 1x1, where torch's kernels take
-            # other paths: the graph then starts one pixel above it
-            if "!= 1" not in str(exc) or min(h, w) <= lo:
-                raise
-            lo += 1
-            program = trace(lo)
-    except Exception as exc:  # torch raises several types; all mean "not exportable as is"
-        raise ExportError(f"torch.export cannot trace {type(model).__name__} with dynamic batch, height "
-                          f"and width: {_guards(exc)}") from exc
+    program, lo = trace_dynamic(model, example, lo)
     try:
         onnx_program = torch.onnx.export(program, (example,), input_names=[input_name],
                                          output_names=list(output_names) if output_names else None,

@@ -43,6 +43,7 @@ import torch
 from torch import Tensor, nn
 
 from segzoo.errors import ConfigError, ExportError
+from segzoo.export.onnx import trace_dynamic
 
 FORMAT = "segzoo-int8-pt2e/1"
 META_FILE = "segzoo.json"
@@ -90,37 +91,6 @@ def x86_quantizer(keep_float: Sequence[str] = (), reduce_range: bool | None = No
     for name in keep_float:
         quantizer.set_module_name_qconfig(name, None)
     return quantizer
-
-
-def export_dynamic(model: nn.Module, example: Tensor, min_size: int = 2) -> torch.export.ExportedProgram:
-    """``torch.export.export`` of a (N, 3, H, W) -> tensor module with N, H, W symbolic
-    (N in 1..4096, H and W in ``min_size``..16384; one pixel more where the model's coarsest
-    feature map would be 1x1, as :func:`segzoo.export.onnx.export_program` does).
-
-    Raises:
-        ExportError: a size would be frozen (the message names the condition).
-    """
-    from torch.fx.experimental import _config as shape_config
-
-    def trace(lo: int):
-        dims = {0: torch.export.Dim("batch", min=1, max=4096),
-                2: torch.export.Dim("height", min=lo, max=16384),
-                3: torch.export.Dim("width", min=lo, max=16384)}
-        with torch.no_grad(), shape_config.patch(backed_size_oblivious=True):
-            return torch.export.export(model, (example,), dynamic_shapes=(dims,), strict=False)
-
-    lo = max(2, int(min_size))
-    try:
-        try:
-            return trace(lo)
-        except Exception as exc:
-            if "!= 1" not in str(exc) or min(example.shape[-2:]) <= lo:
-                raise
-            return trace(lo + 1)
-    except Exception as exc:  # torch raises several types; all mean "not exportable as is"
-        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-        raise ExportError(f"torch.export cannot trace {type(model).__name__} with dynamic batch, "
-                          f"height and width: {first[:500]}") from exc
 
 
 def _one_partition_per_call(graph: torch.fx.Graph) -> None:
@@ -226,7 +196,7 @@ def quantize_int8(model: nn.Module, calibration: Iterable[Tensor], *, example: T
         raise ExportError("no calibration images: give at least one (--calib N)")
     example = first if example is None else example
     min_size = int(getattr(model, "min_input_size", 0) or 0)
-    graph = export_dynamic(model, example, min_size).module()
+    graph = trace_dynamic(model, example, min_size)[0].module()
     _one_partition_per_call(graph.graph)
     prepared = prepare_pt2e(graph, x86_quantizer(keep_float, reduce_range))
     with torch.no_grad():
@@ -235,7 +205,7 @@ def quantize_int8(model: nn.Module, calibration: Iterable[Tensor], *, example: T
             prepared(batch)
     converted = convert_pt2e(prepared)
     _drop_unused_attributes(converted)
-    return export_dynamic(converted, example, min_size)
+    return trace_dynamic(converted, example, min_size)[0]
 
 
 def calibration_images(cfg, n: int, *, seed: int = 0) -> list[Tensor]:

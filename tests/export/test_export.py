@@ -58,3 +58,33 @@ def test_export_verifies_at_other_sizes_and_fails_with_the_largest_difference(ti
     assert main([*args, "--atol", "-1"]) == 2
     err = capsys.readouterr().err
     assert "differ from PyTorch by up to" in err and "(> -1.0) at" in err and "33x47:" in err
+
+
+PARITY_GUARD = ("Not all values of height = L['images'].size()[2] in the specified range 8 <= height <= 16384 "
+                "satisfy the generated guard (((-2) + L['images'].size()[2]) % 2) == 0.")
+
+
+@pytest.mark.parametrize("version, hinted", [("2.11.0+cu130", True), ("2.12.1", True), ("2.13.0", False),
+                                             ("2.14.1+cu130", False)])
+def test_parity_guard_on_torch_before_2_13_says_to_upgrade(monkeypatch, version, hinted):
+    """torch 2.11/2.12 freeze the parity of H and W in max pooling's shape inference (every ResNet,
+    VGG and U-Net export failed there); the error then says which torch exports dynamically."""
+    from segzoo.export import onnx as onnx_export
+
+    monkeypatch.setattr(torch, "__version__", version)
+    hint = onnx_export._old_torch_hint(PARITY_GUARD)
+    assert ("pip install 'torch>=2.13'" in hint and version in hint) == hinted
+    assert (hint == "") == (not hinted)
+    assert onnx_export._old_torch_hint("Not all values ... satisfy the generated guard Ne(s0, 1)") == ""
+
+
+def test_a_frozen_size_is_an_export_error_naming_the_guard(tmp_path):
+    """A model that branches on the input size cannot give one graph for every size."""
+    from segzoo.export.onnx import export_program
+
+    class Branchy(torch.nn.Module):
+        def forward(self, x):
+            return x * 2 if x.shape[-1] > 20 else x
+
+    with pytest.raises(ExportError, match="torch.export cannot trace Branchy with dynamic batch, height and width"):
+        export_program(Branchy(), tmp_path / "b.onnx", (16, 24))
