@@ -60,14 +60,15 @@ def _guards(exc: BaseException) -> str:
 DYNAMIC_POOLING_TORCH = (2, 13)
 
 
-def _torch_version() -> tuple[int, int]:
+def dynamic_pooling_supported() -> bool:
+    """This torch traces max pooling with symbolic H and W (torch >= :data:`DYNAMIC_POOLING_TORCH`)."""
     major, minor = torch.__version__.split(".")[:2]
-    return int(major), int(minor)
+    return (int(major), int(minor)) >= DYNAMIC_POOLING_TORCH
 
 
 def _old_torch_hint(text: str) -> str:
     """Advice for a torch.export failure on a parity guard under torch < 2.13 (else '')."""
-    if _torch_version() >= DYNAMIC_POOLING_TORCH or "% 2) == 0" not in text:
+    if dynamic_pooling_supported() or "% 2) == 0" not in text:
         return ""
     return (f" (torch {torch.__version__}'s shape inference of max pooling fixes whether H and W are "
             "even; torch 2.13 and later export with dynamic height and width: pip install 'torch>=2.13')")

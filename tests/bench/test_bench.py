@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from helpers.export_marks import needs_dynamic_pooling
 from torch import nn
 
 import segzoo
@@ -257,6 +258,7 @@ def test_training_step_scales_the_loss_in_float16_only(dtype, monkeypatch):
     assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+@needs_dynamic_pooling
 def test_onnxruntime_row_times_the_exported_model_against_eager(tmp_path):
     """--onnxruntime: the same model exported to ONNX, run by onnxruntime, interleaved with eager
     (in this process to keep the test short; the CLI test covers workers)."""

@@ -4,6 +4,7 @@ optional onnx packages); the errors without them."""
 import numpy as np
 import pytest
 import torch
+from helpers.export_marks import needs_dynamic_pooling
 
 from segzoo.checkpoint import load_trained_model
 from segzoo.cli import main
@@ -12,6 +13,7 @@ from segzoo.errors import ExportError
 from segzoo.export.onnx import export_onnx
 
 
+@needs_dynamic_pooling
 def test_export_cli_output_matches_pytorch_in_onnxruntime(tiny_config, tiny_checkpoint, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
@@ -43,6 +45,7 @@ def test_export_refuses_instance_models_and_needs_a_size(tiny_config, tiny_check
     assert "pass --size H W" in capsys.readouterr().err
 
 
+@needs_dynamic_pooling
 def test_export_verifies_at_other_sizes_and_fails_with_the_largest_difference(tiny_config, tiny_checkpoint,
                                                                             tmp_path, capsys):
     pytest.importorskip("onnxruntime")

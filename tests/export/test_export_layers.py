@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers.export_marks import needs_dynamic_pooling
 
 from segzoo.models.layers import BilinearConvTranspose2d, resize
 from segzoo.models.layers.exportable import (
@@ -110,6 +111,7 @@ class _Ops(torch.nn.Module):
         return up, crop, self.pool(x), pad_to(coarse, x.shape[-2:]), padded
 
 
+@needs_dynamic_pooling
 def test_exportable_ops_export_with_dynamic_height_and_width(tmp_path):
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")

@@ -5,6 +5,7 @@ the conversion time); tests/export/test_export.py and benchmarks/export_check.py
 
 import pytest
 import torch
+from helpers.export_marks import needs_dynamic_pooling
 
 import segzoo
 from segzoo.registry import MODELS
@@ -34,6 +35,7 @@ def test_cases_cover_every_registered_semantic_model():
     assert {name for name, _ in CASES} == set(MODELS.names(task="semantic", test_only=None))
 
 
+@needs_dynamic_pooling
 @pytest.mark.parametrize("name,kwargs", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
 def test_export_dynamic_size_matches_pytorch_in_onnxruntime(name, kwargs, tmp_path):
     from segzoo.export import export_onnx

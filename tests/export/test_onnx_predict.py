@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO
+from helpers.export_marks import needs_dynamic_pooling
 from PIL import Image
 
 from segzoo.cli import main
@@ -24,6 +25,7 @@ def _write_images(folder, sizes):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(folder / f"img{i}.png")
 
 
+@needs_dynamic_pooling
 def test_onnx_predict_writes_what_the_pytorch_path_writes(tiny_config, tiny_checkpoint, tmp_path, capsys):
     from segzoo.export.runtime import OnnxRuntimeModel
 

@@ -9,6 +9,7 @@ import argparse
 
 import pytest
 import torch
+from helpers.export_marks import needs_dynamic_pooling
 
 import segzoo
 from segzoo.config import load_config
@@ -46,6 +47,7 @@ def tiny_fcn8s() -> torch.nn.Module:
     return model
 
 
+@needs_dynamic_pooling
 def test_int8_fcn8s_agrees_with_float32_and_round_trips(tmp_path):
     cfg = load_config(SHAPES)
     calib = calibration_images(cfg, 4)
@@ -107,6 +109,7 @@ def test_refusals(tmp_path, stub_instance):
         calibration_images(cfg, 0)
 
 
+@needs_dynamic_pooling
 def test_quantize_command_writes_a_working_file(tiny_config, tiny_checkpoint, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
