@@ -77,6 +77,16 @@ def flip_index(names: Sequence[str]) -> list[int]:
     return out
 
 
+def keypoint_transforms_supported() -> bool:
+    """This torchvision moves keypoints as the pipeline needs (>= 0.24): 0.22 has no
+    ``tv_tensors.KeyPoints``; 0.23's crop clamps them to the crop's border, where
+    :class:`~segzoo.data.instances.SanitizeInstances` can no longer tell that they left it."""
+    import torchvision
+
+    major, minor = (int(x) for x in torchvision.__version__.split("+")[0].split(".")[:2])
+    return hasattr(tv_tensors, "KeyPoints") and (major, minor) >= (0, 24)
+
+
 def add_keypoints(instances: dict, keypoints: Tensor, flip: Sequence[int]) -> dict:
     """``instances`` plus ``keypoints``/``keypoints_visible``/``keypoint_flip`` (see the module
     docstring) from ``keypoints`` (N, K, 3) ``[x, y, v]`` and the flip permutation (K,).
@@ -84,14 +94,15 @@ def add_keypoints(instances: dict, keypoints: Tensor, flip: Sequence[int]) -> di
     Raises:
         ValueError: ``keypoints`` not (N, K, 3) for the N instances, or ``flip`` not a permutation
             of 0..K-1.
-        RuntimeError: a torchvision without ``tv_tensors.KeyPoints`` (before 0.23).
+        RuntimeError: a torchvision before 0.24: 0.22 has no ``tv_tensors.KeyPoints``, and 0.23
+            clamps them into a crop, so points that leave it would stay labelled.
     """
-    if not hasattr(tv_tensors, "KeyPoints"):
+    if not keypoint_transforms_supported():
         import torchvision
 
-        raise RuntimeError(f"keypoint data needs torchvision >= 0.23 (tv_tensors.KeyPoints, moved by the v2 "
-                           f"transforms); this is torchvision {torchvision.__version__}: upgrade it "
-                           "(constraints.txt pins a version that has it)")
+        raise RuntimeError(f"keypoint data needs torchvision >= 0.24 (tv_tensors.KeyPoints, moved by the v2 "
+                           f"transforms and left unclamped by crops); this is torchvision {torchvision.__version__}: "
+                           "upgrade it (constraints.txt pins a version that has it)")
     n = len(instances["labels"])
     kp = torch.as_tensor(keypoints, dtype=torch.float32)
     if kp.numel() == 0:

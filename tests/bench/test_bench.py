@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from helpers.export_marks import needs_dynamic_pooling
+from helpers.version_marks import needs_dynamic_pooling
 from torch import nn
 
 import segzoo

@@ -4,6 +4,7 @@ import pytest
 import torch
 import yaml
 from conftest import CONFIGS, DEMO_CONFIG
+from helpers.version_marks import needs_keypoint_transforms
 
 from segzoo.config import load_config, load_file, load_raw_config, save_config
 from segzoo.errors import ConfigError
@@ -161,7 +162,8 @@ def test_every_registered_model_has_a_shapes_and_a_real_data_config():
     assert camvid == semantic and coco == instance
 
 
-@pytest.mark.parametrize("path", SHAPES_CONFIGS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [pytest.param(p, marks=needs_keypoint_transforms) if "keypoint" in p.name else p
+                                  for p in SHAPES_CONFIGS], ids=lambda p: p.name)
 def test_every_shapes_config_trains_two_iterations(path, tmp_path):
     from segzoo.engine import Trainer
 

@@ -9,8 +9,10 @@ import tarfile
 from pathlib import Path
 
 from conftest import REPO
+from helpers.version_marks import needs_keypoint_transforms
 
 
+@needs_keypoint_transforms  # the parity step trains Keypoint R-CNN
 def test_gpu_check_dry_run_on_cpu(tmp_path):
     out = tmp_path / "res"
     env = {k: v for k, v in os.environ.items() if k not in ("OUT", "SEGZOO_CUDA_TESTS_ON_CPU")}
@@ -80,6 +82,7 @@ def test_gpu_check_dry_run_on_cpu(tmp_path):
     assert "aten::" in post["rows"][2]["profile"] and "Profile of one run" in (out / "detector_postprocess.md").read_text()
 
 
+@needs_keypoint_transforms  # the parity step trains Keypoint R-CNN
 def test_gpu_check_steps_are_selectable(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OUT"}
     env["PYTHON"] = sys.executable

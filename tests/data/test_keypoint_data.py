@@ -6,13 +6,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers.version_marks import needs_keypoint_transforms
 from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as F
 
 from segzoo.data.coco import COCODataset
 from segzoo.data.instances import SanitizeInstances
-from segzoo.data.keypoints import COCO_PERSON_KEYPOINTS, flip_index, keypoints_xyv
+from segzoo.data.keypoints import COCO_PERSON_KEYPOINTS, add_keypoints, flip_index, keypoints_xyv
 from segzoo.data.shapes import ShapesDataset
 from segzoo.data.transforms import build_pipeline
 
@@ -27,6 +28,7 @@ def test_flip_index_pairs_left_and_right_by_name():
         flip_index(["a", "a"])
 
 
+@needs_keypoint_transforms
 def test_shapes_keypoints_leave_the_images_unchanged_and_sit_on_the_outline():
     kp_set = ShapesDataset(keypoints=True, num_images=12)
     plain = ShapesDataset(with_instances=True, num_images=12)
@@ -66,6 +68,7 @@ def _flip(sample, pipeline_flip):
     return build_pipeline([pipeline_flip], **NO_NORM)(sample)
 
 
+@needs_keypoint_transforms
 def test_random_flip_swaps_left_and_right_shape_keypoints():
     ds = ShapesDataset(keypoints=True, num_images=4)
     s = ds[1]
@@ -111,6 +114,7 @@ def _person_coco(tmp_path, w=40, h=30):
     return tmp_path
 
 
+@needs_keypoint_transforms
 def test_coco_keypoints_flip_keeps_left_on_the_persons_left(tmp_path):
     ds = COCODataset(root=str(_person_coco(tmp_path)), split="val2017", keypoints=True)
     assert ds.keypoint_names == COCO_PERSON_KEYPOINTS and ds.skeleton == ((15, 13), (0, 1))
@@ -130,6 +134,7 @@ def test_coco_keypoints_flip_keeps_left_on_the_persons_left(tmp_path):
     assert wrong[1, 0] < wrong[0, 0]
 
 
+@needs_keypoint_transforms
 def test_crop_marks_keypoints_that_leave_the_image_and_drops_them_with_their_instance(tmp_path):
     ds = COCODataset(root=str(_person_coco(tmp_path)), split="val2017", keypoints=True)
     s = ds[0]
@@ -150,6 +155,7 @@ def test_crop_marks_keypoints_that_leave_the_image_and_drops_them_with_their_ins
     assert out["instances"]["keypoints_visible"].shape == (0, 17)
 
 
+@needs_keypoint_transforms
 @pytest.mark.shared_data
 def test_coco_mini_person_keypoints(shared_data):
     ds = COCODataset(root=str(shared_data / "coco_mini"), split="val2017", keypoints=True)
@@ -158,6 +164,7 @@ def test_coco_mini_person_keypoints(shared_data):
     assert labelled == 68  # the README's 68 val persons with keypoints
 
 
+@needs_keypoint_transforms
 def test_instance_folder_reads_an_optional_per_image_keypoint_file(tmp_path):
     from segzoo.data.instance_folder import InstanceFolderDataset
     from segzoo.errors import DataError
@@ -181,3 +188,19 @@ def test_instance_folder_reads_an_optional_per_image_keypoint_file(tmp_path):
     (tmp_path / "instances" / "b.keypoints.json").write_text(json.dumps({"7": [[1, 2]]}))
     with pytest.raises(DataError, match=r"b.keypoints.json: instance 7 needs 2"):
         ds[1]
+
+
+@pytest.mark.parametrize("version, supported", [("0.23.0+cu128", False), ("0.24.0", True), ("0.29.1+cu130", True)])
+def test_keypoint_data_needs_a_torchvision_that_leaves_cropped_keypoints_unclamped(monkeypatch, version, supported):
+    """torchvision 0.23 clamps keypoints into a crop, so one that left it would stay labelled: the
+    pipeline refuses it with the version to install."""
+    import torchvision
+
+    monkeypatch.setattr(torchvision, "__version__", version)
+    instances = {"labels": torch.tensor([1]), "masks": torch.zeros(1, 8, 8, dtype=torch.bool)}
+    keypoints = torch.tensor([[[1.0, 2.0, 2.0], [3.0, 4.0, 1.0]]])
+    if supported:
+        assert add_keypoints(instances, keypoints, [1, 0])["keypoints_visible"].tolist() == [[2, 1]]
+    else:
+        with pytest.raises(RuntimeError, match=r"keypoint data needs torchvision >= 0.24 .*this is torchvision 0\.23\.0\+cu128: upgrade"):
+            add_keypoints(instances, keypoints, [1, 0])

@@ -4,7 +4,7 @@ optional onnx packages); the errors without them."""
 import numpy as np
 import pytest
 import torch
-from helpers.export_marks import needs_dynamic_pooling
+from helpers.version_marks import needs_dynamic_pooling
 
 from segzoo.checkpoint import load_trained_model
 from segzoo.cli import main
@@ -83,6 +83,7 @@ def test_parity_guard_on_torch_before_2_13_says_to_upgrade(monkeypatch, version,
 
 def test_a_frozen_size_is_an_export_error_naming_the_guard(tmp_path):
     """A model that branches on the input size cannot give one graph for every size."""
+    pytest.importorskip("onnxscript")
     from segzoo.export.onnx import export_program
 
     class Branchy(torch.nn.Module):

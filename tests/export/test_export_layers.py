@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers.export_marks import needs_dynamic_pooling
+from helpers.version_marks import needs_dynamic_pooling
 
 from segzoo.models.layers import BilinearConvTranspose2d, resize
 from segzoo.models.layers.exportable import (

@@ -5,7 +5,7 @@ the conversion time); tests/export/test_export.py and benchmarks/export_check.py
 
 import pytest
 import torch
-from helpers.export_marks import needs_dynamic_pooling
+from helpers.version_marks import needs_dynamic_pooling
 
 import segzoo
 from segzoo.registry import MODELS

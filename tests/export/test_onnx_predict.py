@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 from conftest import REPO
-from helpers.export_marks import needs_dynamic_pooling
+from helpers.version_marks import needs_dynamic_pooling
 from PIL import Image
 
 from segzoo.cli import main

@@ -9,7 +9,7 @@ import argparse
 
 import pytest
 import torch
-from helpers.export_marks import needs_dynamic_pooling
+from helpers.version_marks import needs_dynamic_pooling
 
 import segzoo
 from segzoo.config import load_config

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import CONFIGS
+from helpers.version_marks import needs_keypoint_transforms
 from PIL import Image
 
 import segzoo
@@ -37,6 +38,7 @@ def test_registered_as_an_instance_model_of_the_paper():
     assert entry.meta["task"] == "instance" and "Mask R-CNN" in entry.meta["paper"]
 
 
+@needs_keypoint_transforms
 @pytest.mark.parametrize("backbone", ["resnet18", "mobilenet_v2", "tu-resnet18"])
 def test_losses_are_finite_and_reach_the_keypoint_head(backbone):
     torch.manual_seed(0)
@@ -61,6 +63,7 @@ def test_losses_are_finite_and_reach_the_keypoint_head(backbone):
         assert bool((xy >= 0).all()) and bool((xy[..., 0] <= im.shape[2]).all())  # input pixels
 
 
+@needs_keypoint_transforms
 def test_an_image_without_instances_trains():
     torch.manual_seed(0)
     model = segzoo.build_model("keypointrcnn", num_classes=4, backbone="resnet18", num_keypoints=4, **TINY)
@@ -75,6 +78,7 @@ def test_an_image_without_instances_trains():
     assert losses["loss_keypoint"] == 0
 
 
+@needs_keypoint_transforms
 def test_channels_last_model_trains_and_predicts_like_the_default_layout():
     torch.manual_seed(0)
     model = segzoo.build_model("keypointrcnn", num_classes=4, backbone="resnet18", num_keypoints=4, **TINY)
@@ -93,6 +97,7 @@ def test_channels_last_model_trains_and_predicts_like_the_default_layout():
     assert out[0]["keypoints"].shape[1:] == (4, 3)
 
 
+@needs_keypoint_transforms
 def test_targets_of_the_wrong_keypoint_count_are_refused():
     model = segzoo.build_model("keypointrcnn", num_classes=4, backbone="resnet18", num_keypoints=17, **TINY)
     images, targets = shapes_batch(1)
@@ -110,6 +115,7 @@ TINY_RUN = ["data.train.dataset.num_images=4", "data.train.batch_size=2", "data.
             "model.box_head_dim=32", "model.keypoint_head_dim=16", "model.keypoint_head_convs=2"]
 
 
+@needs_keypoint_transforms
 def test_train_eval_predict_from_the_cli_with_keypoint_ap_and_skeletons(tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", str(SHAPES), "--work-dir", str(run), "--set", *TINY_RUN]) == 0
@@ -145,6 +151,7 @@ def test_draw_instances_joins_keypoints_by_the_skeleton():
     assert points[20, 10].any() and points[20, 30].any() and not points[30, 20].any()  # v = 0 not drawn
 
 
+@needs_keypoint_transforms
 def test_overfits_a_few_shapes_images_to_keypoint_ap_above_half(tmp_path):
     """Four 64 px shapes images with keypoints, trained and scored on themselves by the engine
     (from scratch, ResNet-18 FPN, the shapes config's CPU-sized heads)."""
@@ -157,6 +164,7 @@ def test_overfits_a_few_shapes_images_to_keypoint_ap_above_half(tmp_path):
     assert metrics["num_images"] == 4 and metrics["kp_AP"] > 0.5, metrics
 
 
+@needs_keypoint_transforms
 def test_joint_mask_and_keypoint_heads_add_the_keypoint_loss_to_unchanged_mask_rcnn_losses():
     import copy
 
@@ -186,6 +194,7 @@ def test_joint_mask_and_keypoint_heads_add_the_keypoint_loss_to_unchanged_mask_r
         with_keypoint_head(segzoo.build_model("maskrcnn", num_classes=4, backbone="resnet18", variant="c4"), 4)
 
 
+@needs_keypoint_transforms
 @pytest.mark.shared_data
 def test_coco_mini_config_trains_on_person_keypoints(shared_data, tmp_path):
     path = CONFIGS / "keypointrcnn" / "keypointrcnn_resnet50_coco_mini-320.yaml"
@@ -198,6 +207,7 @@ def test_coco_mini_config_trains_on_person_keypoints(shared_data, tmp_path):
     assert results and all(r["category_id"] == 1 and len(r["keypoints"]) == 51 for r in results)
 
 
+@needs_keypoint_transforms
 def test_maskrcnn_keypoint_head_option_builds_the_joint_model():
     joint = segzoo.build_model("maskrcnn", num_classes=4, backbone="resnet18", mask_head_dim=16,
                                keypoint_head=True, num_keypoints=4,
