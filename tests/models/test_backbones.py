@@ -112,7 +112,23 @@ def test_timm_adapter_names_strides_and_errors():
     with pytest.raises(RegistryError, match="did you mean 'tu-resnet18'"):
         segzoo.build_backbone("tu-resnt18")
     with pytest.raises(ValueError, match="does not support output_stride=16"):
-        segzoo.build_backbone("timm:vit_tiny_patch16_224", output_stride=16)
+        segzoo.build_backbone("timm:pit_ti_224", output_stride=16)
+
+
+def test_timm_adapter_gives_channels_first_maps_of_channels_last_models():
+    b = segzoo.build_backbone("tu-swin_tiny_patch4_window7_224")  # timm: (B, H, W, C) features
+    assert b.out_strides == (4, 8, 16, 32) and b.out_channels == (96, 192, 384, 768)
+    assert shapes(b, size=(224, 224)) == [(56, 56), (28, 28), (14, 14), (7, 7)]
+
+
+def test_timm_adapter_names_models_without_feature_maps():
+    timm_version = tuple(int(p) for p in timm.__version__.split(".")[:2])
+    if timm_version >= (1, 0):  # ViT feature maps: timm >= 1.0.3 (the first 1.0 release)
+        assert segzoo.build_backbone("timm:vit_tiny_patch16_224").out_strides == (16, 16, 16)
+    else:
+        with pytest.raises(ValueError, match=r"cannot return the feature maps of 'vit_tiny_patch16_224'"
+                                             r".*timm >= 1\.0\.3"):
+            segzoo.build_backbone("timm:vit_tiny_patch16_224")
 
 
 def test_timm_adapter_loads_full_model_checkpoints(tmp_path):

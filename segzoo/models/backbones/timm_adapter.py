@@ -32,6 +32,8 @@ class TimmBackbone(Backbone):
 
     Output: one map per timm feature stage (usually 5, strides (2, 4, 8, 16, 32), with
     ``output_stride`` capping the deeper ones), (B, out_channels[i], ~H / out_strides[i], ...).
+    Models whose timm features are channels-last (B, H, W, C), e.g. Swin, are permuted to
+    (B, C, H, W) like every other backbone.
 
     Args:
         model_name: a timm model name (``timm.list_models()``).
@@ -42,7 +44,9 @@ class TimmBackbone(Backbone):
             checkpoint filters (e.g. position-embedding resizing) are not applied.
 
     Raises:
-        ValueError: an unknown model, or ``output_stride`` a model does not support.
+        ValueError: an unknown model, a model whose feature maps timm cannot return
+            (``features_only``: ViT and MLP-Mixer models need timm >= 1.0.3), or
+            ``output_stride`` a model does not support.
         WeightsError: weights that do not fit (missing keys or shape mismatches listed).
     """
 
@@ -66,6 +70,12 @@ class TimmBackbone(Backbone):
             kwargs["output_stride"] = output_stride
         try:
             self.model = timm.create_model(model_name, **kwargs)
+        except RuntimeError as exc:
+            if "features_only" not in str(exc):
+                raise
+            raise ValueError(f"timm {timm.__version__} cannot return the feature maps of {model_name!r} "
+                             f"({exc}); timm >= 1.0.3 can for ViT and MLP-Mixer models (pip install -U "
+                             "timm), or choose a convolutional backbone") from exc
         except (TypeError, AssertionError, ValueError, NotImplementedError) as exc:
             if output_stride == 32:
                 raise
@@ -76,6 +86,7 @@ class TimmBackbone(Backbone):
         self.output_stride = output_stride
         self.out_channels = tuple(info.channels())
         self.out_strides = tuple(min(r, output_stride) for r in info.reduction())
+        self.channels_last_features = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
         if weights is not None:
             self.load_timm_weights(weights)
 
@@ -88,7 +99,10 @@ class TimmBackbone(Backbone):
         load_weights(self.model, state, source=str(source))
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        return list(self.model(images))
+        feats = list(self.model(images))
+        if self.channels_last_features:  # (B, H, W, C) -> (B, C, H, W)
+            feats = [f.permute(0, 3, 1, 2).contiguous() for f in feats]
+        return feats
 
 
 def _norm_key(key: str) -> str:
