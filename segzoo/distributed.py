@@ -117,6 +117,17 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
+def broadcast_buffers(module: nn.Module, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm running statistics, ...) of ``module`` to every rank,
+    in place. DDP broadcasts them only at the start of each training forward, so after a step
+    every rank holds the statistics of its own last batch; the trainer calls this before an
+    evaluation so that every rank scores the state rank 0 saved."""
+    if not info().is_distributed:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=src)
+
+
 def broadcast_object(obj: Any, src: int = 0) -> Any:
     """Rank ``src``'s ``obj`` on every rank."""
     if not info().is_distributed:

@@ -363,6 +363,7 @@ class Trainer(TrainingState):
     def _evaluate(self, checkpoint: Path) -> dict:
         """Evaluate the weights just saved to ``checkpoint`` (those in memory) on every rank's
         shard; rank 0 logs, keeps best.pt and writes overlays."""
+        distributed.broadcast_buffers(self.eval_model)  # rank 0's (saved) BN statistics everywhere
         with self.precision.autocast():
             metrics = evaluate_checkpoint(self.cfg, checkpoint, model=self.eval_model, loader=self.val_loader,
                                           device=self.device, progress=self.progress, sharded=True,
