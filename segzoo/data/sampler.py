@@ -31,7 +31,7 @@ def seed_of(seed: int, position: int, stream: int = 0) -> int:
     """A 63-bit seed for ``(seed, position)``: stream 0 seeds sample augmentation, stream 1 the
     epoch permutations (``position`` = epoch). Seeds must be >= 0."""
     entropy = [seed, stream, position]
-    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0] >> 1)
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]) >> 1  # numpy 1.x: no uint64 >> int
 
 
 @contextmanager
