@@ -103,7 +103,7 @@ def _save_mismatched(tmp_path):
 def test_timm_adapter_names_strides_and_errors():
     assert "tu-resnet18" in BACKBONES and "timm:efficientnet_b0" in BACKBONES
     assert "tu-not_a_model" not in BACKBONES
-    assert set(BACKBONES.config_params("tu-resnet18")) == {"weights", "output_stride", "out_indices"}
+    assert set(BACKBONES.config_params("tu-resnet18")) == {"weights", "output_stride", "out_indices", "timm_kwargs"}
     b = segzoo.build_backbone("tu-resnet18", output_stride=16)
     assert b.out_strides == (2, 4, 8, 16, 16) and b.out_channels == (64, 64, 128, 256, 512)
     assert shapes(b) == [(32, 48), (16, 24), (8, 12), (4, 6), (4, 6)]
@@ -119,6 +119,20 @@ def test_timm_adapter_gives_channels_first_maps_of_channels_last_models():
     b = segzoo.build_backbone("tu-swin_tiny_patch4_window7_224")  # timm: (B, H, W, C) features
     assert b.out_strides == (4, 8, 16, 32) and b.out_channels == (96, 192, 384, 768)
     assert shapes(b, size=(224, 224)) == [(56, 56), (28, 28), (14, 14), (7, 7)]
+
+
+def test_timm_kwargs_reach_timm_and_bad_ones_are_named():
+    # Swin at 128 px (timm's default 224 is fixed): window 4 divides every stage's 32..4 token grid
+    backbone = {"name": "tu-swin_tiny_patch4_window7_224", "timm_kwargs": {"img_size": 128, "window_size": 4}}
+    model = segzoo.build_model("encoder_decoder", num_classes=3, backbone=backbone,
+                               decode_head={"name": "fcn_head"}).eval()
+    assert shapes(model.backbone, size=(128, 128)) == [(32, 32), (16, 16), (8, 8), (4, 4)]
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 128, 128)).shape == (1, 3, 128, 128)
+    with pytest.raises(ValueError, match=r"'resnet18' does not support bogus=1 \(.*unexpected keyword"):
+        segzoo.build_backbone("tu-resnet18", timm_kwargs={"bogus": 1})
+    with pytest.raises(ValueError, match=r"timm_kwargs may not set \['output_stride'\]"):
+        segzoo.build_backbone("tu-resnet18", timm_kwargs={"output_stride": 8})
 
 
 def test_timm_adapter_names_models_without_feature_maps():

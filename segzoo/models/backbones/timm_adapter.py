@@ -14,8 +14,8 @@ separable convs instead of max-pooling, BN + ReLU after every depthwise conv).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from torch import Tensor
 
@@ -42,11 +42,15 @@ class TimmBackbone(Backbone):
         weights: path or URL of weights keyed like the full timm model (``timm`` checkpoints:
             classifier keys are skipped) or like this backbone's own ``state_dict``. timm's
             checkpoint filters (e.g. position-embedding resizing) are not applied.
+        timm_kwargs: more keyword arguments of ``timm.create_model`` (as smp's ``tu-`` encoders
+            take), e.g. ``{"img_size": 512}`` for a Swin or ViT trained on 512 px crops, or
+            ``{"dynamic_img_size": True}`` for a ViT on any size (timm >= 1.0).
 
     Raises:
         ValueError: an unknown model, a model whose feature maps timm cannot return
-            (``features_only``: ViT and MLP-Mixer models need timm >= 1.0.3), or
-            ``output_stride`` a model does not support.
+            (``features_only``: ViT and MLP-Mixer models need timm >= 1.0.3), an
+            ``output_stride`` or ``timm_kwargs`` key the model does not take, or a
+            ``timm_kwargs`` key that this class sets itself.
         WeightsError: weights that do not fit (missing keys or shape mismatches listed).
     """
 
@@ -57,6 +61,7 @@ class TimmBackbone(Backbone):
         output_stride: int = 32,
         out_indices: Sequence[int] | None = None,
         weights: str | None = None,
+        timm_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         import timm  # imported on first use: ~1 s that `import segzoo` need not pay
@@ -68,8 +73,13 @@ class TimmBackbone(Backbone):
             kwargs["out_indices"] = tuple(out_indices)
         if output_stride != 32:
             kwargs["output_stride"] = output_stride
+        asked = dict(kwargs, **(timm_kwargs or {}))
+        own = sorted(set(timm_kwargs or {}) & {"features_only", "pretrained", "output_stride", "out_indices"})
+        if own:
+            raise ValueError(f"timm_kwargs may not set {own}: the backbone sets them (use its "
+                             "output_stride / out_indices / weights arguments)")
         try:
-            self.model = timm.create_model(model_name, **kwargs)
+            self.model = timm.create_model(model_name, **asked)
         except RuntimeError as exc:
             if "features_only" not in str(exc):
                 raise
@@ -77,10 +87,13 @@ class TimmBackbone(Backbone):
                              f"({exc}); timm >= 1.0.3 can for ViT and MLP-Mixer models (pip install -U "
                              "timm), or choose a convolutional backbone") from exc
         except (TypeError, AssertionError, ValueError, NotImplementedError) as exc:
-            if output_stride == 32:
+            extra = {k: v for k, v in asked.items() if k not in ("features_only", "pretrained", "out_indices")}
+            if not extra:
                 raise
-            raise ValueError(f"timm model {model_name!r} does not support output_stride="
-                             f"{output_stride} ({exc}); use 32") from exc
+            given = ", ".join(f"{k}={v!r}" for k, v in extra.items())
+            raise ValueError(f"timm model {model_name!r} does not support {given} ({exc}); "
+                             + ("use output_stride=32" if output_stride != 32 else "see the model's "
+                                "arguments in timm")) from exc
         info = self.model.feature_info
         self.model_name = model_name
         self.output_stride = output_stride
@@ -141,9 +154,11 @@ def timm_backbone(
     weights: str | None = None,
     output_stride: Literal[8, 16, 32] = 32,
     out_indices: tuple[int, ...] | None = None,
+    timm_kwargs: dict[str, Any] | None = None,
 ) -> TimmBackbone:
     """Builder behind the ``timm:<name>`` and ``tu-<name>`` backbone names (see :class:`TimmBackbone`)."""
-    return TimmBackbone(model_name, output_stride=output_stride, out_indices=out_indices, weights=weights)
+    return TimmBackbone(model_name, output_stride=output_stride, out_indices=out_indices, weights=weights,
+                        timm_kwargs=timm_kwargs)
 
 
 def _suggest(name: str) -> list[str]:
