@@ -27,6 +27,10 @@ from segzoo.registry import BACKBONES, close_matches
 log = logging.getLogger(__name__)
 
 
+#: ``timm.create_model`` arguments the backbone sets itself (not through ``timm_kwargs``)
+_SET_HERE = frozenset({"features_only", "pretrained", "output_stride", "out_indices"})
+
+
 class TimmBackbone(Backbone):
     """A timm model with ``features_only=True``.
 
@@ -68,18 +72,17 @@ class TimmBackbone(Backbone):
 
         if not timm.is_model(model_name):
             raise ValueError(f"timm has no model {model_name!r}{_hint(model_name)}")
-        kwargs = {"features_only": True, "pretrained": False}
-        if out_indices is not None:
-            kwargs["out_indices"] = tuple(out_indices)
-        if output_stride != 32:
-            kwargs["output_stride"] = output_stride
-        asked = dict(kwargs, **(timm_kwargs or {}))
-        own = sorted(set(timm_kwargs or {}) & {"features_only", "pretrained", "output_stride", "out_indices"})
+        own = sorted(set(timm_kwargs or {}) & _SET_HERE)
         if own:
             raise ValueError(f"timm_kwargs may not set {own}: the backbone sets them (use its "
                              "output_stride / out_indices / weights arguments)")
+        # the arguments a model may refuse (named in the error), then those every model takes
+        extra = ({"output_stride": output_stride} if output_stride != 32 else {}) | dict(timm_kwargs or {})
+        kwargs = {"features_only": True, "pretrained": False, **extra}
+        if out_indices is not None:
+            kwargs["out_indices"] = tuple(out_indices)
         try:
-            self.model = timm.create_model(model_name, **asked)
+            self.model = timm.create_model(model_name, **kwargs)
         except RuntimeError as exc:
             if "features_only" not in str(exc):
                 raise
@@ -87,7 +90,6 @@ class TimmBackbone(Backbone):
                              f"({exc}); timm >= 1.0.3 can for ViT and MLP-Mixer models (pip install -U "
                              "timm), or choose a convolutional backbone") from exc
         except (TypeError, AssertionError, ValueError, NotImplementedError) as exc:
-            extra = {k: v for k, v in asked.items() if k not in ("features_only", "pretrained", "out_indices")}
             if not extra:
                 raise
             given = ", ".join(f"{k}={v!r}" for k, v in extra.items())
