@@ -31,6 +31,8 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 from torchvision import tv_tensors
 from torchvision.transforms import v2
 
+from segzoo.versions import release
+
 COCO_PERSON_KEYPOINTS = (
     "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip", "left_knee",
@@ -83,8 +85,7 @@ def keypoint_transforms_supported() -> bool:
     :class:`~segzoo.data.instances.SanitizeInstances` can no longer tell that they left it."""
     import torchvision
 
-    major, minor = (int(x) for x in torchvision.__version__.split("+")[0].split(".")[:2])
-    return hasattr(tv_tensors, "KeyPoints") and (major, minor) >= (0, 24)
+    return hasattr(tv_tensors, "KeyPoints") and release(torchvision.__version__) >= (0, 24)
 
 
 def add_keypoints(instances: dict, keypoints: Tensor, flip: Sequence[int]) -> dict:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from segzoo.errors import ExportError
+from segzoo.versions import release
 
 #: Sizes tried by ``verify`` (the first three that differ from the export size and fit the model).
 VERIFY_SIZES: tuple[tuple[int, int], ...] = ((97, 131), (360, 480), (513, 513), (241, 321))
@@ -62,8 +63,7 @@ DYNAMIC_POOLING_TORCH = (2, 13)
 
 def dynamic_pooling_supported() -> bool:
     """This torch traces max pooling with symbolic H and W (torch >= :data:`DYNAMIC_POOLING_TORCH`)."""
-    major, minor = torch.__version__.split(".")[:2]
-    return (int(major), int(minor)) >= DYNAMIC_POOLING_TORCH
+    return release(torch.__version__) >= DYNAMIC_POOLING_TORCH
 
 
 def _old_torch_hint(text: str) -> str:

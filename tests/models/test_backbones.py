@@ -8,6 +8,7 @@ import torchvision
 import segzoo
 from segzoo.errors import RegistryError, WeightsError
 from segzoo.registry import BACKBONES
+from segzoo.versions import release
 
 
 def shapes(backbone, size=(64, 96)):
@@ -136,8 +137,7 @@ def test_timm_kwargs_reach_timm_and_bad_ones_are_named():
 
 
 def test_timm_adapter_names_models_without_feature_maps():
-    timm_version = tuple(int(p) for p in timm.__version__.split(".")[:2])
-    if timm_version >= (1, 0):  # ViT feature maps: timm >= 1.0.3 (the first 1.0 release)
+    if release(timm.__version__) >= (1, 0):  # ViT feature maps: timm >= 1.0.3 (the first 1.0 release)
         assert segzoo.build_backbone("timm:vit_tiny_patch16_224").out_strides == (16, 16, 16)
     else:
         with pytest.raises(ValueError, match=r"cannot return the feature maps of 'vit_tiny_patch16_224'"
