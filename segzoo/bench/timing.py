@@ -172,7 +172,11 @@ def paired_ratios(a: Sequence[float], b: Sequence[float]) -> dict:
 
 def profile_table(fn: Callable[[], object], device: torch.device, *, calls: int = 1, top: int = 15) -> str:
     """torch.profiler's table of ``calls`` calls of ``fn`` (run it after the timed runs): the
-    ``top`` operators and kernels by self time on the device (self CPU time on the CPU)."""
+    ``top`` operators and kernels by self time on the device (self CPU time on the CPU).
+
+    When ``fn`` ran torch.compile'd code, a last line says how often it entered a compiled
+    region ("Torch-Compiled Region entered N times in C calls"), whether or not that row is
+    among the ``top``: the proof that a compiled twin's steps ran compiled."""
     from torch.profiler import ProfilerActivity, profile
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
@@ -181,4 +185,9 @@ def profile_table(fn: Callable[[], object], device: torch.device, *, calls: int 
             fn()
         synchronize(device)
     key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=top, max_name_column_width=50)
+    events = prof.key_averages()
+    table = events.table(sort_by=key, row_limit=top, max_name_column_width=50)
+    entered = sum(e.count for e in events if e.key.startswith("Torch-Compiled Region"))
+    if entered:
+        table = table.rstrip("\n") + f"\nTorch-Compiled Region entered {entered} times in {calls} calls\n"
+    return table

@@ -18,6 +18,7 @@ from segzoo.bench.runner import BenchSettings, for_timing, model_specs, run_benc
 from segzoo.bench.timing import (
     inference_step,
     paired_ratios,
+    profile_table,
     run_interleaved,
     summarize,
     training_step,
@@ -275,3 +276,16 @@ def test_onnxruntime_row_times_the_exported_model_against_eager(tmp_path):
     md = (tmp_path / "bench.md").read_text()
     assert "onnxruntime speedup" in md and "(diff " in md.split("| `unet/unet_encoder` |")[1]
 
+
+
+def test_profile_table_says_whether_compiled_code_ran_even_outside_its_top_rows():
+    conv = nn.Conv2d(3, 4, 3)
+    x = torch.randn(1, 3, 16, 16)
+    compiled = torch.compile(conv, backend="eager")
+    compiled(x)  # compile outside the profiled calls
+    cpu = torch.device("cpu")
+    # top=1: the single row is whichever op took longest, yet the summary line is always there
+    table = profile_table(lambda: compiled(x).sum().backward(), cpu, calls=3, top=1)
+    assert "Torch-Compiled Region entered 3 times in 3 calls" in table
+    eager = profile_table(lambda: conv(x).sum().backward(), cpu, calls=3, top=1)
+    assert "aten::" in eager and "Torch-Compiled" not in eager
