@@ -223,3 +223,43 @@ def test_maskrcnn_takes_its_backbone_as_a_part_with_options():
     assert timm.backbone.out_strides == (4, 8, 16, 32)
     with pytest.raises(ValueError, match="backbone 'mobilenet_v2' is not a ResNet"):
         segzoo.build_model("maskrcnn", num_classes=4, backbone={"name": "mobilenet_v2"}, variant="c4")
+
+
+@pytest.mark.parametrize("name", ["fcn8s", "fcn", "deeplabv2", "deeplabv3", "deeplabv3plus", "pspnet", "unet"])
+def test_named_models_take_their_backbone_as_a_part_with_options(name):
+    # a tu- backbone's timm_kwargs reach timm through the paper-named builder, as through encoder_decoder
+    backbone = {"name": "tu-resnet10t", "timm_kwargs": {"drop_path_rate": 0.1}}
+    with torch.device("meta"):
+        plain = segzoo.build_model(name, num_classes=3, backbone="tu-resnet10t")
+        model = segzoo.build_model(name, num_classes=3, backbone=backbone)
+    assert {k: v.shape for k, v in plain.state_dict().items()} == {
+        k: v.shape for k, v in model.state_dict().items()}
+    assert not any(type(m).__name__ == "DropPath" for m in plain.backbone.modules())
+    assert any(type(m).__name__ == "DropPath" for m in model.backbone.modules())
+
+
+def test_named_models_refuse_their_own_arguments_inside_the_backbone_mapping():
+    with pytest.raises(ValueError, match=r"pspnet: backbone option output_stride is pspnet's own argument; "
+                                         r"pass output_stride=\.\.\. to pspnet"):
+        segzoo.build_model("pspnet", num_classes=3, backbone={"name": "resnet18", "output_stride": 16})
+    with pytest.raises(ValueError, match=r"unet: backbone option depth is unet's own argument"):
+        segzoo.build_model("unet", num_classes=3, backbone={"name": "unet_encoder", "depth": 3})
+    with pytest.raises(ValueError, match=r"fcn8s: backbone weights given twice"):
+        segzoo.build_model("fcn8s", num_classes=3, backbone={"name": "vgg16", "weights": "a.pth"},
+                           weights_backbone="b.pth")
+    with torch.device("meta"):  # the original U-Net encoder as a mapping is the same model
+        original = segzoo.build_model("unet", num_classes=3, backbone={"name": "unet_encoder"}, depth=3)
+    assert len(original.backbone.out_channels) == 4
+
+
+def test_config_of_a_named_model_takes_a_backbone_mapping_checked_like_a_part():
+    base = CONFIGS / "pspnet" / "pspnet_resnet18_shapes-64x64.yaml"
+    cfg = load_config(base, ["model.backbone={name: tu-resnet10t, timm_kwargs: {drop_path_rate: 0.1}}"])
+    assert cfg.model.kwargs["backbone"] == {"name": "tu-resnet10t", "timm_kwargs": {"drop_path_rate": 0.1}}
+    with torch.device("meta"):
+        model = segzoo.build_model("pspnet", num_classes=3, **cfg.model.kwargs)
+    assert any(type(m).__name__ == "DropPath" for m in model.backbone.modules())
+    with pytest.raises(ConfigError, match=r"model\.backbone\.timm_kwarg.*did you mean 'model\.backbone\.timm_kwargs'"):
+        load_config(base, ["model.backbone={name: tu-resnet10t, timm_kwarg: {}}"])
+    with pytest.raises(ConfigError, match=r"model\.backbone\.name.*did you mean 'resnet18'"):
+        load_config(base, ["model.backbone={name: resnet181}"])

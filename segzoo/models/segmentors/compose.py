@@ -51,6 +51,25 @@ def parse_spec(spec: Any, *, key: str, model: str) -> tuple[str, dict[str, Any]]
                      f"(e.g. {{name: resnet18}}), got {spec!r}")
 
 
+def preset_backbone(backbone: Spec, *, model: str, **fixed: Any) -> dict[str, Any]:
+    """The backbone spec of a named model (``pspnet``, ``deeplabv3plus``, ...): ``backbone`` as a
+    registered name or as ``{name: ..., **options}`` for the options the model leaves to the
+    backbone (a ``tu-`` backbone's ``timm_kwargs``, ``weights``, ...), with the options the model
+    sets from its own arguments (``fixed``, e.g. ``output_stride``) added, as mmsegmentation's
+    ``backbone=dict(type=..., ...)``.
+
+    Raises:
+        ValueError: the mapping sets one of ``fixed`` (the message says to pass it to the model
+            instead), or a spec that is neither a name nor a mapping with a ``name``.
+    """
+    name, options = parse_spec(backbone, key="backbone", model=model)
+    clash = sorted(set(options) & set(fixed))
+    if clash:
+        raise ValueError(f"{model}: backbone option {', '.join(clash)} is {model}'s own argument; "
+                         f"pass {clash[0]}=... to {model} instead of in the backbone mapping")
+    return {"name": name, **options, **fixed}
+
+
 def make_backbone(
     name: str,
     *,
@@ -95,15 +114,25 @@ def build_backbone(spec: Spec, *, model: str, weights: str | None = None) -> tup
         ValueError: weights given twice, or see :func:`make_backbone`.
     """
     name, options = parse_spec(spec, key="backbone", model=model)
-    if weights is not None:
-        if options.get("weights") is not None:
-            raise ValueError(f"{model}: backbone weights given twice (weights_backbone and "
-                             "backbone.weights); set one")
-        options["weights"] = weights
+    options["weights"] = take_weights(options, weights, model=model)
     backbone = make_backbone(name, model=model, **options)
     stride = getattr(backbone, "output_stride", None)
     source = f"backbone {name!r}" + (f" at output_stride {stride}" if stride else "")
     return backbone, FeatureInfo.of(backbone, source)
+
+
+def take_weights(options: dict[str, Any], weights: str | None, *, model: str) -> str | None:
+    """Pop ``weights`` from a backbone's ``options`` and return the one source of backbone
+    weights: those or the model's ``weights_backbone`` (``weights``), or ``None``.
+
+    Raises:
+        ValueError: both given.
+    """
+    own = options.pop("weights", None)
+    if own is not None and weights is not None:
+        raise ValueError(f"{model}: backbone weights given twice (weights_backbone and "
+                         "backbone.weights); set one")
+    return weights if own is None else own
 
 
 def build_neck(spec: Spec, features: FeatureInfo, *, model: str):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from segzoo.models.segmentors.compose import aux_spec, compose, renamed
+from segzoo.models.segmentors.compose import Spec, aux_spec, compose, preset_backbone, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -23,7 +23,7 @@ _PAPER = ("Chen et al., DeepLab: Semantic Image Segmentation with Deep Convoluti
 def deeplabv2(
     *,
     num_classes: int = 21,
-    backbone: str = "resnet101",
+    backbone: Spec = "resnet101",
     weights_backbone: str | None = None,
     output_stride: Literal[8, 16, 32] = 8,
     atrous_rates: tuple[int, ...] = (6, 12, 18, 24),
@@ -36,6 +36,8 @@ def deeplabv2(
     Args:
         num_classes: K.
         backbone: a registered backbone with ``output_stride`` (paper: ``resnet101``).
+            Or ``{name: ..., **options}`` for its other options, e.g. a ``tu-`` backbone's
+            ``timm_kwargs`` (the model's own arguments, like ``output_stride``, stay here).
         weights_backbone: path or URL of backbone weights.
         output_stride: 8 (paper).
         atrous_rates: (6, 12, 18, 24) is ASPP-L, (2, 4, 8, 12) ASPP-S (paper sec. 4.1).
@@ -50,6 +52,6 @@ def deeplabv2(
         (B, K, H, W).
     """
     head = {"name": "aspp_v2_head", "atrous_rates": atrous_rates, "branch_channels": branch_channels}
-    return compose(num_classes=num_classes, backbone={"name": backbone, "output_stride": output_stride},
+    return compose(num_classes=num_classes, backbone=preset_backbone(backbone, model="deeplabv2", output_stride=output_stride),
                    decode_head=head, weights_backbone=weights_backbone, name="deeplabv2",
                    auxiliary_head=aux_spec(auxiliary_head, loss_weight=aux_loss_weight))

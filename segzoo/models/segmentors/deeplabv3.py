@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from segzoo.models.layers import scaled_rates
-from segzoo.models.segmentors.compose import Norm, aux_spec, compose, renamed
+from segzoo.models.segmentors.compose import Norm, Spec, aux_spec, compose, preset_backbone, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -24,7 +24,7 @@ _PAPER = "Chen et al., Rethinking Atrous Convolution for Semantic Image Segmenta
 def deeplabv3(
     *,
     num_classes: int = 21,
-    backbone: str = "resnet101",
+    backbone: Spec = "resnet101",
     weights_backbone: str | None = None,
     output_stride: Literal[8, 16, 32] = 16,
     multi_grid: tuple[int, ...] | None = None,
@@ -44,6 +44,8 @@ def deeplabv3(
         num_classes: K.
         backbone: a registered backbone with ``output_stride`` (``resnet101``/``50``/``18``,
             ``mobilenet_v2``, ``xception65``, ``tu-<timm name>``).
+            Or ``{name: ..., **options}`` for its other options, e.g. a ``tu-`` backbone's
+            ``timm_kwargs`` (the model's own arguments, like ``output_stride``, stay here).
         weights_backbone: path or URL of backbone weights.
         output_stride: 16 (paper's training setting) or 8 (its best inference setting); 32.
         multi_grid: layer4 unit rates relative to its dilation, e.g. (1, 2, 4) (ResNet only).
@@ -66,7 +68,8 @@ def deeplabv3(
     head = {"name": "aspp_head", "channels": channels, "atrous_rates": rates,
             "image_pooling": image_pooling, "separable": separable, "bottleneck": bottleneck,
             "aspp_dropout": aspp_dropout, "norm": norm}
-    backbone_spec = {"name": backbone, "output_stride": output_stride, "multi_grid": multi_grid}
+    backbone_spec = preset_backbone(backbone, model="deeplabv3", output_stride=output_stride,
+                                    multi_grid=multi_grid)
     return compose(num_classes=num_classes, backbone=backbone_spec, decode_head=head,
                    weights_backbone=weights_backbone, name="deeplabv3",
                    auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))

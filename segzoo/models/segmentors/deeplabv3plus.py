@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from segzoo.models.layers import scaled_rates
-from segzoo.models.segmentors.compose import Norm, aux_spec, compose, renamed
+from segzoo.models.segmentors.compose import Norm, Spec, aux_spec, compose, preset_backbone, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -26,7 +26,7 @@ _PAPER = ("Chen et al., Encoder-Decoder with Atrous Separable Convolution for Se
 def deeplabv3plus(
     *,
     num_classes: int = 21,
-    backbone: str = "resnet101",
+    backbone: Spec = "resnet101",
     weights_backbone: str | None = None,
     output_stride: Literal[8, 16, 32] = 16,
     multi_grid: tuple[int, ...] | None = None,
@@ -45,6 +45,8 @@ def deeplabv3plus(
         num_classes: K.
         backbone: a registered backbone with ``output_stride`` and a stride-4 feature
             (``xception65``, ``resnet101``, ``mobilenet_v2``, ``tu-<timm name>``).
+            Or ``{name: ..., **options}`` for its other options, e.g. a ``tu-`` backbone's
+            ``timm_kwargs`` (the model's own arguments, like ``output_stride``, stay here).
         weights_backbone: path or URL of backbone weights (e.g.
             ``weights/mobilenet_v2_imagenet_features.safetensors``).
         output_stride: 16 (paper) or 8.
@@ -70,7 +72,8 @@ def deeplabv3plus(
     head = {"name": "deeplabv3plus_head", "low_level_channels": low_level_channels,
             "channels": channels, "atrous_rates": rates, "separable": separable,
             "aspp_dropout": aspp_dropout, "norm": norm}
-    backbone_spec = {"name": backbone, "output_stride": output_stride, "multi_grid": multi_grid}
+    backbone_spec = preset_backbone(backbone, model="deeplabv3plus", output_stride=output_stride,
+                                    multi_grid=multi_grid)
     return compose(num_classes=num_classes, backbone=backbone_spec, decode_head=head,
                    weights_backbone=weights_backbone, name="deeplabv3plus",
                    auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))

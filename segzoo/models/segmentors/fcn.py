@@ -12,7 +12,7 @@ levels); a slim ``fc_channels`` suits such backbones (fc6 7x7 on 2048 channels i
 from __future__ import annotations
 
 from segzoo.models.heads.fcn_skip_head import vgg_classifier_to_fc
-from segzoo.models.segmentors.compose import compose
+from segzoo.models.segmentors.compose import Spec, compose, preset_backbone, take_weights
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.models.weights import load_state_dict, load_weights
 from segzoo.registry import MODELS
@@ -26,18 +26,21 @@ def _fcn(
     num_skips: int,
     *,
     num_classes: int,
-    backbone: str,
+    backbone: Spec,
     weights_backbone: str | None,
     fc_channels: int,
     fc_kernel_size: int,
     dropout: float,
 ) -> EncoderDecoder:
+    spec = preset_backbone(backbone, model=name)
     vgg_state = None
-    if weights_backbone is not None and backbone in _VGG:
-        vgg_state = load_state_dict(weights_backbone)  # read once: backbone + fc6/fc7
+    if spec["name"] in _VGG:
+        weights_backbone = take_weights(spec, weights_backbone, model=name)
+        if weights_backbone is not None:
+            vgg_state = load_state_dict(weights_backbone)  # read once: backbone + fc6/fc7
     head = {"name": "fcn_skip_head", "num_skips": num_skips, "fc_channels": fc_channels,
             "fc_kernel_size": fc_kernel_size, "dropout": dropout}
-    model = compose(num_classes=num_classes, backbone=backbone, decode_head=head, name=name,
+    model = compose(num_classes=num_classes, backbone=spec, decode_head=head, name=name,
                     weights_backbone=weights_backbone if vgg_state is None else None)
     if vgg_state is not None:
         load_weights(model.backbone, vgg_state, source=str(weights_backbone))
@@ -51,7 +54,7 @@ def _fcn(
 def fcn32s(
     *,
     num_classes: int = 21,
-    backbone: str = "vgg16",
+    backbone: Spec = "vgg16",
     weights_backbone: str | None = None,
     fc_channels: int = 4096,
     fc_kernel_size: int = 7,
@@ -63,6 +66,8 @@ def fcn32s(
         num_classes: K output classes (background included where the dataset has one).
         backbone: a registered backbone name (``vgg16``, ``vgg16_bn``; any other works, e.g.
             ``resnet50`` or ``tu-<timm name>``, with its deepest three feature levels).
+            Or ``{name: ..., **options}`` for its other options, e.g. a ``tu-`` backbone's
+            ``timm_kwargs``.
         weights_backbone: path or URL of backbone weights (a torchvision VGG checkpoint also
             initialises fc6/fc7 from its classifier when the shapes match).
         fc_channels: fc6/fc7 width (4096 in the paper; smaller for a slim, fast model).
@@ -81,7 +86,7 @@ def fcn32s(
 def fcn16s(
     *,
     num_classes: int = 21,
-    backbone: str = "vgg16",
+    backbone: Spec = "vgg16",
     weights_backbone: str | None = None,
     fc_channels: int = 4096,
     fc_kernel_size: int = 7,
@@ -97,7 +102,7 @@ def fcn16s(
 def fcn8s(
     *,
     num_classes: int = 21,
-    backbone: str = "vgg16",
+    backbone: Spec = "vgg16",
     weights_backbone: str | None = None,
     fc_channels: int = 4096,
     fc_kernel_size: int = 7,

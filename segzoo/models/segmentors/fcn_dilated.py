@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from segzoo.models.segmentors.compose import Norm, aux_spec, compose, renamed
+from segzoo.models.segmentors.compose import Norm, Spec, aux_spec, compose, preset_backbone, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -22,7 +22,7 @@ _PAPER = "Long et al., CVPR 2015 (torchvision's dilated-ResNet FCN, output strid
 def fcn(
     *,
     num_classes: int = 21,
-    backbone: str = "resnet50",
+    backbone: Spec = "resnet50",
     weights_backbone: str | None = None,
     output_stride: Literal[8, 16, 32] = 8,
     channels: int | None = None,
@@ -37,6 +37,8 @@ def fcn(
         num_classes: K.
         backbone: a registered backbone with ``output_stride`` (``resnet50``, ``resnet18``,
             ``mobilenet_v2``, ``tu-<timm name>``, ...).
+            Or ``{name: ..., **options}`` for its other options, e.g. a ``tu-`` backbone's
+            ``timm_kwargs`` (the model's own arguments, like ``output_stride``, stay here).
         weights_backbone: path or URL of backbone weights (e.g. torchvision's ImageNet ResNet).
         output_stride: 8 (torchvision), 16 or 32.
         channels: head width (default: the deepest feature's channels / 4, 512 for ResNet-50).
@@ -52,7 +54,7 @@ def fcn(
         (B, K, H, W); in training ``{"out", "aux"}``.
     """
     head = {"name": "fcn_head", "channels": channels, "dropout": dropout, "norm": norm}
-    return compose(num_classes=num_classes, backbone={"name": backbone, "output_stride": output_stride},
+    return compose(num_classes=num_classes, backbone=preset_backbone(backbone, model="fcn", output_stride=output_stride),
                    decode_head=head, weights_backbone=weights_backbone, name="fcn",
                    auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from segzoo.models.segmentors.compose import Norm, aux_spec, compose, renamed
+from segzoo.models.segmentors.compose import Norm, Spec, aux_spec, compose, preset_backbone, renamed
 from segzoo.models.segmentors.encoder_decoder import EncoderDecoder
 from segzoo.registry import MODELS
 
@@ -22,7 +22,7 @@ _PAPER = "Zhao et al., Pyramid Scene Parsing Network, CVPR 2017"
 def pspnet(
     *,
     num_classes: int = 21,
-    backbone: str = "resnet50",
+    backbone: Spec = "resnet50",
     weights_backbone: str | None = None,
     output_stride: Literal[8, 16, 32] = 8,
     bins: tuple[int, ...] = (1, 2, 3, 6),
@@ -38,6 +38,8 @@ def pspnet(
     Args:
         num_classes: K.
         backbone: a registered backbone with ``output_stride`` (``resnet50``/``101``, ...).
+            Or ``{name: ..., **options}`` for its other options, e.g. a ``tu-`` backbone's
+            ``timm_kwargs`` (the model's own arguments, like ``output_stride``, stay here).
         weights_backbone: path or URL of backbone weights.
         output_stride: 8 (paper).
         bins: pyramid grid sizes (1, 2, 3, 6).
@@ -56,6 +58,6 @@ def pspnet(
     """
     head = {"name": "psp_head", "bins": bins, "channels": channels, "ppm_channels": ppm_channels,
             "dropout": dropout, "norm": norm}
-    return compose(num_classes=num_classes, backbone={"name": backbone, "output_stride": output_stride},
+    return compose(num_classes=num_classes, backbone=preset_backbone(backbone, model="pspnet", output_stride=output_stride),
                    decode_head=head, weights_backbone=weights_backbone, name="pspnet",
                    auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Literal
 
 from segzoo.models.layers.padding import mirror_pad
-from segzoo.models.segmentors.compose import compose
+from segzoo.models.segmentors.compose import Spec, compose, preset_backbone
 from segzoo.models.segmentors.unet_segmentor import UNet, valid_output_size
 from segzoo.registry import MODELS
 
@@ -35,7 +35,7 @@ __all__ = ["UNet", "mirror_pad", "unet", "valid_output_size"]
 def unet(
     *,
     num_classes: int = 2,
-    backbone: str = "unet_encoder",
+    backbone: Spec = "unet_encoder",
     weights_backbone: str | None = None,
     padding: Literal["valid", "same"] = "same",
     base_channels: int = 64,
@@ -50,6 +50,8 @@ def unet(
         num_classes: K (2 in the paper's cell-segmentation tasks).
         backbone: ``"unet_encoder"`` for the original, or any registered backbone (``resnet34``,
             ``mobilenet_v2``, ``tu-<timm name>``) for the smp-style encoder-swappable U-Net.
+            Or ``{name: ..., **options}`` for its other options, e.g. a ``tu-`` backbone's
+            ``timm_kwargs`` (``base_channels``, ``depth``, ... stay arguments of ``unet``).
         weights_backbone: path or URL of encoder weights.
         padding: ``"valid"`` (paper: 572 -> 388; original encoder only) or ``"same"``.
         base_channels: first-level width of the original encoder (64).
@@ -68,21 +70,22 @@ def unet(
     Raises:
         ValueError: "valid" padding or original-encoder options with another encoder.
     """
-    original = backbone == "unet_encoder"
+    name = preset_backbone(backbone, model="unet")["name"]
+    original = name == "unet_encoder"
     if norm == "auto":
         norm = None if original else "bn"
     if norm == "none":
         norm = None
     if original:
-        encoder = {"name": backbone, "base_channels": base_channels, "depth": depth,
-                   "padding": padding, "norm": norm}
+        encoder = preset_backbone(backbone, model="unet", base_channels=base_channels, depth=depth,
+                                  padding=padding, norm=norm)
         upsampling = upsampling or "transposed"
         if decoder_channels is None:  # the mirror of the encoder (paper: 512, 256, 128, 64)
             decoder_channels = tuple(base_channels * 2**i for i in reversed(range(depth)))
     else:
         if padding != "same" or base_channels != 64 or depth != 4:
             raise ValueError("unet: padding='valid', base_channels and depth are options of the "
-                             f"original encoder (backbone='unet_encoder'), not of {backbone!r}")
+                             f"original encoder (backbone='unet_encoder'), not of {name!r}")
         encoder = backbone
         upsampling = upsampling or "nearest"
     head = {"name": "unet_head", "decoder_channels": decoder_channels, "upsampling": upsampling,
