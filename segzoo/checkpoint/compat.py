@@ -17,7 +17,7 @@ from torch import nn
 
 from segzoo.config import Config
 from segzoo.config.schema import config_diff
-from segzoo.config.validate import ALIASES
+from segzoo.config.validate import ALIASES, MODEL_PARTS
 from segzoo.errors import CheckpointError
 
 # model options that do not change the trained architecture (pretrained-weight sources)
@@ -36,6 +36,9 @@ def _model_diff(saved: dict, current: dict) -> list[str]:
     current = {k: v for k, v in current.items() if k not in NOT_ARCHITECTURE}
     if "num_classes" not in current:  # filled in from the dataset later
         saved.pop("num_classes", None)
+    # a part named by a string is the same as the mapping with that name alone (resnet18 = {name: resnet18})
+    saved, current = ({k: {"name": v} if k in MODEL_PARTS and isinstance(v, str) else v for k, v in d.items()}
+                      for d in (saved, current))
     return [d for d in config_diff(saved, current, "model.")
             if d.split(":")[0].rsplit(".", 1)[-1] not in NOT_ARCHITECTURE]
 

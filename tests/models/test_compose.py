@@ -263,3 +263,17 @@ def test_config_of_a_named_model_takes_a_backbone_mapping_checked_like_a_part():
         load_config(base, ["model.backbone={name: tu-resnet10t, timm_kwarg: {}}"])
     with pytest.raises(ConfigError, match=r"model\.backbone\.name.*did you mean 'resnet18'"):
         load_config(base, ["model.backbone={name: resnet181}"])
+
+
+def test_checkpoint_of_a_named_backbone_fits_the_same_backbone_as_a_mapping(tmp_path):
+    from segzoo.checkpoint.compat import check_model_fits
+    from segzoo.errors import CheckpointError
+
+    base = CONFIGS / "pspnet" / "pspnet_resnet18_shapes-64x64.yaml"
+    named = {"config": {"model": load_config(base).model.to_dict()}}
+    assert named["config"]["model"]["backbone"] == "resnet18"
+    check_model_fits(named, load_config(base, ["model.backbone={name: resnet18}"]), tmp_path / "a.pt")
+    timm = load_config(base, ["model.backbone=tu-resnet10t"])
+    with_kwargs = load_config(base, ["model.backbone={name: tu-resnet10t, timm_kwargs: {img_size: 64}}"])
+    with pytest.raises(CheckpointError, match=r"model\.backbone\.timm_kwargs"):
+        check_model_fits({"config": {"model": timm.model.to_dict()}}, with_kwargs, tmp_path / "a.pt")
