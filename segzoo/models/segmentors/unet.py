@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Literal
 
 from segzoo.models.layers.padding import mirror_pad
-from segzoo.models.segmentors.compose import Spec, compose, preset_backbone
+from segzoo.models.segmentors.compose import Spec, compose, parse_spec, preset_backbone
 from segzoo.models.segmentors.unet_segmentor import UNet, valid_output_size
 from segzoo.registry import MODELS
 
@@ -70,7 +70,7 @@ def unet(
     Raises:
         ValueError: "valid" padding or original-encoder options with another encoder.
     """
-    name = preset_backbone(backbone, model="unet")["name"]
+    name, _ = parse_spec(backbone, key="backbone", model="unet")
     original = name == "unet_encoder"
     if norm == "auto":
         norm = None if original else "bn"
