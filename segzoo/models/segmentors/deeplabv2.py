@@ -52,6 +52,7 @@ def deeplabv2(
         (B, K, H, W).
     """
     head = {"name": "aspp_v2_head", "atrous_rates": atrous_rates, "branch_channels": branch_channels}
-    return compose(num_classes=num_classes, backbone=preset_backbone(backbone, model="deeplabv2", output_stride=output_stride),
+    backbone_spec = preset_backbone(backbone, model="deeplabv2", output_stride=output_stride)
+    return compose(num_classes=num_classes, backbone=backbone_spec,
                    decode_head=head, weights_backbone=weights_backbone, name="deeplabv2",
                    auxiliary_head=aux_spec(auxiliary_head, loss_weight=aux_loss_weight))

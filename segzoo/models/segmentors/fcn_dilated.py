@@ -54,7 +54,8 @@ def fcn(
         (B, K, H, W); in training ``{"out", "aux"}``.
     """
     head = {"name": "fcn_head", "channels": channels, "dropout": dropout, "norm": norm}
-    return compose(num_classes=num_classes, backbone=preset_backbone(backbone, model="fcn", output_stride=output_stride),
+    backbone_spec = preset_backbone(backbone, model="fcn", output_stride=output_stride)
+    return compose(num_classes=num_classes, backbone=backbone_spec,
                    decode_head=head, weights_backbone=weights_backbone, name="fcn",
                    auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))
 

@@ -58,6 +58,7 @@ def pspnet(
     """
     head = {"name": "psp_head", "bins": bins, "channels": channels, "ppm_channels": ppm_channels,
             "dropout": dropout, "norm": norm}
-    return compose(num_classes=num_classes, backbone=preset_backbone(backbone, model="pspnet", output_stride=output_stride),
+    backbone_spec = preset_backbone(backbone, model="pspnet", output_stride=output_stride)
+    return compose(num_classes=num_classes, backbone=backbone_spec,
                    decode_head=head, weights_backbone=weights_backbone, name="pspnet",
                    auxiliary_head=aux_spec(auxiliary_head, norm=norm, loss_weight=aux_loss_weight))
