@@ -7,6 +7,7 @@ import torchvision
 
 import segzoo
 from segzoo.errors import RegistryError, WeightsError
+from segzoo.models.backbones.timm_adapter import check_strides
 from segzoo.registry import BACKBONES
 from segzoo.versions import release
 
@@ -114,6 +115,45 @@ def test_timm_adapter_names_strides_and_errors():
         segzoo.build_backbone("tu-resnt18")
     with pytest.raises(ValueError, match="does not support output_stride=16"):
         segzoo.build_backbone("timm:pit_ti_224", output_stride=16)
+
+
+def test_timm_output_stride_taken_but_not_applied_is_refused(monkeypatch):
+    # timm 0.9's Swin takes output_stride=16 and keeps its stride-32 maps; here resnet18 is made
+    # to do the same by dropping the argument before timm sees it
+    real = timm.create_model
+    monkeypatch.setattr(timm, "create_model",
+                        lambda name, **kw: real(name, **{k: v for k, v in kw.items() if k != "output_stride"}))
+    with pytest.raises(ValueError, match=r"'resnet18' took output_stride=16 but does not dilate: its "
+                                         r"feature strides stay \(2, 4, 8, 16, 32\); use output_stride=32"):
+        segzoo.build_backbone("tu-resnet18", output_stride=16)
+    assert segzoo.build_backbone("tu-resnet18").out_strides == (2, 4, 8, 16, 32)
+
+
+def test_timm_maps_that_contradict_their_strides_are_refused_on_the_first_telling_forward():
+    # timm 0.9 reports MetaFormers' strides as (2, 2, 2, 2) for maps at (4, 8, 16, 32): the
+    # decoder would be built for strides the maps do not have. Here resnet18 declares a dilated
+    # last stage that it does not have.
+    b = segzoo.build_backbone("tu-resnet18").eval()
+    b.out_strides = (2, 4, 8, 16, 16)
+    with torch.no_grad():
+        b(torch.randn(1, 3, 64, 64))  # the last step (4 -> 2 px) is too small to tell: unjudged
+        assert not b._strides_checked
+        with pytest.raises(ValueError, match=r"'resnet18': its feature maps are at strides "
+                                             r"~\[2.0, 4.0, 8.0, 16.0, 32.0\] of the input, but "
+                                             r"feature_info says \(2, 4, 8, 16, 16\).*pip install -U timm"):
+            b(torch.randn(1, 3, 160, 96))
+        good = segzoo.build_backbone("tu-resnet18", output_stride=16).eval()
+        good(torch.randn(1, 3, 160, 96))
+        assert good._strides_checked  # judged once, not again
+
+
+def test_stride_check_accepts_padded_and_valid_convolutions_and_names_a_missing_step():
+    # Inception v3 at 299 px ('valid' convolutions) and a ResNet at an odd size (ceil)
+    assert check_strides([(299, 299), (149, 149), (73, 73), (35, 35), (17, 17), (8, 8)], (1, 2, 4, 8, 16, 32), "m")
+    assert check_strides([(129, 193), (65, 97), (33, 49), (17, 25), (9, 13), (5, 7)], (1, 2, 4, 8, 16, 32), "m")
+    assert not check_strides([(32, 32), (8, 8), (4, 4), (2, 2)], (1, 4, 8, 16), "m")  # 4 -> 2: unjudged
+    with pytest.raises(ValueError, match=r"strides ~\[4.0, 8.0, 8.0\] .* says \(4, 8, 16\)"):
+        check_strides([(64, 64), (16, 16), (8, 8), (8, 8)], (1, 4, 8, 16), "m")
 
 
 def test_timm_adapter_gives_channels_first_maps_of_channels_last_models():

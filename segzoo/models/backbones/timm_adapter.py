@@ -4,7 +4,11 @@
 create ``timm.create_model(name, features_only=True, pretrained=False)``: the feature maps of
 each reduction stage, with channels and strides from timm's ``feature_info``. ``output_stride``
 (8 or 16) is handed to timm where the model supports dilation (ResNets, EfficientNets, aligned
-Xception, ...); for others timm raises and we report it.
+Xception, ...); for others timm raises and we report it. Older timm lets some models take
+``output_stride`` and ignore it (Swin on timm 0.9) or reports wrong strides in ``feature_info``
+(MetaFormers on timm 0.9): the first is refused when the backbone is built, the second on the
+first eager forward whose maps are large enough to tell, since the decoder was built for strides
+the maps do not have.
 
 The aligned Xception of DeepLab v3+ is registered as ``xception65`` / ``xception71``: timm's
 implementation of the modified aligned Xception (Chen et al., ECCV 2018, sec. 3.2: strided
@@ -17,6 +21,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
+import torch
 from torch import Tensor
 
 from segzoo.errors import WeightsError
@@ -53,8 +58,10 @@ class TimmBackbone(Backbone):
     Raises:
         ValueError: an unknown model, a model whose feature maps timm cannot return
             (``features_only``: ViT and MLP-Mixer models need timm >= 1.0.3), an
-            ``output_stride`` or ``timm_kwargs`` key the model does not take, or a
-            ``timm_kwargs`` key that this class sets itself.
+            ``output_stride`` or ``timm_kwargs`` key the model does not take (or takes and
+            ignores: its deepest map stays above ``output_stride``), or a ``timm_kwargs`` key
+            that this class sets itself; in ``forward``, maps whose sizes contradict
+            ``out_strides`` (see :func:`check_strides`).
         WeightsError: weights that do not fit (missing keys or shape mismatches listed).
     """
 
@@ -97,10 +104,16 @@ class TimmBackbone(Backbone):
                              + ("use output_stride=32" if output_stride != 32 else "see the model's "
                                 "arguments in timm")) from exc
         info = self.model.feature_info
+        reductions = tuple(info.reduction())  # timm reports dilated stages' strides (checked in forward)
+        if output_stride != 32 and max(reductions) > output_stride:
+            raise ValueError(f"timm {timm.__version__} model {model_name!r} took output_stride={output_stride} "
+                             f"but does not dilate: its feature strides stay {reductions}; use "
+                             "output_stride=32 (timm >= 1.0 refuses the argument for such models)")
         self.model_name = model_name
         self.output_stride = output_stride
         self.out_channels = tuple(info.channels())
-        self.out_strides = tuple(min(r, output_stride) for r in info.reduction())
+        self.out_strides = reductions
+        self._strides_checked = False
         self.channels_last_features = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
         if weights is not None:
             self.load_timm_weights(weights)
@@ -117,7 +130,51 @@ class TimmBackbone(Backbone):
         feats = list(self.model(images))
         if self.channels_last_features:  # (B, H, W, C) -> (B, C, H, W)
             feats = [f.permute(0, 3, 1, 2).contiguous() for f in feats]
+        if not self._strides_checked and _eager(images):
+            sizes = [tuple(images.shape[-2:])] + [tuple(f.shape[-2:]) for f in feats]
+            self._strides_checked = check_strides(sizes, (1, *self.out_strides), f"timm model {self.model_name!r}")
         return feats
+
+
+def _eager(images: Tensor) -> bool:
+    """True outside torch.compile / export / jit and FX tracing (plain int sizes), where the
+    stride check may read sizes without adding guards or graph breaks."""
+    return not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and all(
+        isinstance(n, int) for n in images.shape)
+
+
+def check_strides(sizes: Sequence[tuple[int, int]], strides: Sequence[int], what: str) -> bool:
+    """Check feature-map sizes against their declared strides, pair by consecutive pair.
+
+    Args:
+        sizes: (H, W) of the input, then of each map.
+        strides: the matching strides, 1 for the input (non-decreasing ints).
+        what: the model, for the error message.
+
+    Returns:
+        True when every pair was large enough to judge (the earlier side >= 8 px), so later
+        inputs need no check; False when some pair was too small to tell.
+
+    Raises:
+        ValueError: a pair whose size ratio is 1.7x or more off the ratio of its strides (a
+            stride-2 step where 1 was declared, or the reverse). Size ratios of padded or
+            'valid' convolutions (e.g. 9 -> 5 or 299 -> 149 for a stride 2) stay inside it.
+    """
+    judged = True
+    for i in range(1, len(sizes)):
+        side = max(range(2), key=lambda d: sizes[i - 1][d])  # the longer side is the sharper test
+        before, after = sizes[i - 1][side], sizes[i][side]
+        if before < 8:
+            judged = False
+            continue
+        off = (before / max(after, 1)) / (strides[i] / strides[i - 1])
+        if not 1 / 1.7 < off < 1.7:
+            actual = [round(sizes[0][side] / max(s[side], 1), 1) for s in sizes[1:]]
+            raise ValueError(f"{what}: its feature maps are at strides ~{actual} of the input, but "
+                             f"feature_info says {tuple(strides[1:])}, which the decoder was built for "
+                             "(older timm misreports some models: pip install -U timm, or choose "
+                             "another backbone)")
+    return judged
 
 
 def _norm_key(key: str) -> str:
