@@ -37,8 +37,8 @@ def ort_session(path: str | os.PathLike, threads: int | None = None):
 
 class OrtRunner(nn.Module):
     """A semantic model exported to ONNX and run by onnxruntime: images (N, 3, H, W) float ->
-    logits (N, K, H, W) float32 (CPU tensors). Built from the eager ``model``; the ``.onnx`` file
-    lives in a temporary folder for the object's lifetime.
+    logits (N, K, H, W) float32 (CPU tensors). Built from the eager ``model``, exported to a
+    temporary folder that is deleted once onnxruntime has loaded the file.
 
     Raises:
         ExportError: an instance model (not exported), a model that does not export, or a
@@ -53,10 +53,10 @@ class OrtRunner(nn.Module):
 
         if getattr(model, "task", "semantic") != "semantic":
             raise ExportError(f"{type(model).__name__} is an instance model: not exported to ONNX")
-        self._dir = tempfile.TemporaryDirectory(prefix="segzoo-bench-onnx-")
-        path = Path(self._dir.name) / "model.onnx"
-        export_onnx(model, path, (int(size[0]), int(size[1])), verify=False)
-        self.session = ort_session(path, threads)
+        with tempfile.TemporaryDirectory(prefix="segzoo-bench-onnx-") as folder:  # the session reads it all
+            path = Path(folder) / "model.onnx"
+            export_onnx(model, path, (int(size[0]), int(size[1])), verify=False)
+            self.session = ort_session(path, threads)
         self.num_classes = getattr(model, "num_classes", None)
 
     def forward(self, images: Tensor) -> Tensor:

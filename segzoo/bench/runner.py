@@ -143,13 +143,10 @@ class Runner:
     def __init__(self, settings: BenchSettings, log: Callable[[str], None] = print) -> None:
         self.settings = settings
         self.log = log
-        self.tmp = Path(tempfile.mkdtemp(prefix="segzoo-bench-"))
-        self.n = 0
 
     def job(self, candidates: list[Candidate], mode: str, batch: int, size: Sequence[int], *,
             repeats: int | None = None, copy: dict | None = None) -> dict:
         s = self.settings
-        self.n += 1
         job = {"candidates": [c.to_dict() for c in candidates], "mode": mode, "batch": batch,
                "size": list(size), "dtype": s.dtype, "device": s.device, "warmup": s.warmup,
                "repeats": repeats or s.repeats, "threads": s.threads, "num_classes": s.num_classes,
@@ -169,7 +166,13 @@ class Runner:
             result["in_process"] = True
             self._done(result, t0)
             return result
-        jpath, opath = self.tmp / f"job{self.n}.json", self.tmp / f"out{self.n}.json"
+        with tempfile.TemporaryDirectory(prefix="segzoo-bench-job-") as folder:  # gone with the job
+            return self._in_worker(job, Path(folder), t0)
+
+    def _in_worker(self, job: dict, folder: Path, t0: float) -> dict:
+        """``job`` run by a fresh worker process through JSON files in ``folder``."""
+        s = self.settings
+        jpath, opath = folder / "job.json", folder / "out.json"
         jpath.write_text(json.dumps(job))
         env = dict(os.environ)
         root = str(Path(segzoo.__file__).resolve().parents[1])  # the segzoo this process uses

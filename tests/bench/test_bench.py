@@ -3,6 +3,7 @@ peer pairs (equal parameter counts, equal outputs after copying weights), the ti
 the instance-model (torchvision detection contract) path that Mask R-CNN will take."""
 
 import json
+import tempfile
 
 import pytest
 import torch
@@ -30,8 +31,11 @@ from segzoo.export.deploy import main_output
 TINY_UNET = {"base_channels": 4, "depth": 2, "norm": "bn"}
 
 
-def test_bench_cli_end_to_end_on_a_tiny_model(tmp_path, capsys):
+def test_bench_cli_end_to_end_on_a_tiny_model(tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench"
+    scratch = tmp_path / "tmp"  # where the workers' job files go
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     rc = main(["bench", "--models", "unet", "--set", "base_channels=4", "depth=2", "norm=bn",
                "--size", "32", "48", "--batch", "1", "2", "--repeats", "2", "--warmup", "1",
                "--deploy", "--no-peers", "--threads", "1", "--matmul-size", "256", "--out", str(out)])
@@ -66,6 +70,7 @@ def test_bench_cli_end_to_end_on_a_tiny_model(tmp_path, capsys):
     md = (out / "bench.md").read_text()
     assert "| `unet/unet_encoder` |" in md and "FLOPs = 2 x" in md
     assert "load average" in md and "GPU: none (CPU only)" in md
+    assert not list(scratch.iterdir())  # each job's folder went with its worker
 
 
 def test_peer_pair_interleaved_with_copied_weights(tmp_path):
@@ -260,11 +265,14 @@ def test_training_step_scales_the_loss_in_float16_only(dtype, monkeypatch):
 
 
 @needs_dynamic_pooling
-def test_onnxruntime_row_times_the_exported_model_against_eager(tmp_path):
+def test_onnxruntime_row_times_the_exported_model_against_eager(tmp_path, monkeypatch):
     """--onnxruntime: the same model exported to ONNX, run by onnxruntime, interleaved with eager
     (in this process to keep the test short; the CLI test covers workers)."""
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
     settings = BenchSettings(models=["unet"], model_kwargs=TINY_UNET, size=(32, 48), batches=[1],
                              repeats=2, train=False, onnxruntime=True, peers=[], in_process=True,
                              threads=1, matmul_size=128)
@@ -275,6 +283,7 @@ def test_onnxruntime_row_times_the_exported_model_against_eager(tmp_path):
     assert all(len(c["times_s"]) == 2 for c in job["candidates"]) and ratio_of(job, 0, 1)["median"] > 0
     md = (tmp_path / "bench.md").read_text()
     assert "onnxruntime speedup" in md and "(diff " in md.split("| `unet/unet_encoder` |")[1]
+    assert not list(scratch.iterdir())  # the exported file's folder went once onnxruntime had loaded it
 
 
 
