@@ -42,7 +42,8 @@ a ``+``-joined set of switches its steps run under (:data:`LEVERS`): ``aten-resi
 bilinear resize kernels instead of Inductor's decomposition, whose backward is a scatter-add
 (21% of compiled DeepLab v3+'s GPU time in run 5); ``depthwise-taps`` computes the depthwise
 convolutions as fused multiply-adds instead of cuDNN's grouped kernel (10%).
-``--profile`` adds torch.profiler's top operators of 2 steps of each model after the timed steps.
+``--profile`` adds torch.profiler's top operators of 2 steps of each model after the timed steps,
+and for each lever twin whether its levers changed what ran (:func:`lever_evidence`).
 
 Writes ``gpu_train.json`` and ``gpu_train.md`` into ``--out``.
 """
@@ -50,7 +51,6 @@ Writes ``gpu_train.json`` and ``gpu_train.md`` into ``--out``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
@@ -61,18 +61,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from compile_levers import ENGAGED, LEVERS, lever_evidence, profiled, with_levers  # noqa: E402
+
 from segzoo.bench.candidates import Candidate  # noqa: E402
 from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
 from segzoo.bench.peers import copy_weights  # noqa: E402
-from segzoo.bench.timing import DTYPES, profile_table, run_interleaved, training_step  # noqa: E402
+from segzoo.bench.timing import DTYPES, run_interleaved, training_step  # noqa: E402
 from segzoo.bench.worker import build_on  # noqa: E402
 from segzoo.engine.reproducibility import cudnn_benchmark  # noqa: E402
 from segzoo.export.deploy import compile_module  # noqa: E402
-from segzoo.models.layers.aten_resize import keep_aten_resize  # noqa: E402
-from segzoo.models.layers.depthwise_taps import depthwise_as_taps  # noqa: E402
-
-# --compile-levers: switches that change what torch.compile traces (values equal up to rounding)
-LEVERS = {"aten-resize": keep_aten_resize, "depthwise-taps": depthwise_as_taps}
 
 TV_DLV3 = {"backbone": "resnet50", "output_stride": 8, "bottleneck": True, "aspp_dropout": 0.5}
 
@@ -169,19 +166,6 @@ def peak_memory(c: Candidate, group: dict, name: str, device: torch.device) -> f
     return peak
 
 
-def with_levers(step, levers: tuple[str, ...]):
-    """``step`` run under the :data:`LEVERS` named (traced, and later guarded, with them on)."""
-    if not levers:
-        return step
-
-    def run():
-        with contextlib.ExitStack() as stack:
-            for name in levers:
-                stack.enter_context(LEVERS[name]())
-            return step()
-    return run
-
-
 def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, steps: int, *,
               compile: str | None = None, levers: list[tuple[str, ...]] = (), profile: bool = False) -> dict:
     """Train every candidate of ``group`` (and, with ``compile``, a compiled twin of each, and
@@ -221,8 +205,10 @@ def run_group(group: dict, dtype_name: str, device: torch.device, warmup: int, s
         label = c.label + (f" [compiled {mode}{', ' + '+'.join(sw) if sw else ''}]" if mode else "")
         rows.append({"label": label, "candidate": c.to_dict(), "compile": mode, "levers": list(sw), "step_s": t,
                      "median_step_s": med, "img_per_s": group["batch"] / med, "peak_mem_mib": peak,
-                     "losses": [x.item() for x in loss],
-                     **({"profile": profile_table(step, device, calls=2, top=12)} if profile else {})})
+                     "losses": [x.item() for x in loss], **(profiled(step, device) if profile else {})})
+    if profile:
+        for x in rows:
+            x["levers_engaged"] = lever_evidence(x, rows)
     del models, fns, steps_fns
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -276,6 +262,12 @@ def markdown(results: dict) -> str:
             lines.append(f"* `{x['label']}` {r['dtype']}: {x['img_per_s']:.1f} img/s"
                          + (f", {x['img_per_s'] / twin:.2f}x its eager twin" if twin else "")
                          + (f", {x['img_per_s'] / base:.2f}x fp32 eager" if base else ""))
+    levered = [(r, x) for r, x in compiled if x.get("levers_engaged")]
+    if levered:
+        lines += ["", "Did the levers change what ran (operator calls in the 2 profiled steps)?", ""]
+        for r, x in levered:
+            lines.append(f"* `{x['label']}` {r['dtype']}: " + "; ".join(
+                f"{lever} {ENGAGED[e['engaged']]} ({e['why']})" for lever, e in x["levers_engaged"].items()))
     for e in results.get("errors", []):
         lines.append(f"\n* {e['group']} {e['dtype']} failed: {e['error']}")
     profiled = [(r, x) for r in results["runs"] for x in r["models"] if x.get("profile")]
@@ -367,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
                 peak = "" if x["peak_mem_mib"] is None else f", peak {x['peak_mem_mib']:.0f} MiB"
                 print(f"  {x['label']}: {x['median_step_s'] * 1e3:.0f} ms/step, {x['img_per_s']:.1f} img/s{peak}",
                       flush=True)
+                for lever, e in x.get("levers_engaged", {}).items():
+                    print(f"    {lever} {ENGAGED[e['engaged']]} ({e['why']})", flush=True)
             (out / "gpu_train.json").write_text(json.dumps(results, indent=1))
             (out / "gpu_train.md").write_text(markdown(results))
     (out / "gpu_train.json").write_text(json.dumps(results, indent=1))

@@ -107,14 +107,31 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
             entered = re.search(r"Torch-Compiled Region entered (\d+) times in 2 calls", twin["profile"])
             assert entered and int(entered.group(1)) >= 2
         assert "aten::convolution_backward" in eager["profile"] and "Torch-Compiled" not in eager["profile"]
+        # the lever twin's profile shows both levers at work: ATen's resize as segzoo's operators,
+        # and fewer convolutions than the plain twin (DeepLab v3+'s depthwise ones as multiply-adds)
+        assert compiled["op_calls"]["segzoo::bilinear_resize"] == 0 and compiled["levers_engaged"] == {}
+        assert aten["op_calls"]["segzoo::bilinear_resize"] > 0 and aten["op_calls"]["segzoo::bilinear_resize_backward"] > 0
+        assert 0 < aten["op_calls"]["aten::convolution"] < compiled["op_calls"]["aten::convolution"]
+        assert {k: e["engaged"] for k, e in aten["levers_engaged"].items()} == {
+            "aten-resize": True, "depthwise-taps": True}
     # a lever twin's steps (and its profiled ones) run with its switches on, the others not
     both = gpu_train.with_levers(lambda: (aten_resize_enabled(), depthwise_taps_enabled()),
                                  ("aten-resize", "depthwise-taps"))
     assert both() == (True, True) and (aten_resize_enabled(), depthwise_taps_enabled()) == (False, False)
     assert gpu_train.with_levers(aten_resize_enabled, ()) is aten_resize_enabled
+    # a lever that changed nothing is said so, and one with no plain twin to compare with too
+    rows = [{"candidate": {"name": "m"}, "compile": "default", "levers": [],
+             "op_calls": {"segzoo::bilinear_resize": 0, "segzoo::bilinear_resize_backward": 0, "aten::convolution": 9}},
+            {"candidate": {"name": "m"}, "compile": "default", "levers": ["aten-resize", "depthwise-taps"],
+             "op_calls": {"segzoo::bilinear_resize": 2, "segzoo::bilinear_resize_backward": 0, "aten::convolution": 9}}]
+    assert {k: e["engaged"] for k, e in gpu_train.lever_evidence(rows[1], rows).items()} == {
+        "aten-resize": False, "depthwise-taps": False}
+    assert gpu_train.lever_evidence(rows[1], rows[1:])["depthwise-taps"]["engaged"] is None
     md = (tmp_path / "gpu_train.md").read_text()
     assert "`deeplabv3plus/resnet18 [compiled backend:eager]` bf16: " in md and "x its eager twin" in md
     assert "`deeplabv3plus/resnet18 [compiled backend:eager, aten-resize+depthwise-taps]` bf16: " in md
+    assert ("`deeplabv3plus/resnet18 [compiled backend:eager, aten-resize+depthwise-taps]` bf16: aten-resize "
+            "engaged (segzoo::bilinear_resize ") in md and "; depthwise-taps engaged (aten::convolution " in md
     assert md.count("### `deeplabv3plus/resnet18") == 5 and "cuDNN autotuning off;" in md
     assert "| semantic | 32x64 | 2 | `deeplabv3plus/resnet18` | fp16 |" in md
     # the default, the engine's auto: autotuning for the semantic group's fixed shapes only
