@@ -23,7 +23,7 @@ LEVERS = {"aten-resize": keep_aten_resize, "depthwise-taps": depthwise_as_taps}
 # the operators whose profiled call counts show whether a lever changed what ran (lever_evidence)
 RESIZE_OPS = ("segzoo::bilinear_resize", "segzoo::bilinear_resize_backward")
 CONV_OP = "aten::convolution"
-ENGAGED = {True: "engaged", False: "NOT engaged", None: "not shown"}
+_ENGAGED = {True: "engaged", False: "NOT engaged", None: "not shown"}
 
 
 def with_levers(step, levers: tuple[str, ...]):
@@ -53,9 +53,9 @@ def lever_evidence(row: dict, rows: list[dict]) -> dict[str, dict]:
     (True, False, or None when there is nothing to compare with) and the counts as ``why``."""
     plain = next((x for x in rows if x["candidate"] == row["candidate"] and x.get("compile")
                   and not x["levers"] and "op_calls" in x), None)
+    calls = row.get("op_calls", {})
     out = {}
     for lever in row["levers"]:
-        calls = row["op_calls"]
         if lever == "aten-resize":
             fwd, bwd = (calls[k] for k in RESIZE_OPS)
             out[lever] = {"engaged": fwd > 0 and bwd > 0,
@@ -67,3 +67,8 @@ def lever_evidence(row: dict, rows: list[dict]) -> dict[str, dict]:
                                  + (f" against {base} in the plain compiled twin" if base
                                     else " (no plain compiled twin's count to compare with)")}
     return out
+
+
+def verdict(lever: str, evidence: dict) -> str:
+    """One lever's entry of :func:`lever_evidence` as text: "aten-resize engaged (...)"."""
+    return f"{lever} {_ENGAGED[evidence['engaged']]} ({evidence['why']})"

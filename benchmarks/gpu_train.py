@@ -61,7 +61,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compile_levers import ENGAGED, LEVERS, lever_evidence, profiled, with_levers  # noqa: E402
+from compile_levers import LEVERS, lever_evidence, profiled, verdict, with_levers  # noqa: E402
 
 from segzoo.bench.candidates import Candidate  # noqa: E402
 from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
@@ -266,8 +266,8 @@ def markdown(results: dict) -> str:
     if levered:
         lines += ["", "Did the levers change what ran (operator calls in the 2 profiled steps)?", ""]
         for r, x in levered:
-            lines.append(f"* `{x['label']}` {r['dtype']}: " + "; ".join(
-                f"{lever} {ENGAGED[e['engaged']]} ({e['why']})" for lever, e in x["levers_engaged"].items()))
+            lines.append(f"* `{x['label']}` {r['dtype']}: "
+                         + "; ".join(verdict(lever, e) for lever, e in x["levers_engaged"].items()))
     for e in results.get("errors", []):
         lines.append(f"\n* {e['group']} {e['dtype']} failed: {e['error']}")
     profiled = [(r, x) for r in results["runs"] for x in r["models"] if x.get("profile")]
@@ -360,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {x['label']}: {x['median_step_s'] * 1e3:.0f} ms/step, {x['img_per_s']:.1f} img/s{peak}",
                       flush=True)
                 for lever, e in x.get("levers_engaged", {}).items():
-                    print(f"    {lever} {ENGAGED[e['engaged']]} ({e['why']})", flush=True)
+                    print(f"    {verdict(lever, e)}", flush=True)
             (out / "gpu_train.json").write_text(json.dumps(results, indent=1))
             (out / "gpu_train.md").write_text(markdown(results))
     (out / "gpu_train.json").write_text(json.dumps(results, indent=1))
