@@ -68,8 +68,8 @@ from segzoo.bench.machine import machine_info, synchronize  # noqa: E402
 from segzoo.bench.peers import copy_weights  # noqa: E402
 from segzoo.bench.timing import DTYPES, run_interleaved, training_step  # noqa: E402
 from segzoo.bench.worker import build_on  # noqa: E402
+from segzoo.compiling import compile_kwargs, compile_module  # noqa: E402
 from segzoo.engine.reproducibility import cudnn_benchmark  # noqa: E402
-from segzoo.export.deploy import compile_module  # noqa: E402
 
 TV_DLV3 = {"backbone": "resnet50", "output_stride": 8, "bottleneck": True, "aspp_dropout": 0.5}
 
@@ -315,6 +315,10 @@ def main(argv: list[str] | None = None) -> int:
     bad = sorted({name for spec in levers for name in spec} - set(LEVERS))
     if bad:
         p.error(f"unknown --compile-levers {', '.join(bad)}; choose from {', '.join(LEVERS)}")
+    try:
+        compile_kwargs(args.compile)
+    except ValueError as e:
+        p.error(f"--compile: {e}")
     if levers and not args.compile:
         p.error("--compile-levers needs --compile MODE (each SPEC adds a compiled twin)")
     if args.compile_dtypes is not None and (not args.compile or set(args.compile_dtypes) - set(args.dtypes)):

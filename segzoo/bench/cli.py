@@ -48,7 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "deploy against fp32 eager and peers")
     p.add_argument("--deploy-compile", metavar="MODE",
                    help="torch.compile the deploy variant: default, reduce-overhead (CUDA graphs), "
-                        "max-autotune, ... (a detector: its backbone); compile time is not timed")
+                        "max-autotune, ... or backend:<name> (a detector: its backbone); compile time "
+                        "is not timed")
     p.add_argument("--onnxruntime", action="store_true",
                    help="also time the model exported to ONNX and run by onnxruntime (CPU, as many "
                         "threads as torch) against eager, batch 1 (needs segzoo[onnx])")

@@ -25,6 +25,7 @@ from segzoo.bench.candidates import Candidate
 from segzoo.bench.flops import count_flops, count_params
 from segzoo.bench.machine import machine_info
 from segzoo.bench.peers import PeerPair, find_pairs
+from segzoo.compiling import compile_kwargs
 from segzoo.errors import SegzooError
 from segzoo.registry import MODELS
 
@@ -254,6 +255,10 @@ def run_benchmark(settings: BenchSettings, out_dir: str | Path | None = None,
     for opt, value in (("--dtype", settings.dtype), ("--deploy-dtype", settings.deploy_dtype or "fp32")):
         if value not in ("fp32", "bf16", "fp16"):
             raise SegzooError(f"{opt} must be fp32, bf16 or fp16, got {value!r}")
+    try:
+        compile_kwargs(settings.deploy_compile)
+    except ValueError as e:
+        raise SegzooError(f"--deploy-compile: {e}") from None
     if settings.device.startswith("cuda"):
         import torch
 

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from segzoo.compiling import compile_module
 from segzoo.errors import ConfigError
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 class Precision:
@@ -110,19 +110,16 @@ def prepare_model(model: nn.Module, device: torch.device, *, channels_last: bool
 
 
 def maybe_compile(model: nn.Module, setting: bool | str) -> nn.Module:
-    """``torch.compile(model)`` for ``train.compile`` true or a mode name; ``model`` for false.
+    """``train.compile``: :func:`segzoo.compiling.compile_module` (``true``, ``false``, a mode
+    name or ``backend:<name>``).
 
     Raises:
-        ConfigError: an unknown mode.
+        ConfigError: a mode or backend the installed torch does not know.
     """
-    if setting is False:
-        return model
-    if setting is True:
-        return torch.compile(model)
-    if setting not in COMPILE_MODES:
-        raise ConfigError(f"'train.compile' must be true, false or one of {', '.join(COMPILE_MODES)}; "
-                          f"got {setting!r}")
-    return torch.compile(model, mode=setting)
+    try:
+        return compile_module(model, setting)
+    except ValueError as e:
+        raise ConfigError(f"'train.compile': {e}") from None
 
 
 def memory_stats(device: torch.device) -> dict[str, float]:

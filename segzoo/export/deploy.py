@@ -36,6 +36,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from segzoo.compiling import compile_kwargs, compile_module
+
 DTYPES = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16,
           "float16": torch.float16, "fp32": None, "float32": None, None: None}
 
@@ -212,11 +214,11 @@ def optimize_for_inference(
         fuse_bn: fold BatchNorms into the preceding convs (eval statistics).
         channels_last: convert weights and inputs to channels_last (NHWC) memory format, which
             oneDNN (CPU) and cuDNN (tensor cores) run faster for most convolutions.
-        compile: ``torch.compile`` the fused model: ``True`` (or ``"default"``), a mode name
-            (``"reduce-overhead"``: CUDA graphs, for launch-bound small batches;
-            ``"max-autotune"``) or ``"backend:<name>"`` (e.g. ``"backend:eager"`` to test the
-            path). A detector has its backbone compiled only: its heads' shapes depend on the
-            data (proposal counts, NMS).
+        compile: ``torch.compile`` the fused model (:mod:`segzoo.compiling`): ``True`` (or
+            ``"default"``), a mode name (``"reduce-overhead"``: CUDA graphs, for launch-bound
+            small batches; ``"max-autotune"``) or ``"backend:<name>"`` (e.g. ``"backend:eager"``
+            to test the path). A detector has its backbone compiled only: its heads' shapes
+            depend on the data (proposal counts, NMS).
         dtype: ``"bf16"``/``"fp16"`` (or a torch dtype) for autocast; ``None`` keeps float32.
         example: the input used to find the conv+BN pairs and check the result (a list of
             (3, H, W) images for instance models); default standard normal noise of
@@ -233,8 +235,10 @@ def optimize_for_inference(
         A :class:`DeployedModel` in eval mode.
 
     Raises:
-        ValueError: an unknown ``dtype``; fused outputs that differ from the original's.
+        ValueError: an unknown ``dtype`` or ``compile`` setting (before any work); fused outputs
+            that differ from the original's.
     """
+    compile_kwargs(compile)  # a misspelt mode fails here, not after the fusion and its check
     if isinstance(dtype, str) or dtype is None:
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(k for k in DTYPES if k)} or None, got {dtype!r}")
@@ -275,17 +279,6 @@ def optimize_for_inference(
             compiled = compile_module(target, compile)
     return DeployedModel(target, channels_last=channels_last, dtype=dtype, fusion=report,
                          compiled=compiled).eval()
-
-
-def compile_module(module: nn.Module, compile: bool | str) -> nn.Module:
-    """``torch.compile(module)``: ``True`` or ``"default"``, a mode name (``"reduce-overhead"``,
-    ``"max-autotune"``, ...) or ``"backend:<name>"`` (``"backend:eager"`` traces with Dynamo and
-    runs the graphs eagerly: the compile path without Inductor, for dry runs on a CPU)."""
-    if isinstance(compile, str) and compile.startswith("backend:"):
-        return torch.compile(module, backend=compile.split(":", 1)[1])
-    if isinstance(compile, str) and compile != "default":
-        return torch.compile(module, mode=compile)
-    return torch.compile(module)
 
 
 def is_detector(model: nn.Module) -> bool:

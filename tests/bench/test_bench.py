@@ -117,6 +117,8 @@ def test_deploy_variant_in_bf16_against_fp32_eager(tmp_path):
     assert "autocast bf16" in (tmp_path / "bench.md").read_text()
     with pytest.raises(SegzooError, match="--deploy-dtype must be"):
         run_benchmark(BenchSettings(deploy_dtype="int8"), None, log=lambda line: None)
+    with pytest.raises(SegzooError, match="--deploy-compile: unknown compile setting 'fastest'"):
+        run_benchmark(BenchSettings(deploy_compile="fastest"), None, log=lambda line: None)  # before any row
 
 
 def test_model_specs_all_backbones_and_kwargs():

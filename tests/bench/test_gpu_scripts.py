@@ -77,6 +77,9 @@ def test_gpu_train_compiled_twin_and_profile(tmp_path, capsys):
         gpu_train.main(["--device", "cpu", "--quick", "--compile-levers", "aten-resize", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "--compile-levers needs --compile MODE" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
+        gpu_train.main(["--device", "cpu", "--quick", "--compile", "backend:eagre", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--compile: unknown compile setting 'backend:eagre'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
         gpu_train.main(["--device", "cpu", "--quick", "--compile", "default", "--compile-levers",
                         "aten-resize+depthwise-tap", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "unknown --compile-levers depthwise-tap; choose from" in capsys.readouterr().err

@@ -126,8 +126,13 @@ def test_channels_last_and_compile(cfg_path, tmp_path, monkeypatch):
     assert calls == [{}]
     keys = list(model_state(tmp_path / "run/checkpoints/last.pt"))
     assert keys and not any(k.startswith(("_orig_mod", "module.")) for k in keys)
-    with pytest.raises(ConfigError, match="train.compile"):
+    monkeypatch.undo()  # the real torch.compile: a mode or backend it does not know fails at once
+    with pytest.raises(ConfigError, match="'train.compile': unknown compile setting 'fastest'"):
         Trainer(load_config(cfg_path, ["train.compile=fastest"]), tmp_path / "bad", progress=False)
+    with pytest.raises(ConfigError, match="'train.compile'.*nonesuch"):
+        Trainer(load_config(cfg_path, ["train.compile=backend:nonesuch"]), tmp_path / "bad2", progress=False)
+    t = Trainer(load_config(cfg_path, ["train.compile=backend:eager"]), tmp_path / "eager", progress=False)
+    assert type(t.train_model).__name__ == "OptimizedModule"
 
 
 def test_keep_last_snapshots_and_best_metric(cfg_path, tmp_path):

@@ -165,6 +165,8 @@ def test_compile_path_with_the_eager_backend():
     assert deployed._run is not deployed.model
     with torch.no_grad():
         assert (deployed(x) - model(x)).abs().max() < 1e-4
+    with pytest.raises(ValueError, match="unknown compile setting 'max-autotuned'"):
+        optimize_for_inference(model, compile="max-autotuned")
 
 
 def test_the_check_scales_with_the_output():
