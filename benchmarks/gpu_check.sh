@@ -100,7 +100,10 @@ if [ "$QUICK" = 1 ]; then
   T_TESTS=${T_TESTS:-120}; T_TRAIN=${T_TRAIN:-120}; T_BENCH_FP32=${T_BENCH_FP32:-120}; T_BENCH_BF16=${T_BENCH_BF16:-120}
   T_PARITY=${T_PARITY:-120}; T_CAMVID=${T_CAMVID:-110}; T_DEPLOY_MASKRCNN=${T_DEPLOY_MASKRCNN:-120}
   T_DEPLOY_SEMANTIC=${T_DEPLOY_SEMANTIC:-120}; T_POSTPROCESS=${T_POSTPROCESS:-120}
-  TEST_WORKERS=${TEST_WORKERS:-2}; T_TRAIN_COMPILE=${T_TRAIN_COMPILE:-120}; T_TRAIN_AUTOTUNE=${T_TRAIN_AUTOTUNE:-120}
+  TEST_WORKERS=${TEST_WORKERS:-2}; T_TRAIN_AUTOTUNE=${T_TRAIN_AUTOTUNE:-120}
+  # Dynamo traces DeepLab v3+ four times: 55-60 s alone on 2 CPU cores, past 120 s with a second
+  # suite beside it (the whole dry run: ~150 s alone, under the test's 600 s)
+  T_TRAIN_COMPILE=${T_TRAIN_COMPILE:-240}
   POSTPROCESS_ARGS=(--quick)
   TRAIN_ARGS=(--quick --dtypes fp32)  # bf16 autocast is exercised by the bench's dry run
   TRAIN_COMPILE_ARGS=(--quick --dtypes fp32 fp16-cl --compile backend:eager --compile-dtypes fp16-cl
