@@ -18,6 +18,11 @@ EPILOG = """examples:
   segzoo bench --device cuda --dtype bf16 --deploy --no-train --in-process --out bench_gpu
   segzoo bench --device cuda --models maskrcnn --batch 1 --deploy --deploy-dtype bf16 \
       --deploy-compile reduce-overhead --peers maskrcnn --no-train --in-process
+
+exit status: 0 when every measurement ran; 1 when any failed (a model that does not build, a
+worker that crashed or timed out, a deploy check that did not hold): the other rows are still
+measured and written, and the failed ones are listed on stderr and named in bench.md; 2 on a bad
+option (an unknown model, dtype or compile mode, no CUDA device).
 """
 
 
@@ -81,6 +86,7 @@ def parse_set(items: list[str]) -> dict:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    from segzoo.bench.report import failures
     from segzoo.bench.runner import BenchSettings, run_benchmark
 
     if len(args.size) not in (1, 2):
@@ -99,6 +105,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         in_process=args.in_process,
         command="segzoo " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"]
         else "segzoo bench (Python API)")
-    run_benchmark(settings, args.out, log=lambda line: print(line, flush=True))
+    results = run_benchmark(settings, args.out, log=lambda line: print(line, flush=True))
     print(f"wrote {args.out}/bench.json and {args.out}/bench.md")
+    failed = failures(results)
+    if failed:  # the finished rows are written; the exit status tells scripts that some are not
+        print(f"segzoo bench: {len(failed)} measurement(s) failed (their rows in bench.md say so):",
+              *(f"  {line}" for line in failed), sep="\n", file=sys.stderr)
+        return 1
     return 0

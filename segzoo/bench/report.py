@@ -32,9 +32,30 @@ def _err(job: dict | None) -> str | None:
 
 
 def _cand(job: dict | None, i: int = 0) -> dict | None:
-    if not job or "error" in job:
+    if not job or "error" in job or "skipped" in job:
         return None
     return job["candidates"][i]
+
+
+def failures(results: dict) -> list[str]:
+    """Every measurement of a run that failed, one ``"<what>: <error>"`` line each: a model that
+    could not be built, a timing job (inference per batch, training step, deploy, onnxruntime)
+    or a peer pair's run. Skipped measurements (an instance model has no ONNX export) and peers
+    that are not ready (a library not installed) are not failures."""
+    out = []
+    for row in results.get("models", []):
+        if "error" in row:
+            out.append(f"{row['label']}: {row['error']}")
+            continue
+        jobs = {f"inference b{b}": job for b, job in (row.get("infer") or {}).items()}
+        jobs.update({k: row.get(k) for k in ("train", "deploy", "onnxruntime")})
+        out += [f"{row['label']} {what}: {job['error']}" for what, job in jobs.items()
+                if isinstance(job, dict) and "error" in job]
+    for p in results.get("peers", []):
+        run = p.get("run")
+        if isinstance(run, dict) and "error" in run:
+            out.append(f"peer {p['key']}: {run['error']}")
+    return out
 
 
 def ratio_of(job: dict | None, a: int, b: int) -> dict | None:
@@ -109,7 +130,7 @@ def best_matmul_gflops(results: dict) -> float | None:
 def _variant_speedup(job: dict | None, variant: str) -> str:
     """eager / variant latency of a [eager, variant] job, with the largest output difference."""
     if not _cand(job):
-        return _err(job) or "-"
+        return _err(job) or (f"n/a ({job['skipped']})" if job and "skipped" in job else "-")
     diff = max((job.get(f"{variant}_max_abs_diff") or {"": float("nan")}).values())
     return f"{_ratio(ratio_of(job, 0, 1))}x (diff {diff:.0e})"
 

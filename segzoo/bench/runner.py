@@ -219,7 +219,7 @@ def bench_model(runner: Runner, c: Candidate) -> dict:
         row["deploy"] = runner.job([c, c.with_variant("deploy")], "infer", 1, size)
     if s.onnxruntime:
         if is_instance(c):
-            row["onnxruntime"] = {"error": "instance models are not exported to ONNX"}
+            row["onnxruntime"] = {"skipped": "instance models are not exported to ONNX"}
         else:
             row["onnxruntime"] = runner.job([c, c.with_variant("onnxruntime")], "infer", 1, size)
     return row

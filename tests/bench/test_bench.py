@@ -14,7 +14,7 @@ import segzoo
 from segzoo.bench.candidates import Candidate
 from segzoo.bench.flops import count_flops, count_params
 from segzoo.bench.peers import PAIRS, copy_weights, randomise_bn
-from segzoo.bench.report import ratio_of, replace_section
+from segzoo.bench.report import failures, ratio_of, replace_section
 from segzoo.bench.runner import BenchSettings, for_timing, model_specs, run_benchmark
 from segzoo.bench.timing import (
     inference_step,
@@ -72,6 +72,38 @@ def test_bench_cli_end_to_end_on_a_tiny_model(tmp_path, capsys, monkeypatch):
     assert "load average" in md and "GPU: none (CPU only)" in md
     assert not list(scratch.iterdir())  # each job's folder went with its worker
 
+
+def test_bench_cli_exits_1_when_a_measurement_fails_and_keeps_the_rows(tmp_path, capsys):
+    """A worker that times out fails its measurement: the run goes on, bench.json/bench.md are
+    written with the failure in the row, stderr lists it and the exit status is 1 (scripts and
+    the GPU check see it; run 1 of the GPU check passed 14 failed measurements with status 0)."""
+    out = tmp_path / "bench"
+    rc = main(["bench", "--models", "unet", "--set", "base_channels=4", "depth=2", "--size", "32",
+               "--batch", "1", "--no-train", "--no-peers", "--timeout", "0.01", "--out", str(out)])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "1 measurement(s) failed" in err and "unet/unet_encoder inference b1: timed out" in err
+    res = json.loads((out / "bench.json").read_text())
+    assert res["models"][0]["params"] > 0 and "timed out" in res["models"][0]["infer"]["1"]["error"]
+    assert "failed: timed out" in (out / "bench.md").read_text()
+
+
+def test_failures_lists_failed_measurements_not_skipped_ones():
+    ok = {"candidates": [{"seconds": {"median": 0.1, "p25": 0.1, "p75": 0.1}}]}
+    results = {"models": [
+        {"label": "a", "error": "build failed: TypeError: x"},
+        {"label": "b", "infer": {"1": ok, "8": {"error": "worker exit 1: CUDA out of memory"}},
+         "train": ok, "deploy": {"error": "ValueError: fusion"}},
+        {"label": "maskrcnn/resnet50", "infer": {"1": ok},
+         "onnxruntime": {"skipped": "instance models are not exported to ONNX"}}],
+        "peers": [{"key": "smp Unet", "status": "segmentation_models_pytorch is not installed"},
+                  {"key": "torchvision fcn_resnet50", "status": "ready", "run": {"error": "timed out after 9 s"}},
+                  {"key": "torchvision deeplabv3_resnet50", "status": "ready", "run": ok}]}
+    assert failures(results) == ["a: build failed: TypeError: x",
+                                 "b inference b8: worker exit 1: CUDA out of memory",
+                                 "b deploy: ValueError: fusion",
+                                 "peer torchvision fcn_resnet50: timed out after 9 s"]
+    assert failures({"models": [results["models"][2]], "peers": []}) == []
 
 def test_peer_pair_interleaved_with_copied_weights(tmp_path):
     """A peer pair (run in this process to keep the test short; the CLI test covers workers)."""
