@@ -182,8 +182,8 @@ class Runner:
             proc = subprocess.run([sys.executable, "-m", "segzoo.bench.worker", str(jpath), str(opath)],
                                   capture_output=True, text=True, timeout=s.timeout, env=env)
         except subprocess.TimeoutExpired:
-            self.log(f"    timed out after {s.timeout:.0f} s")
-            return {"error": f"timed out after {s.timeout:.0f} s"}
+            self.log(f"    timed out after {s.timeout:g} s")
+            return {"error": f"timed out after {s.timeout:g} s"}
         if proc.returncode != 0 or not opath.exists():
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
             self.log(f"    failed: {tail[-1] if tail else proc.returncode}")

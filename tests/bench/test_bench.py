@@ -82,7 +82,7 @@ def test_bench_cli_exits_1_when_a_measurement_fails_and_keeps_the_rows(tmp_path,
                "--batch", "1", "--no-train", "--no-peers", "--timeout", "0.01", "--out", str(out)])
     assert rc == 1
     err = capsys.readouterr().err
-    assert "1 measurement(s) failed" in err and "unet/unet_encoder inference b1: timed out" in err
+    assert "1 measurement(s) failed" in err and "unet/unet_encoder inference b1: timed out after 0.01 s" in err
     res = json.loads((out / "bench.json").read_text())
     assert res["models"][0]["params"] > 0 and "timed out" in res["models"][0]["infer"]["1"]["error"]
     assert "failed: timed out" in (out / "bench.md").read_text()
