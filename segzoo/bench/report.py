@@ -37,6 +37,14 @@ def _cand(job: dict | None, i: int = 0) -> dict | None:
     return job["candidates"][i]
 
 
+def row_jobs(row: dict) -> dict[str, dict]:
+    """The measurements of a models-table row that ran (or were skipped), by name: ``inference
+    b<batch>`` per batch, ``train``, ``deploy``, ``onnxruntime``."""
+    jobs = {f"inference b{b}": job for b, job in (row.get("infer") or {}).items()}
+    jobs.update({k: row.get(k) for k in ("train", "deploy", "onnxruntime")})
+    return {what: job for what, job in jobs.items() if isinstance(job, dict)}
+
+
 def failures(results: dict) -> list[str]:
     """Every measurement of a run that failed, one ``"<what>: <error>"`` line each: a model that
     could not be built, a timing job (inference per batch, training step, deploy, onnxruntime)
@@ -47,10 +55,8 @@ def failures(results: dict) -> list[str]:
         if "error" in row:
             out.append(f"{row['label']}: {row['error']}")
             continue
-        jobs = {f"inference b{b}": job for b, job in (row.get("infer") or {}).items()}
-        jobs.update({k: row.get(k) for k in ("train", "deploy", "onnxruntime")})
-        out += [f"{row['label']} {what}: {job['error']}" for what, job in jobs.items()
-                if isinstance(job, dict) and "error" in job]
+        out += [f"{row['label']} {what}: {job['error']}" for what, job in row_jobs(row).items()
+                if "error" in job]
     for p in results.get("peers", []):
         run = p.get("run")
         if isinstance(run, dict) and "error" in run:
@@ -120,9 +126,8 @@ def best_matmul_gflops(results: dict) -> float | None:
     the shared cores were busy during its measurement, which would put a latency below its floor."""
     speeds = []
     for row in results.get("models", []):
-        jobs = [*(row.get("infer") or {}).values(), row.get("train"), row.get("deploy"), row.get("onnxruntime")]
-        for job in jobs:
-            if isinstance(job, dict) and "error" not in job:
+        for job in row_jobs(row).values():
+            if "error" not in job:
                 speeds += [g for g in job.get("matmul_gflops_before_after") or [job.get("matmul_gflops")] if g]
     return max(speeds) if speeds else None
 
