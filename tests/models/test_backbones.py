@@ -147,6 +147,35 @@ def test_timm_maps_that_contradict_their_strides_are_refused_on_the_first_tellin
         assert good._strides_checked  # judged once, not again
 
 
+def test_timm_stride_check_runs_under_torch_compile_without_a_guard_on_its_flag():
+    # A compiled model (train.compile) checks its maps while Dynamo traces it. A guard on the
+    # checked flag would recompile it once an eager evaluation of the same module sets the flag
+    compiles = []
+
+    def backend(gm, example_inputs):  # Dynamo's graphs, run as they are
+        compiles.append(gm)
+        return gm.forward
+
+    x = torch.randn(1, 3, 160, 96)
+    torch._dynamo.reset()
+    good = segzoo.build_backbone("tu-resnet18").eval()
+    compiled = torch.compile(good, backend=backend)
+    with torch.no_grad():
+        compiled(x)
+        assert len(compiles) == 1 and not good._strides_checked  # traced whole, flag untouched
+        good(x)  # eager (an evaluation): checked and flagged
+        assert good._strides_checked
+        compiled(x)
+    assert len(compiles) == 1  # no recompilation
+    torch._dynamo.reset()
+    bad = segzoo.build_backbone("tu-resnet18").eval()
+    bad.out_strides = (2, 4, 8, 16, 16)
+    with torch.no_grad(), pytest.raises(ValueError, match=r"'resnet18': its feature maps are at strides "
+                                                          r"~\[2.0, 4.0, 8.0, 16.0, 32.0\]"):
+        torch.compile(bad, backend=backend)(x)
+    torch._dynamo.reset()
+
+
 def test_stride_check_accepts_padded_and_valid_convolutions_and_names_a_missing_step():
     # Inception v3 at 299 px ('valid' convolutions) and a ResNet at an odd size (ceil)
     assert check_strides([(299, 299), (149, 149), (73, 73), (35, 35), (17, 17), (8, 8)], (1, 2, 4, 8, 16, 32), "m")

@@ -7,8 +7,8 @@ each reduction stage, with channels and strides from timm's ``feature_info``. ``
 Xception, ...); for others timm raises and we report it. Older timm lets some models take
 ``output_stride`` and ignore it (Swin on timm 0.9) or reports wrong strides in ``feature_info``
 (MetaFormers on timm 0.9): the first is refused when the backbone is built, the second on the
-first eager forward whose maps are large enough to tell, since the decoder was built for strides
-the maps do not have.
+first forward whose maps are large enough to tell (eager, or while torch.compile traces the
+model with static shapes), since the decoder was built for strides the maps do not have.
 
 The aligned Xception of DeepLab v3+ is registered as ``xception65`` / ``xception71``: timm's
 implementation of the modified aligned Xception (Chen et al., ECCV 2018, sec. 3.2: strided
@@ -130,17 +130,23 @@ class TimmBackbone(Backbone):
         feats = list(self.model(images))
         if self.channels_last_features:  # (B, H, W, C) -> (B, C, H, W)
             feats = [f.permute(0, 3, 1, 2).contiguous() for f in feats]
-        if not self._strides_checked and _eager(images):
-            sizes = [tuple(images.shape[-2:])] + [tuple(f.shape[-2:]) for f in feats]
-            self._strides_checked = check_strides(sizes, (1, *self.out_strides), f"timm model {self.model_name!r}")
+        if torch.compiler.is_compiling():
+            # checked while Dynamo traces (once per compilation, nothing in the graph); the flag
+            # is neither read nor set here: a guard on it would recompile the model when an
+            # eager forward (e.g. an evaluation of the same module) sets it
+            self._check_strides(images, feats)
+        elif not self._strides_checked and not torch.jit.is_tracing():
+            self._strides_checked = self._check_strides(images, feats)
         return feats
 
-
-def _eager(images: Tensor) -> bool:
-    """True outside torch.compile / export / jit and FX tracing (plain int sizes), where the
-    stride check may read sizes without adding guards or graph breaks."""
-    return not (torch.compiler.is_compiling() or torch.jit.is_tracing()) and all(
-        isinstance(n, int) for n in images.shape)
+    def _check_strides(self, images: Tensor, feats: Sequence[Tensor]) -> bool:
+        """:func:`check_strides` on plain int sizes (eager, or static shapes under
+        torch.compile / export); symbolic sizes (dynamic shapes) are not read, which would add
+        guards or break the graph, and count as not judged."""
+        sizes = [tuple(images.shape[-2:])] + [tuple(f.shape[-2:]) for f in feats]
+        if not all(isinstance(n, int) for s in sizes for n in s):
+            return False
+        return check_strides(sizes, (1, *self.out_strides), f"timm model {self.model_name!r}")
 
 
 def check_strides(sizes: Sequence[tuple[int, int]], strides: Sequence[int], what: str) -> bool:
