@@ -141,8 +141,8 @@ class TimmBackbone(Backbone):
 
     def _check_strides(self, images: Tensor, feats: Sequence[Tensor]) -> bool:
         """:func:`check_strides` on plain int sizes (eager, or static shapes under
-        torch.compile / export); symbolic sizes (dynamic shapes) are not read, which would add
-        guards or break the graph, and count as not judged."""
+        torch.compile / export). Symbolic sizes (dynamic shapes) are not compared, which would
+        add guards or break the graph: they count as not judged (False)."""
         sizes = [tuple(images.shape[-2:])] + [tuple(f.shape[-2:]) for f in feats]
         if not all(isinstance(n, int) for s in sizes for n in s):
             return False
