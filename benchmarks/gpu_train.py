@@ -270,11 +270,11 @@ def markdown(results: dict) -> str:
                          + "; ".join(verdict(lever, e) for lever, e in x["levers_engaged"].items()))
     for e in results.get("errors", []):
         lines.append(f"\n* {e['group']} {e['dtype']} failed: {e['error']}")
-    profiled = [(r, x) for r in results["runs"] for x in r["models"] if x.get("profile")]
-    if profiled:
+    with_profile = [(r, x) for r in results["runs"] for x in r["models"] if x.get("profile")]
+    if with_profile:
         lines += ["", "## Profiles: 2 training steps after the timed ones, top operators by self device time "
                   "(self CPU time on a CPU)"]
-        for r, x in profiled:
+        for r, x in with_profile:
             lines += ["", f"### `{x['label']}` {r['dtype']}, {r['size'][0]}x{r['size'][1]}, batch {r['batch']}", "",
                       "```", x["profile"].rstrip(), "```"]
     return "\n".join(lines) + "\n"

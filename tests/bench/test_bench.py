@@ -106,6 +106,7 @@ def test_failures_lists_failed_measurements_not_skipped_ones():
                                  "peer torchvision fcn_resnet50: timed out after 9 s"]
     assert failures({"models": [results["models"][2]], "peers": []}) == []
 
+
 def test_peer_pair_interleaved_with_copied_weights(tmp_path):
     """A peer pair (run in this process to keep the test short; the CLI test covers workers)."""
     settings = BenchSettings(models=[], peers=["fcn_resnet50", "maskrcnn", "mobilenet_v3"], size=(32, 32),
@@ -319,7 +320,6 @@ def test_onnxruntime_row_times_the_exported_model_against_eager(tmp_path, monkey
     md = (tmp_path / "bench.md").read_text()
     assert "onnxruntime speedup" in md and "(diff " in md.split("| `unet/unet_encoder` |")[1]
     assert not list(scratch.iterdir())  # the exported file's folder went once onnxruntime had loaded it
-
 
 
 def test_profile_table_says_whether_compiled_code_ran_even_outside_its_top_rows():
