@@ -162,7 +162,7 @@ def test_an_image_with_500_instances_trains_with_chunked_masks(monkeypatch):
     batch = {"image": [torch.rand(3, side, side)], "instances": [inst], "meta": [{}]}
     losses = _task().losses(model, batch, torch.device("cpu"))
     sum(losses.values()).backward()
-    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["loss_mask"]) > 0
+    assert all(torch.isfinite(v) for v in losses.values()) and float(losses["loss_mask"].detach()) > 0
     assert max(seen) <= 32 and sum(seen) == n  # all 500 masks resized, at most 32 as floats at once
 
 

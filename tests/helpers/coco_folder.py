@@ -4,8 +4,13 @@ panoptic PNGs and json) and the small image writers the dataset tests share."""
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
+
+# For tests that load make_coco's folder for another purpose: its degenerate box is dropped with a
+# UserWarning, which test_coco_instances_labels_crowd_and_semantic_map asserts.
+ignore_dropped_box = pytest.mark.filterwarnings("ignore:.*zero-width or zero-height box are dropped:UserWarning")
 
 
 def save_rgb(path, h, w, seed=0):

@@ -121,7 +121,7 @@ def test_each_ablation_option_trains(kw):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
         opt.step()
-    assert set(losses) == LOSSES and torch.isfinite(loss) and float(loss) < first
+    assert set(losses) == LOSSES and torch.isfinite(loss) and float(loss.detach()) < first
     model.eval()
     with torch.no_grad():
         out = model(images)
