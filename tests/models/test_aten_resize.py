@@ -11,11 +11,6 @@ from torch._dynamo.testing import AotEagerAndRecordGraphs, CompileCounterWithBac
 from segzoo.models.layers import resize
 from segzoo.models.layers.aten_resize import bilinear_resize, keep_aten_resize
 
-# torch's own AotEagerAndRecordGraphs testing backend hands AOTAutograd an unboxed function, which
-# torch warns about; the warning is torch's, not segzoo's.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Your compiler for AOTAutograd is returning a function that doesn't take boxed:UserWarning")
-
 RESIZE = torch.ops.segzoo.bilinear_resize.default
 RESIZE_BACKWARD = torch.ops.segzoo.bilinear_resize_backward.default
 

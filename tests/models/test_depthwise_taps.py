@@ -15,11 +15,6 @@ from segzoo.models.layers.depthwise_taps import (
     depthwise_taps_enabled,
 )
 
-# torch's own AotEagerAndRecordGraphs testing backend hands AOTAutograd an unboxed function, which
-# torch warns about; the warning is torch's, not segzoo's.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:Your compiler for AOTAutograd is returning a function that doesn't take boxed:UserWarning")
-
 
 @pytest.mark.parametrize("k,dilation", [(3, 1), (3, 6), (5, 2)])
 @pytest.mark.parametrize("bias", [False, True])
