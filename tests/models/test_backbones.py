@@ -4,6 +4,7 @@ import pytest
 import timm
 import torch
 import torchvision
+from torch._dynamo.testing import CompileCounter
 
 import segzoo
 from segzoo.errors import RegistryError, WeightsError
@@ -150,23 +151,18 @@ def test_timm_maps_that_contradict_their_strides_are_refused_on_the_first_tellin
 def test_timm_stride_check_runs_under_torch_compile_without_a_guard_on_its_flag():
     # A compiled model (train.compile) checks its maps while Dynamo traces it. A guard on the
     # checked flag would recompile it once an eager evaluation of the same module sets the flag
-    compiles = []
-
-    def backend(gm, example_inputs):  # Dynamo's graphs, run as they are
-        compiles.append(gm)
-        return gm.forward
-
+    backend = CompileCounter()  # counts Dynamo's graphs and runs them as they are
     x = torch.randn(1, 3, 160, 96)
     torch._dynamo.reset()
     good = segzoo.build_backbone("tu-resnet18").eval()
     compiled = torch.compile(good, backend=backend)
     with torch.no_grad():
         compiled(x)
-        assert len(compiles) == 1 and not good._strides_checked  # traced whole, flag untouched
+        assert backend.frame_count == 1 and not good._strides_checked  # traced whole, flag untouched
         good(x)  # eager (an evaluation): checked and flagged
         assert good._strides_checked
         compiled(x)
-    assert len(compiles) == 1  # no recompilation
+    assert backend.frame_count == 1  # no recompilation
     torch._dynamo.reset()
     bad = segzoo.build_backbone("tu-resnet18").eval()
     bad.out_strides = (2, 4, 8, 16, 16)
