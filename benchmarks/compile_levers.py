@@ -53,7 +53,7 @@ def lever_evidence(row: dict, rows: list[dict]) -> dict[str, dict]:
     (True, False, or None when there is nothing to compare with) and the counts as ``why``."""
     plain = next((x for x in rows if x["candidate"] == row["candidate"] and x.get("compile")
                   and not x["levers"] and "op_calls" in x), None)
-    calls = row.get("op_calls", {})
+    calls = row["op_calls"]
     out = {}
     for lever in row["levers"]:
         if lever == "aten-resize":
